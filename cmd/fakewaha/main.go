@@ -1,0 +1,199 @@
+// Command fakewaha serves the fake WAHA server of package wahafake, for
+// shell-driven tests, docker-compose set-ups and demos.
+//
+//	fakewaha --addr 127.0.0.1:3000 --api-key K --sessions 100 --latency 3s \
+//	    --scoped-key ops=session-0001,session-0002 --fail session-0003=503x3
+//
+// The key may also come from WAHA_API_KEY, as for the real server (the flag
+// wins); prefer it, since command lines are visible to other users. The
+// control API under /_fake/ scripts faults at run time (GET /_fake/ lists it).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wahaq/wahaq/wahaclient/wahafake"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil))
+}
+
+// usageError is a bad flag value; it exits with code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+type config struct {
+	opts   wahafake.Options
+	faults map[string]wahafake.Fault
+}
+
+// parseArgs turns the command line into options; every error is a sentence
+// meant for the person who typed the flags.
+func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("fakewaha", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg        config
+		scoped     multiFlag
+		fails      multiFlag
+		apiKeyFlag string
+	)
+	fs.StringVar(&cfg.opts.Addr, "addr", "127.0.0.1:3000", "listen address (port 0 picks a free port)")
+	fs.StringVar(&apiKeyFlag, "api-key", "", "required X-Api-Key (default $WAHA_API_KEY; empty accepts any key, like WAHA Core)")
+	fs.IntVar(&cfg.opts.Sessions, "sessions", 0, "create N WORKING sessions named session-0001... (plus the STOPPED \"default\")")
+	fs.DurationVar(&cfg.opts.LogoutLatency, "latency", 0, "extra time a logout of a running session takes (a real server: about 3s)")
+	fs.BoolVar(&cfg.opts.Core, "core", false, "behave like WAHA Core: only the session \"default\"; other names answer 422")
+	fs.BoolVar(&cfg.opts.Legacy, "legacy", false, "an old server: no POST /api/sessions/{s}/logout, only the deprecated POST /api/sessions/logout")
+	fs.BoolVar(&cfg.opts.NoDeprecatedRoute, "no-deprecated-route", false, "a newest server without the deprecated POST /api/sessions/logout")
+	fs.Uint64Var(&cfg.opts.Seed, "seed", 1, "seed of the RNG behind flaky sessions")
+	fs.Var(&scoped, "scoped-key", "KEY=s1,s2: a key limited to these sessions (403 elsewhere); repeatable")
+	fs.Var(&fails, "fail", "SESSION=STATUS[xTIMES] (or SESSION=reset[xTIMES]): script failures of that session's logouts, e.g. a=503x3; repeatable")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: fakewaha [flags]\n\nServes a fake WAHA server for tests. Control API under /_fake/ (GET /_fake/ lists it).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageError{fmt.Sprintf("fakewaha takes no arguments, only flags; got %q", fs.Arg(0))}
+	}
+	cfg.opts.APIKey = getenv("WAHA_API_KEY")
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "api-key" {
+			cfg.opts.APIKey = apiKeyFlag
+		}
+	})
+	if cfg.opts.Sessions < 0 {
+		return cfg, usageError{"--sessions must be 0 or more"}
+	}
+	if cfg.opts.LogoutLatency < 0 {
+		return cfg, usageError{"--latency must not be negative"}
+	}
+	if cfg.opts.Core && cfg.opts.Sessions > 0 {
+		return cfg, usageError{"--core allows only the session \"default\", so --sessions must be 0"}
+	}
+	for _, v := range scoped {
+		key, list, ok := strings.Cut(v, "=")
+		if !ok || key == "" || list == "" {
+			return cfg, usageError{"--scoped-key must look like KEY=session1,session2"}
+		}
+		if cfg.opts.ScopedKeys == nil {
+			cfg.opts.ScopedKeys = map[string][]string{}
+		}
+		for _, s := range strings.Split(list, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.opts.ScopedKeys[key] = append(cfg.opts.ScopedKeys[key], s)
+			}
+		}
+	}
+	cfg.faults = map[string]wahafake.Fault{}
+	for _, v := range fails {
+		session, f, err := parseFail(v)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.faults[session] = f
+	}
+	return cfg, nil
+}
+
+// parseFail reads SESSION=STATUS[xTIMES] or SESSION=reset[xTIMES].
+func parseFail(v string) (string, wahafake.Fault, error) {
+	bad := usageError{fmt.Sprintf("--fail %q must look like SESSION=STATUS[xTIMES], e.g. a=503x3 or a=reset", v)}
+	session, spec, ok := strings.Cut(v, "=")
+	if !ok || session == "" || spec == "" {
+		return "", wahafake.Fault{}, bad
+	}
+	what, times, hasTimes := strings.Cut(strings.ToLower(spec), "x")
+	var f wahafake.Fault
+	if what == "reset" {
+		f.Reset = true
+	} else {
+		st, err := strconv.Atoi(what)
+		if err != nil || st < 200 || st > 599 {
+			return "", f, bad
+		}
+		f.Status = st
+	}
+	if hasTimes {
+		n, err := strconv.Atoi(times)
+		if err != nil || n < 1 {
+			return "", f, bad
+		}
+		f.Times = n
+	}
+	return session, f, nil
+}
+
+// run serves until ctx ends and returns the exit code. ready, when not nil,
+// receives the server once it listens (for tests).
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready func(*wahafake.Server)) int {
+	cfg, err := parseArgs(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "fakewaha: %s\n", ue.msg)
+		}
+		// flag already printed its own error and the usage.
+		return 2
+	}
+	srv, err := wahafake.New(cfg.opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "fakewaha: cannot start: %v\n", err)
+		return 1
+	}
+	defer srv.Close()
+	sessions := make([]string, 0, len(cfg.faults))
+	for s := range cfg.faults {
+		sessions = append(sessions, s)
+	}
+	sort.Strings(sessions)
+	for _, s := range sessions {
+		srv.Script(s, cfg.faults[s])
+	}
+
+	mode := "plus"
+	switch {
+	case cfg.opts.Core:
+		mode = "core"
+	case cfg.opts.Legacy:
+		mode = "legacy"
+	}
+	key := "any key accepted"
+	if cfg.opts.APIKey != "" {
+		key = "API key required"
+	}
+	fmt.Fprintf(stderr, "%s fakewaha listening on %s (%s, %d sessions + default, %s, logout latency %s, %d scripted sessions; control API at %s/_fake/)\n",
+		time.Now().Format(time.RFC3339), srv.URL(), mode, cfg.opts.Sessions, key, cfg.opts.LogoutLatency, len(sessions), srv.URL())
+	if ready != nil {
+		ready(srv)
+	}
+	<-ctx.Done()
+	fmt.Fprintf(stderr, "%s fakewaha stopping (%d logout calls served)\n", time.Now().Format(time.RFC3339), srv.TotalLogoutCalls())
+	return 0
+}

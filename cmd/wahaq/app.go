@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
+	"github.com/wahaq/wahaq/worker"
+)
+
+// app is what every command builds from the settings. Wiring lives here and
+// in the command files only.
+type app struct {
+	settings  config.Settings
+	instances []config.Instance
+	schedules []config.Schedule
+	log       zerolog.Logger
+	rdb       redis.UniversalClient
+}
+
+// newApp loads the settings and connects to Redis (lazily: go-redis dials on
+// first use).
+func newApp(cmd *cobra.Command) (*app, error) {
+	s, err := config.Load(cmd.Root().PersistentFlags())
+	if err != nil {
+		return nil, err
+	}
+	insts, scheds, err := s.Topology()
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := s.Redis()
+	if err != nil {
+		return nil, err
+	}
+	a := &app{settings: s, instances: insts, schedules: scheds, log: s.Logger(cmd.ErrOrStderr()), rdb: rdb}
+	cobra.OnFinalize(func() { _ = rdb.Close() })
+	return a, nil
+}
+
+// ping checks that Redis answers, with a sentence a person can act on.
+func (a *app) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := a.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis at %s does not answer: %w", redactURL(a.settings.RedisURL), err)
+	}
+	return nil
+}
+
+func (a *app) tasksConfig() tasks.Config {
+	return tasks.Config{
+		Redis: a.rdb, Namespace: a.settings.Namespace, Instances: config.Names(a.instances),
+		MaxRetries: maxRetries(a.settings.MaxRetries), ResultTTL: a.settings.ResultTTL,
+	}
+}
+
+func maxRetries(n int) int {
+	if n == 0 {
+		return tasks.NoRetries
+	}
+	return n
+}
+
+func (a *app) producer() (*tasks.Producer, error)   { return tasks.NewProducer(a.tasksConfig()) }
+func (a *app) inspector() (*tasks.Inspector, error) { return tasks.NewInspector(a.tasksConfig()) }
+
+// workerConfig maps the settings onto worker.Config.
+func (a *app) workerConfig() worker.Config {
+	s := a.settings
+	insts := make([]worker.Instance, len(a.instances))
+	for i, in := range a.instances {
+		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate}
+	}
+	log := a.log
+	return worker.Config{
+		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
+		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
+		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
+		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
+		Logger:     &log,
+	}
+}
+
+// redactURL hides a password in a Redis URL.
+func redactURL(raw string) string {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] == '@' {
+			for j := i; j >= 0; j-- {
+				if raw[j] == ':' && j > 0 && raw[j-1] != '/' {
+					return raw[:j+1] + "xxxxx" + raw[i:]
+				}
+				if raw[j] == '/' {
+					break
+				}
+			}
+		}
+	}
+	return raw
+}

@@ -1,0 +1,112 @@
+// Package asynqwire writes tasks into Redis exactly as asynq v0.26 does, so
+// that wahaq can enqueue thousands of tasks in one pipeline and in the same
+// Lua script as its own bookkeeping.
+//
+// asynq's Client makes one round trip per Enqueue and cannot take part in a
+// script of ours, so a 50,000-session teardown through it costs 50,000 round
+// trips and leaves a window where wahaq's record and asynq's task disagree.
+// This package encodes asynq's TaskMessage (its protobuf wire format) and
+// names asynq's keys; the tests pin both against asynq's own Inspector and
+// Server, so an asynq upgrade that changes them fails loudly.
+package asynqwire
+
+import (
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// AllQueues is the Redis set in which asynq lists every queue name.
+const AllQueues = "asynq:queues"
+
+// Message is the subset of asynq's TaskMessage that wahaq writes.
+type Message struct {
+	// Type is the task type name, e.g. "wahaq:logout".
+	Type string
+	// Payload is the task payload.
+	Payload []byte
+	// ID is the task id, unique within its queue.
+	ID string
+	// Queue is the asynq queue name.
+	Queue string
+	// Retry is the maximum number of retries asynq allows.
+	Retry int32
+	// Retried is how many failures asynq has counted.
+	Retried int32
+	// TimeoutSeconds is the per-attempt timeout; zero means none.
+	TimeoutSeconds int64
+}
+
+// Field numbers of asynq's TaskMessage (internal/proto/asynq.proto, v0.26).
+const (
+	fieldType    = 1
+	fieldPayload = 2
+	fieldID      = 3
+	fieldQueue   = 4
+	fieldRetry   = 5
+	fieldRetried = 6
+	fieldTimeout = 8
+)
+
+// Encode returns m in asynq's wire format. proto3 omits zero values, and so
+// does this encoder, so the bytes equal what asynq itself writes.
+func Encode(m Message) []byte {
+	return AppendEncode(make([]byte, 0, 32+len(m.Type)+len(m.Payload)+len(m.ID)+len(m.Queue)), m)
+}
+
+// AppendEncode appends m in asynq's wire format to b.
+func AppendEncode(b []byte, m Message) []byte {
+	if m.Type != "" {
+		b = protowire.AppendTag(b, fieldType, protowire.BytesType)
+		b = protowire.AppendString(b, m.Type)
+	}
+	if len(m.Payload) > 0 {
+		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
+		b = protowire.AppendBytes(b, m.Payload)
+	}
+	if m.ID != "" {
+		b = protowire.AppendTag(b, fieldID, protowire.BytesType)
+		b = protowire.AppendString(b, m.ID)
+	}
+	if m.Queue != "" {
+		b = protowire.AppendTag(b, fieldQueue, protowire.BytesType)
+		b = protowire.AppendString(b, m.Queue)
+	}
+	if m.Retry != 0 {
+		b = protowire.AppendTag(b, fieldRetry, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(int64(m.Retry)))
+	}
+	if m.Retried != 0 {
+		b = protowire.AppendTag(b, fieldRetried, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(int64(m.Retried)))
+	}
+	if m.TimeoutSeconds != 0 {
+		b = protowire.AppendTag(b, fieldTimeout, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(m.TimeoutSeconds))
+	}
+	return b
+}
+
+// QueuePrefix returns the prefix of every asynq key of queue q. The braces
+// are a Redis Cluster hash tag: all of a queue's keys live in one slot, and
+// wahaq's own keys for the queue use the same tag so one script can touch both.
+func QueuePrefix(q string) string { return "asynq:{" + q + "}:" }
+
+// TaskKey is the hash holding one task's message and state.
+func TaskKey(q, id string) string { return QueuePrefix(q) + "t:" + id }
+
+// TaskKeyPrefix is TaskKey without the id.
+func TaskKeyPrefix(q string) string { return QueuePrefix(q) + "t:" }
+
+// PendingKey is the list of pending task ids.
+func PendingKey(q string) string { return QueuePrefix(q) + "pending" }
+
+// ActiveKey is the list of active task ids.
+func ActiveKey(q string) string { return QueuePrefix(q) + "active" }
+
+// ScheduledKey is the sorted set of scheduled task ids by process time.
+func ScheduledKey(q string) string { return QueuePrefix(q) + "scheduled" }
+
+// RetryKey is the sorted set of task ids waiting to be retried.
+func RetryKey(q string) string { return QueuePrefix(q) + "retry" }
+
+// ArchivedKey is the sorted set of archived (dead) task ids.
+func ArchivedKey(q string) string { return QueuePrefix(q) + "archived" }

@@ -1,0 +1,258 @@
+// Package config reads wahaq's settings: environment variables, each with a
+// command-line flag of the same meaning (the flag wins), and the optional
+// instances YAML file.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+)
+
+// ErrBadConfig marks settings that cannot work; commands exit with code 2.
+var ErrBadConfig = errors.New("bad configuration")
+
+// Settings are wahaq's settings (PRODUCT.md's table).
+type Settings struct {
+	RedisURL            string        // REDIS_URL, default redis://127.0.0.1:6379/0
+	RedisClusterAddrs   []string      // REDIS_CLUSTER_ADDRS, comma-separated; when set, a Cluster client is used
+	WahaBaseURL         string        // WAHA_BASE_URL, default http://127.0.0.1:3000 (the instance "default")
+	WahaAPIKey          string        // WAHA_API_KEY
+	InstancesFile       string        // WAHAQ_INSTANCES: YAML naming several servers
+	ValidationURL       string        // WAHA_VALIDATION_URL
+	ValidationAPIKey    string        // WAHA_VALIDATION_API_KEY
+	Concurrency         int           // WAHAQ_CONCURRENCY, default 20
+	InstanceConcurrency int           // WAHAQ_INSTANCE_CONCURRENCY, default 4
+	MaxRetries          int           // WAHAQ_MAX_RETRIES, default 10
+	RetryBase           time.Duration // WAHAQ_RETRY_BASE, default 2s
+	RetryMax            time.Duration // WAHAQ_RETRY_MAX, default 10m
+	ResultTTL           time.Duration // WAHAQ_RESULT_TTL, default 24h
+	ShutdownGrace       time.Duration // WAHAQ_SHUTDOWN_GRACE, default 30s
+	APITokens           []string      // WAHAQ_API_TOKENS, comma-separated
+	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
+	LogLevel            string        // LOG_LEVEL, default info
+	LogFormat           string        // LOG_FORMAT, default json; console for people
+}
+
+type setting struct {
+	env, flag, def, usage string
+	secret                bool
+}
+
+var table = []setting{
+	{"REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss:// (TLS) or redis-sentinel://host:port[,host:port]/master[/db]", false},
+	{"REDIS_CLUSTER_ADDRS", "redis-cluster-addrs", "", "comma-separated Redis Cluster node addresses (overrides the URL's hosts)", false},
+	{"WAHA_BASE_URL", "waha-base-url", "http://127.0.0.1:3000", "base URL of the WAHA server named default", false},
+	{"WAHA_API_KEY", "waha-api-key", "", "X-Api-Key of the default WAHA server (prefer the environment variable for secrets)", true},
+	{"WAHAQ_INSTANCES", "instances", "", "path of the instances YAML file (several WAHA servers, schedules)", false},
+	{"WAHA_VALIDATION_URL", "validation-url", "", "optional subscription/key check called before each logout", false},
+	{"WAHA_VALIDATION_API_KEY", "validation-api-key", "", "bearer key of the validation service (prefer the environment variable)", true},
+	{"WAHAQ_CONCURRENCY", "concurrency", "20", "tasks one worker process runs at once", false},
+	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", "4", "logouts in flight at once against one WAHA server, across all workers", false},
+	{"WAHAQ_MAX_RETRIES", "max-retries", "10", "retries of a transient failure before the task is dead-lettered", false},
+	{"WAHAQ_RETRY_BASE", "retry-base", "2s", "smallest backoff between attempts", false},
+	{"WAHAQ_RETRY_MAX", "retry-max", "10m", "largest backoff between attempts", false},
+	{"WAHAQ_RESULT_TTL", "result-ttl", "24h", "how long results stay pollable", false},
+	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", "30s", "how long in-flight logouts may finish after SIGTERM", false},
+	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
+	{"WAHAQ_NAMESPACE", "namespace", "wahaq", "prefix of queue names (wahaq:<instance>)", false},
+	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
+	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false},
+}
+
+// BindFlags registers a flag for every setting on fs.
+func BindFlags(fs *pflag.FlagSet) {
+	for _, s := range table {
+		def := s.def
+		if s.secret {
+			def = "" // never print a secret's value in --help
+		}
+		fs.String(s.flag, def, fmt.Sprintf("%s (env %s)", s.usage, s.env))
+	}
+}
+
+// Load reads the settings: the default, then the environment variable, then
+// the flag if it was given on the command line. fs may be nil.
+func Load(fs *pflag.FlagSet) (Settings, error) {
+	return load(fs, os.Getenv)
+}
+
+func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
+	v := map[string]string{}
+	for _, s := range table {
+		val := s.def
+		if e := getenv(s.env); e != "" {
+			val = e
+		}
+		if fs != nil {
+			if f := fs.Lookup(s.flag); f != nil && f.Changed {
+				val = f.Value.String()
+			}
+		}
+		v[s.env] = val
+	}
+	var errs []error
+	num := func(k string) int {
+		n, err := strconv.Atoi(v[k])
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a whole number ≥ 0", k, v[k]))
+		}
+		return n
+	}
+	dur := func(k string) time.Duration {
+		d, err := time.ParseDuration(v[k])
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a positive duration such as 30s or 10m", k, v[k]))
+		}
+		return d
+	}
+	s := Settings{
+		RedisURL:            v["REDIS_URL"],
+		RedisClusterAddrs:   splitList(v["REDIS_CLUSTER_ADDRS"]),
+		WahaBaseURL:         v["WAHA_BASE_URL"],
+		WahaAPIKey:          v["WAHA_API_KEY"],
+		InstancesFile:       v["WAHAQ_INSTANCES"],
+		ValidationURL:       v["WAHA_VALIDATION_URL"],
+		ValidationAPIKey:    v["WAHA_VALIDATION_API_KEY"],
+		Concurrency:         num("WAHAQ_CONCURRENCY"),
+		InstanceConcurrency: num("WAHAQ_INSTANCE_CONCURRENCY"),
+		MaxRetries:          num("WAHAQ_MAX_RETRIES"),
+		RetryBase:           dur("WAHAQ_RETRY_BASE"),
+		RetryMax:            dur("WAHAQ_RETRY_MAX"),
+		ResultTTL:           dur("WAHAQ_RESULT_TTL"),
+		ShutdownGrace:       dur("WAHAQ_SHUTDOWN_GRACE"),
+		APITokens:           splitList(v["WAHAQ_API_TOKENS"]),
+		Namespace:           v["WAHAQ_NAMESPACE"],
+		LogLevel:            v["LOG_LEVEL"],
+		LogFormat:           v["LOG_FORMAT"],
+	}
+	if s.Concurrency == 0 {
+		errs = append(errs, fmt.Errorf("WAHAQ_CONCURRENCY must be at least 1"))
+	}
+	if s.InstanceConcurrency == 0 {
+		errs = append(errs, fmt.Errorf("WAHAQ_INSTANCE_CONCURRENCY must be at least 1"))
+	}
+	if s.RetryMax < s.RetryBase {
+		errs = append(errs, fmt.Errorf("WAHAQ_RETRY_MAX (%s) is below WAHAQ_RETRY_BASE (%s)", s.RetryMax, s.RetryBase))
+	}
+	if _, err := zerolog.ParseLevel(s.LogLevel); err != nil || s.LogLevel == "" {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q is not one of debug, info, warn, error", s.LogLevel))
+	}
+	if s.LogFormat != "json" && s.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q is not json or console", s.LogFormat))
+	}
+	if u, err := url.Parse(s.WahaBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("WAHA_BASE_URL=%q is not an http(s) URL", s.WahaBaseURL))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	return s, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Logger returns the zerolog logger the settings ask for, writing to w.
+func (s Settings) Logger(w io.Writer) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(s.LogLevel)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	if s.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// Redis returns a client for the configured Redis: a plain client for
+// redis:// and rediss://, a Sentinel failover client for redis-sentinel://,
+// a Cluster client when REDIS_CLUSTER_ADDRS is set.
+func (s Settings) Redis() (redis.UniversalClient, error) {
+	return NewRedis(s.RedisURL, s.RedisClusterAddrs)
+}
+
+// NewRedis builds a client from a URL and optional cluster addresses.
+func NewRedis(rawURL string, clusterAddrs []string) (redis.UniversalClient, error) {
+	if len(clusterAddrs) > 0 {
+		opt := &redis.ClusterOptions{Addrs: clusterAddrs}
+		if rawURL != "" && strings.HasPrefix(rawURL, "redis") && !strings.HasPrefix(rawURL, "redis-sentinel") {
+			if o, err := redis.ParseURL(rawURL); err == nil {
+				opt.Username, opt.Password, opt.TLSConfig = o.Username, o.Password, o.TLSConfig
+			}
+		}
+		return redis.NewClusterClient(opt), nil
+	}
+	if strings.HasPrefix(rawURL, "redis-sentinel://") {
+		opt, err := parseSentinelURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewFailoverClient(opt), nil
+	}
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: REDIS_URL: %v", ErrBadConfig, redactErr(err, rawURL))
+	}
+	return redis.NewClient(opt), nil
+}
+
+// parseSentinelURL reads
+// redis-sentinel://[[user]:password@]host:port[,host:port...]/master[/db]
+// The password is the Redis master's; ?sentinel_password= sets the
+// sentinels' own.
+func parseSentinelURL(raw string) (*redis.FailoverOptions, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: REDIS_URL is not a valid redis-sentinel URL", ErrBadConfig)
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if parts[0] == "" {
+		return nil, fmt.Errorf("%w: REDIS_URL redis-sentinel://hosts/MASTER[/db] needs the master name", ErrBadConfig)
+	}
+	opt := &redis.FailoverOptions{MasterName: parts[0], SentinelAddrs: splitList(u.Host)}
+	if len(parts) > 1 {
+		db, err := strconv.Atoi(parts[1])
+		if err != nil || db < 0 {
+			return nil, fmt.Errorf("%w: REDIS_URL: database %q is not a number", ErrBadConfig, parts[1])
+		}
+		opt.DB = db
+	}
+	if u.User != nil {
+		opt.Username = u.User.Username()
+		opt.Password, _ = u.User.Password()
+	}
+	opt.SentinelPassword = u.Query().Get("sentinel_password")
+	if len(opt.SentinelAddrs) == 0 {
+		return nil, fmt.Errorf("%w: REDIS_URL names no sentinel address", ErrBadConfig)
+	}
+	return opt, nil
+}
+
+// redactErr keeps a URL's password out of an error message.
+func redactErr(err error, raw string) error {
+	u, perr := url.Parse(raw)
+	if perr != nil || u.User == nil {
+		return err
+	}
+	if p, ok := u.User.Password(); ok && p != "" {
+		return errors.New(strings.ReplaceAll(err.Error(), p, "xxxxx"))
+	}
+	return err
+}

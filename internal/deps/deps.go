@@ -1,0 +1,20 @@
+package deps
+import (
+ _ "github.com/hibiken/asynq"
+ _ "github.com/redis/go-redis/v9"
+ _ "github.com/rs/zerolog"
+ _ "github.com/spf13/cobra"
+ _ "github.com/alicebob/miniredis/v2"
+ _ "github.com/go-redis/redis_rate/v10"
+ _ "github.com/prometheus/client_golang/prometheus"
+ _ "github.com/schollz/progressbar/v3"
+ _ "github.com/stretchr/testify/require"
+ _ "go.uber.org/goleak"
+ _ "github.com/google/go-cmp/cmp"
+ _ "gopkg.in/yaml.v3"
+ _ "github.com/robfig/cron/v3"
+ _ "github.com/compose-spec/compose-go/v2/loader"
+ _ "k8s.io/api/apps/v1"
+ _ "google.golang.org/protobuf/encoding/protowire"
+ _ "github.com/google/uuid"
+)

@@ -1,0 +1,124 @@
+// Package metrics defines wahaq's Prometheus metrics. The names are part of
+// the product: deploy/prometheus/alerts.yml and the Grafana dashboard use
+// them.
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Metrics are the worker's counters and histograms.
+type Metrics struct {
+	// Tasks counts finished tasks by instance and outcome.
+	Tasks *prometheus.CounterVec
+	// Responses counts WAHA answers by instance and HTTP status code
+	// ("error" when no answer came).
+	Responses *prometheus.CounterVec
+	// LogoutDuration observes the time of each logout call to WAHA.
+	LogoutDuration *prometheus.HistogramVec
+	// Retries counts attempts that failed transiently and will run again.
+	Retries *prometheus.CounterVec
+	// LimiterWaits counts times a task waited for its server's concurrency
+	// cap or rate, by reason.
+	LimiterWaits *prometheus.CounterVec
+	// Enqueued counts tasks created by this process.
+	Enqueued *prometheus.CounterVec
+}
+
+// New registers wahaq's metrics on reg (a new registry when nil).
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_tasks_total", Help: "Finished logout tasks by instance and outcome.",
+		}, []string{"instance", "outcome"}),
+		Responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_waha_responses_total", Help: "WAHA answers to logouts by instance and HTTP status code (\"error\" when none came).",
+		}, []string{"instance", "code"}),
+		LogoutDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wahaq_logout_duration_seconds", Help: "Duration of logout calls to WAHA.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"instance"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_retries_total", Help: "Attempts that failed transiently and were scheduled again.",
+		}, []string{"instance"}),
+		LimiterWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_limiter_waits_total", Help: "Times a task waited for its server's concurrency cap or rate.",
+		}, []string{"instance", "reason"}),
+		Enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_enqueued_total", Help: "Logout tasks created by this process.",
+		}, []string{"instance"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued)
+	}
+	return m
+}
+
+// DeadLetterCounter counts the dead letters of an instance.
+type DeadLetterCounter interface {
+	CountDeadLetters(ctx context.Context, instance string) (int64, error)
+}
+
+// QueueCollector reports queue depth per state, dead letters and the age of
+// the oldest pending task, read from Redis at scrape time.
+type QueueCollector struct {
+	insp      *asynq.Inspector
+	dead      DeadLetterCounter
+	queues    map[string]string // instance -> queue
+	log       zerolog.Logger
+	depth     *prometheus.Desc
+	deadDesc  *prometheus.Desc
+	oldest    *prometheus.Desc
+	scrapeErr *prometheus.Desc
+}
+
+// NewQueueCollector returns a collector over the given instance→queue map.
+func NewQueueCollector(insp *asynq.Inspector, dead DeadLetterCounter, queues map[string]string, log zerolog.Logger) *QueueCollector {
+	return &QueueCollector{
+		insp: insp, dead: dead, queues: queues, log: log,
+		depth:     prometheus.NewDesc("wahaq_queue_tasks", "Tasks in the queue by state.", []string{"instance", "state"}, nil),
+		deadDesc:  prometheus.NewDesc("wahaq_dead_letters", "Tasks in the dead-letter queue.", []string{"instance"}, nil),
+		oldest:    prometheus.NewDesc("wahaq_oldest_pending_seconds", "Age of the oldest pending task.", []string{"instance"}, nil),
+		scrapeErr: prometheus.NewDesc("wahaq_queue_scrape_errors", "1 when reading the queue from Redis failed at this scrape.", []string{"instance"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.depth
+	ch <- c.deadDesc
+	ch <- c.oldest
+	ch <- c.scrapeErr
+}
+
+// Collect implements prometheus.Collector.
+func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for inst, q := range c.queues {
+		failed := 0.0
+		info, err := c.insp.GetQueueInfo(q)
+		if err == nil {
+			for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+				"retry": info.Retry, "archived": info.Archived} {
+				ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), inst, state)
+			}
+			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, info.Latency.Seconds(), inst)
+		} else {
+			// A queue nobody has written to yet does not exist for asynq.
+			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, 0, inst)
+		}
+		if n, err := c.dead.CountDeadLetters(ctx, inst); err == nil {
+			ch <- prometheus.MustNewConstMetric(c.deadDesc, prometheus.GaugeValue, float64(n), inst)
+		} else {
+			failed = 1
+			c.log.Warn().Err(err).Str("instance", inst).Msg("metrics: cannot count dead letters")
+		}
+		ch <- prometheus.MustNewConstMetric(c.scrapeErr, prometheus.GaugeValue, failed, inst)
+	}
+}

@@ -1,0 +1,220 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// Inspector reads tasks, batches and dead letters, and replays or purges
+// dead letters. It is safe for concurrent use.
+type Inspector struct {
+	cfg   Config
+	store *Store
+}
+
+// NewInspector returns an Inspector.
+func NewInspector(cfg Config) (*Inspector, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Inspector{cfg: cfg, store: NewStore(cfg.Redis, StoreOptions{Namespace: cfg.Namespace, Now: cfg.Now})}, nil
+}
+
+// Instances returns the configured instance names.
+func (i *Inspector) Instances() []string { return slices.Clone(i.cfg.Instances) }
+
+// Task returns the task with the given id, or ErrNotFound.
+func (i *Inspector) Task(ctx context.Context, id string) (*Task, error) {
+	if err := ValidateTaskID(id); err != nil {
+		return nil, err
+	}
+	return i.store.Get(ctx, i.cfg.Instances, id)
+}
+
+// Batch returns a batch's status, or ErrNotFound.
+func (i *Inspector) Batch(ctx context.Context, id string) (*Batch, error) {
+	if err := ValidateBatchID(id); err != nil {
+		return nil, err
+	}
+	return i.store.GetBatch(ctx, i.cfg.Instances, id)
+}
+
+// DeadLetterPage is one page of dead letters.
+type DeadLetterPage struct {
+	// Tasks are the dead tasks of this page, by instance, oldest first.
+	Tasks []*Task `json:"tasks"`
+	// Total is the number of dead letters of the instances asked for.
+	Total int64 `json:"total"`
+	// NextOffset is the offset of the next page, or -1 at the end.
+	NextOffset int64 `json:"next_offset"`
+}
+
+// DeadLetters returns a page of dead letters of one instance, or of every
+// instance (instance ""), in order of instance then time of death.
+func (i *Inspector) DeadLetters(ctx context.Context, instance string, offset, limit int64) (*DeadLetterPage, error) {
+	insts, err := i.pick(instance)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("%w: offset is negative", ErrInvalidInput)
+	}
+	page := &DeadLetterPage{Tasks: []*Task{}, NextOffset: -1}
+	pos := int64(0) // offset of the current instance's first entry
+	for _, in := range insts {
+		n, err := i.store.CountDeadLetters(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		page.Total += n
+		want := limit - int64(len(page.Tasks))
+		if want > 0 && offset < pos+n {
+			from := max(offset-pos, 0)
+			ts, _, err := i.store.DeadLetters(ctx, in, from, want)
+			if err != nil {
+				return nil, err
+			}
+			page.Tasks = append(page.Tasks, ts...)
+		}
+		pos += n
+	}
+	if next := offset + int64(len(page.Tasks)); next < page.Total {
+		page.NextOffset = next
+	}
+	return page, nil
+}
+
+func (i *Inspector) pick(instance string) ([]string, error) {
+	if instance == "" {
+		return i.cfg.Instances, nil
+	}
+	if !slices.Contains(i.cfg.Instances, instance) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownInstance, instance)
+	}
+	return []string{instance}, nil
+}
+
+// Selection picks dead letters: by id, or all of them, optionally only those
+// of one outcome or one instance.
+type Selection struct {
+	IDs      []string `json:"ids,omitempty"`
+	All      bool     `json:"all,omitempty"`
+	Outcome  Outcome  `json:"outcome,omitempty"`
+	Instance string   `json:"instance,omitempty"`
+}
+
+func (i *Inspector) resolve(ctx context.Context, sel Selection) (map[string][]string, error) {
+	if sel.All == (len(sel.IDs) > 0) {
+		return nil, fmt.Errorf("%w: give either ids or all, not both or neither", ErrInvalidInput)
+	}
+	if sel.Outcome != "" && !slices.Contains([]Outcome{OutcomeAuthFailed, OutcomeRejected, OutcomeRetriesExhausted}, sel.Outcome) {
+		return nil, fmt.Errorf("%w: outcome %q is not a dead-letter outcome (auth_failed, rejected, retries_exhausted)", ErrInvalidInput, sel.Outcome)
+	}
+	insts, err := i.pick(sel.Instance)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	if sel.All {
+		for _, in := range insts {
+			ids, err := i.store.DeadLetterIDs(ctx, in)
+			if err != nil {
+				return nil, err
+			}
+			if sel.Outcome != "" {
+				ids, err = i.filterOutcome(ctx, in, ids, sel.Outcome)
+				if err != nil {
+					return nil, err
+				}
+			}
+			if len(ids) > 0 {
+				out[in] = ids
+			}
+		}
+		return out, nil
+	}
+	for _, id := range sel.IDs {
+		if err := ValidateTaskID(id); err != nil {
+			return nil, err
+		}
+		t, err := i.store.Get(ctx, insts, id)
+		if err != nil {
+			return nil, err
+		}
+		if t.State != StateDead {
+			return nil, fmt.Errorf("%w: task %s is %s, not in the dead-letter queue", ErrInvalidInput, id, t.State)
+		}
+		if sel.Outcome != "" && (t.Outcome == nil || *t.Outcome != sel.Outcome) {
+			continue
+		}
+		out[t.Instance] = append(out[t.Instance], id)
+	}
+	return out, nil
+}
+
+func (i *Inspector) filterOutcome(ctx context.Context, instance string, ids []string, o Outcome) ([]string, error) {
+	var keep []string
+	for start := 0; start < len(ids); start += pipelineChunk {
+		chunk := ids[start:min(start+pipelineChunk, len(ids))]
+		pipe := i.store.rdb.Pipeline()
+		k := i.store.keys(instance)
+		cmds := make([]interface{ Val() string }, len(chunk))
+		for j, id := range chunk {
+			cmds[j] = pipe.HGet(ctx, k.record(id), "outcome")
+		}
+		_, _ = pipe.Exec(ctx)
+		for j, c := range cmds {
+			if c.Val() == string(o) {
+				keep = append(keep, chunk[j])
+			}
+		}
+	}
+	return keep, nil
+}
+
+// Requeue puts the selected dead letters back in the queue with fresh
+// retries. Ids are checked first: an id that is not a dead letter rejects
+// the whole request and requeues nothing.
+func (i *Inspector) Requeue(ctx context.Context, sel Selection) ([]RequeueResult, error) {
+	byInst, err := i.resolve(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	out := []RequeueResult{}
+	for _, in := range sortedKeys(byInst) {
+		rs, err := i.store.Requeue(ctx, in, byInst[in], i.cfg.TaskTimeout, i.cfg.ResultTTL)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// Purge deletes the selected dead letters for good and returns how many.
+func (i *Inspector) Purge(ctx context.Context, sel Selection) (int, error) {
+	byInst, err := i.resolve(ctx, sel)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, in := range sortedKeys(byInst) {
+		m, err := i.store.Purge(ctx, in, byInst[in])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func sortedKeys(m map[string][]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

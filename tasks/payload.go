@@ -1,0 +1,82 @@
+package tasks
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Payload is the asynq payload of a logout task. It names the WAHA server and
+// the session, and never carries a secret: keys stay in the worker's
+// environment.
+type Payload struct {
+	// Instance is the name of the WAHA server.
+	Instance string `json:"instance"`
+	// Session is the WAHA session name.
+	Session string `json:"session"`
+	// BatchID is the batch the task belongs to, if any.
+	BatchID string `json:"batch_id,omitempty"`
+	// MaxRetries is the retry limit fixed when the task was enqueued.
+	MaxRetries int `json:"max_retries"`
+}
+
+// Encode returns the payload as JSON.
+func (p Payload) Encode() []byte {
+	// Names are validated before a payload is built (no quotes, no escapes),
+	// so a hand-rolled append is exact and allocates once.
+	b := make([]byte, 0, 64+len(p.Instance)+len(p.Session)+len(p.BatchID))
+	b = append(b, `{"instance":"`...)
+	b = append(b, p.Instance...)
+	b = append(b, `","session":"`...)
+	b = append(b, p.Session...)
+	if p.BatchID != "" {
+		b = append(b, `","batch_id":"`...)
+		b = append(b, p.BatchID...)
+	}
+	b = append(b, `","max_retries":`...)
+	b = appendInt(b, p.MaxRetries)
+	b = append(b, '}')
+	return b
+}
+
+func appendInt(b []byte, n int) []byte {
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+	}
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, tmp[i:]...)
+}
+
+// DecodePayload parses and validates a payload. A payload that does not
+// decode, or names an invalid instance or session, is an error wrapping
+// ErrInvalidInput: retrying it cannot help.
+func DecodePayload(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Payload{}, fmt.Errorf("%w: payload is not valid JSON: %v", ErrInvalidInput, err)
+	}
+	if err := ValidateInstanceName(p.Instance); err != nil {
+		return Payload{}, err
+	}
+	if err := ValidateSessionName(p.Session); err != nil {
+		return Payload{}, err
+	}
+	if p.BatchID != "" {
+		if err := validateID("batch id", p.BatchID); err != nil {
+			return Payload{}, err
+		}
+	}
+	if p.MaxRetries < 0 {
+		return Payload{}, fmt.Errorf("%w: max_retries %d is negative", ErrInvalidInput, p.MaxRetries)
+	}
+	return p, nil
+}

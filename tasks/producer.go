@@ -1,0 +1,289 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config configures a Producer or an Inspector. Producers and workers must
+// agree on Namespace and on the instance names.
+type Config struct {
+	// Redis is the client to use. Required. A *redis.Client, a failover
+	// client (Sentinel) or a *redis.ClusterClient.
+	Redis redis.UniversalClient
+	// Namespace prefixes queue names. Default "wahaq".
+	Namespace string
+	// Instances are the WAHA server names tasks may name. Default
+	// ["default"]. An enqueue for any other name is refused.
+	Instances []string
+	// MaxRetries is the retry limit written into new tasks
+	// (WAHAQ_MAX_RETRIES). Default 10. Use NoRetries for zero.
+	MaxRetries int
+	// TaskTimeout is asynq's per-attempt timeout written into new tasks.
+	// Default 2m: a WAHA logout of a running session takes 3 s or more, on
+	// the WEBJS engine much longer.
+	TaskTimeout time.Duration
+	// ResultTTL is how long finished and canceled tasks stay readable
+	// (WAHAQ_RESULT_TTL). Default 24h. Dead tasks stay until requeued or
+	// purged.
+	ResultTTL time.Duration
+	// MaxBatch is the largest batch accepted. Default 100,000.
+	MaxBatch int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// NoRetries, as Config.MaxRetries, means a transient failure kills the task
+// at once.
+const NoRetries = -1
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Redis == nil {
+		return c, fmt.Errorf("tasks: Config.Redis is required")
+	}
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if len(c.Instances) == 0 {
+		c.Instances = []string{"default"}
+	}
+	for _, in := range c.Instances {
+		if err := ValidateInstanceName(in); err != nil {
+			return c, err
+		}
+	}
+	switch {
+	case c.MaxRetries == 0:
+		c.MaxRetries = 10
+	case c.MaxRetries < 0:
+		c.MaxRetries = 0
+	}
+	if c.TaskTimeout <= 0 {
+		c.TaskTimeout = 2 * time.Minute
+	}
+	if c.ResultTTL <= 0 {
+		c.ResultTTL = 24 * time.Hour
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 100_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Producer enqueues logouts. It is safe for concurrent use.
+type Producer struct {
+	cfg   Config
+	store *Store
+}
+
+// NewProducer returns a Producer.
+func NewProducer(cfg Config) (*Producer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{cfg: cfg, store: NewStore(cfg.Redis, StoreOptions{Namespace: cfg.Namespace, Now: cfg.Now})}, nil
+}
+
+// Store returns the producer's store.
+func (p *Producer) Store() *Store { return p.store }
+
+// When says when a logout should run: At or In, or neither for now.
+type When struct {
+	// At is an absolute time; it must not be in the past.
+	At time.Time
+	// In is a delay from now; it must not be negative.
+	In time.Duration
+}
+
+// resolve turns a When into a process time (zero for now).
+func (w When) resolve(now time.Time) (time.Time, error) {
+	switch {
+	case !w.At.IsZero() && w.In != 0:
+		return time.Time{}, fmt.Errorf("%w: give either at or in, not both", ErrInvalidInput)
+	case !w.At.IsZero():
+		if w.At.Before(now.Add(-time.Second)) {
+			return time.Time{}, fmt.Errorf("%w: at %s is in the past", ErrInvalidInput, w.At.UTC().Format(time.RFC3339))
+		}
+		return w.At, nil
+	case w.In < 0:
+		return time.Time{}, fmt.Errorf("%w: in %s is negative", ErrInvalidInput, w.In)
+	case w.In > 0:
+		return now.Add(w.In), nil
+	}
+	return time.Time{}, nil
+}
+
+// LogoutRequest asks for one logout.
+type LogoutRequest struct {
+	// Instance is the WAHA server name. Empty means "default".
+	Instance string
+	// Session is the WAHA session name.
+	Session string
+	When
+}
+
+func (p *Producer) checkInstance(instance string) (string, error) {
+	if instance == "" {
+		instance = "default"
+	}
+	if err := ValidateInstanceName(instance); err != nil {
+		return "", err
+	}
+	if !slices.Contains(p.cfg.Instances, instance) {
+		return "", fmt.Errorf("%w %q: configured instances are %v", ErrUnknownInstance, instance, p.cfg.Instances)
+	}
+	return instance, nil
+}
+
+// Enqueue enqueues one logout and returns the task. When the session already
+// has a scheduled, pending, active or retrying logout, that task is returned
+// with Deduplicated set and nothing new is created. Invalid input is an error
+// wrapping ErrInvalidInput.
+func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) {
+	instance, err := p.checkInstance(r.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateSessionName(r.Session); err != nil {
+		return nil, err
+	}
+	now := p.cfg.Now()
+	at, err := r.When.resolve(now)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.store.Enqueue(ctx, []NewTask{{
+		Instance: instance, Session: r.Session, MaxRetries: p.cfg.MaxRetries, ProcessAt: at, Timeout: p.cfg.TaskTimeout,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if res[0].Deduplicated {
+		t, err := p.store.Get(ctx, []string{instance}, res[0].ID)
+		if err != nil {
+			return nil, err
+		}
+		t.Deduplicated = true
+		return t, nil
+	}
+	t := &Task{ID: res[0].ID, Instance: instance, Session: r.Session, State: StatePending,
+		MaxRetries: p.cfg.MaxRetries, EnqueuedAt: time.UnixMilli(now.UnixMilli()).UTC()}
+	if !at.IsZero() {
+		t.State = StateScheduled
+		s := time.UnixMilli(at.UnixMilli()).UTC()
+		t.ScheduledFor = &s
+	}
+	return t, nil
+}
+
+// BatchRequest asks for the logout of many sessions of one server.
+type BatchRequest struct {
+	// Instance is the WAHA server name. Empty means "default".
+	Instance string
+	// Sessions are the session names. Duplicates count once.
+	Sessions []string
+	When
+}
+
+// BatchInfo is the answer to a batch enqueue.
+type BatchInfo struct {
+	// BatchID identifies the batch.
+	BatchID string `json:"batch_id"`
+	// Total is how many tasks the batch holds.
+	Total int64 `json:"total"`
+	// Requested is how many sessions the request named.
+	Requested int `json:"requested"`
+	// Deduplicated is how many named sessions already had a live logout (or
+	// were named twice); those are not part of the batch.
+	Deduplicated int `json:"deduplicated"`
+	// Discovering is true while the worker lists the server's sessions
+	// (an "all" batch); Total is known only afterwards.
+	Discovering bool `json:"discovering,omitempty"`
+}
+
+// EnqueueBatch enqueues one logout per session as one batch. Every name is
+// validated before anything is written: one bad name rejects the whole
+// request and enqueues nothing.
+func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo, error) {
+	instance, err := p.checkInstance(r.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Sessions) == 0 {
+		return nil, fmt.Errorf("%w: the batch names no session", ErrInvalidInput)
+	}
+	if len(r.Sessions) > p.cfg.MaxBatch {
+		return nil, fmt.Errorf("%w: the batch names %d sessions; at most %d are allowed", ErrInvalidInput, len(r.Sessions), p.cfg.MaxBatch)
+	}
+	for i, s := range r.Sessions {
+		if err := ValidateSessionName(s); err != nil {
+			return nil, fmt.Errorf("sessions[%d]: %w", i, err)
+		}
+	}
+	at, err := r.When.resolve(p.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	id := NewID()
+	if err := p.store.CreateBatch(ctx, instance, id, at, false); err != nil {
+		return nil, err
+	}
+	info, err := p.fillBatch(ctx, instance, id, r.Sessions, at)
+	if err != nil {
+		_ = p.store.CloseBatch(context.WithoutCancel(ctx), instance, id, 0, err.Error(), p.cfg.ResultTTL)
+		return nil, err
+	}
+	return info, nil
+}
+
+// FillBatch adds sessions to an open batch created by CreateBatch (a
+// discovery batch) and closes it.
+func (p *Producer) FillBatch(ctx context.Context, instance, batchID string, sessions []string, at time.Time) (*BatchInfo, error) {
+	return p.fillBatch(ctx, instance, batchID, sessions, at)
+}
+
+func (p *Producer) fillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time) (*BatchInfo, error) {
+	seen := make(map[string]struct{}, len(sessions))
+	ts := make([]NewTask, 0, len(sessions))
+	for _, s := range sessions {
+		if _, dup := seen[s]; dup {
+			continue
+		}
+		seen[s] = struct{}{}
+		ts = append(ts, NewTask{Instance: instance, Session: s, BatchID: id, MaxRetries: p.cfg.MaxRetries,
+			ProcessAt: at, Timeout: p.cfg.TaskTimeout})
+	}
+	res, err := p.store.Enqueue(ctx, ts)
+	if err != nil {
+		return nil, err
+	}
+	info := &BatchInfo{BatchID: id, Requested: len(sessions), Deduplicated: len(sessions) - len(ts)}
+	for _, r := range res {
+		if r.Deduplicated {
+			info.Deduplicated++
+		} else {
+			info.Total++
+		}
+	}
+	if err := p.store.CloseBatch(ctx, instance, id, int64(info.Deduplicated), "", p.cfg.ResultTTL); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// Cancel cancels a task that has not started yet. It returns ErrNotFound for
+// an unknown id and ErrAlreadyStarted once the task has started.
+func (p *Producer) Cancel(ctx context.Context, id string) (*Task, error) {
+	if err := ValidateTaskID(id); err != nil {
+		return nil, err
+	}
+	return p.store.Cancel(ctx, p.cfg.Instances, id, p.cfg.ResultTTL)
+}

@@ -1,0 +1,109 @@
+// Package tasks holds wahaq's task model and the API that other Go services
+// use to enqueue logouts and read their results.
+//
+// A task is one logout of one session on one WAHA server. Producers enqueue
+// tasks with a Producer; workers (package worker) perform them; anyone reads
+// them back with an Inspector. Every piece of state lives in Redis, next to
+// asynq's own keys and in the same Redis Cluster slot, so each state change is
+// one atomic Lua script.
+package tasks
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// TypeLogout is the asynq task type of a logout.
+const TypeLogout = "wahaq:logout"
+
+// State is where a task is in its life.
+type State string
+
+// The states of PRODUCT.md's task model.
+const (
+	StateScheduled State = "scheduled"
+	StatePending   State = "pending"
+	StateActive    State = "active"
+	StateRetrying  State = "retrying"
+	StateCompleted State = "completed"
+	StateDead      State = "dead"
+	StateCanceled  State = "canceled"
+)
+
+// AllStates lists every state in life order.
+var AllStates = []State{StateScheduled, StatePending, StateActive, StateRetrying, StateCompleted, StateDead, StateCanceled}
+
+// Final reports whether no further work will happen on a task in state s
+// unless a person requeues it.
+func (s State) Final() bool { return s == StateCompleted || s == StateDead || s == StateCanceled }
+
+// Outcome says how a finished task ended.
+type Outcome string
+
+// Outcomes of completed tasks.
+const (
+	// OutcomeLoggedOut: WAHA answered 2xx to the logout.
+	OutcomeLoggedOut Outcome = "logged_out"
+	// OutcomeNotFound: WAHA said the session does not exist; nothing to do.
+	OutcomeNotFound Outcome = "not_found"
+)
+
+// Outcomes of dead tasks (in the dead-letter queue).
+const (
+	// OutcomeAuthFailed: 401/403 from WAHA or the validation service.
+	OutcomeAuthFailed Outcome = "auth_failed"
+	// OutcomeRejected: WAHA refused the request for good (422 and other 4xx).
+	OutcomeRejected Outcome = "rejected"
+	// OutcomeRetriesExhausted: transient failures past the retry limit.
+	OutcomeRetriesExhausted Outcome = "retries_exhausted"
+)
+
+// AllOutcomes lists every outcome.
+var AllOutcomes = []Outcome{OutcomeLoggedOut, OutcomeNotFound, OutcomeAuthFailed, OutcomeRejected, OutcomeRetriesExhausted}
+
+// State returns the final state a task with this outcome is in.
+func (o Outcome) State() State {
+	switch o {
+	case OutcomeLoggedOut, OutcomeNotFound:
+		return StateCompleted
+	default:
+		return StateDead
+	}
+}
+
+// Result is what WAHA answered, in the shape the n8n WAHA node returns
+// ("success"/"error" and a sentence), so workflows moving over read the same
+// fields.
+type Result struct {
+	// Status is "success" or "error".
+	Status string `json:"status"`
+	// Message is a sentence for people.
+	Message string `json:"message"`
+	// HTTPStatus is WAHA's HTTP status code; 0 when no answer came.
+	HTTPStatus int `json:"http_status"`
+	// SessionAfter is the session as WAHA returned it after the logout, when
+	// it returned one.
+	SessionAfter json.RawMessage `json:"session_after"`
+}
+
+// Task is the task model of PRODUCT.md, as GET /v1/tasks/{id} and
+// `wahaq status --json` return it.
+type Task struct {
+	ID            string     `json:"id"`
+	Instance      string     `json:"instance"`
+	Session       string     `json:"session"`
+	State         State      `json:"state"`
+	Outcome       *Outcome   `json:"outcome"`
+	Attempts      int        `json:"attempts"`
+	MaxRetries    int        `json:"max_retries"`
+	BatchID       *string    `json:"batch_id"`
+	EnqueuedAt    time.Time  `json:"enqueued_at"`
+	ScheduledFor  *time.Time `json:"scheduled_for"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	FinishedAt    *time.Time `json:"finished_at"`
+	LastError     *string    `json:"last_error"`
+	Result        *Result    `json:"result"`
+	// Deduplicated is set on the answer to an enqueue that found a live task
+	// for the same session and returned it instead of creating a second one.
+	Deduplicated bool `json:"deduplicated,omitempty"`
+}

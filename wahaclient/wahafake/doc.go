@@ -1,0 +1,35 @@
+// Package wahafake is an in-process fake WAHA server for tests: a real HTTP
+// server on loopback that answers the session calls wahaq makes exactly like
+// WAHA does (status codes, bodies and key orders as observed on a real
+// server; see shared waha-api.md), plus knobs to script failures and counters
+// to assert on.
+//
+// Typical use:
+//
+//	srv := wahafake.NewT(t, wahafake.Options{APIKey: "k", Sessions: 3})
+//	srv.Script("session-0001", wahafake.Fault{Status: 503, Times: 2})
+//	c, _ := wahaclient.New(wahaclient.Config{BaseURL: srv.URL(), APIKey: "k"})
+//	...
+//	require.Equal(t, 3, srv.LogoutCalls("session-0001"))
+//
+// What it serves:
+//
+//	GET  /api/sessions[?all=true]          200 list (STOPPED left out without all; 400 for a bad all)
+//	GET  /api/sessions/{s}                 200 session, 404 Session not found (422 on Core)
+//	POST /api/sessions/{s}/logout          201 session after logout (absent when Legacy)
+//	POST /api/sessions/logout {"name"}     201 empty body, deletes the session (absent when NoDeprecatedRoute)
+//	anything else                          404 {"message":"Cannot METHOD /path",...}
+//
+// A logout of a STOPPED session is fast and leaves it STOPPED; a logout of a
+// running one takes Options.LogoutLatency, answers STARTING and leaves the
+// session in SCAN_QR_CODE with me null. Logouts of one session are serialised.
+//
+// Authentication follows WAHA: X-Api-Key or ?x-api-key=, 401 for a missing or
+// wrong key, 403 for a scoped key used outside its sessions. Faults (Script,
+// SetFlaky, SetDefaultFault) apply to logout calls only, before
+// authentication, like a proxy or a failing server in front of WAHA.
+//
+// The control API under /_fake/ (not part of WAHA, never needs the key) lets
+// shell scripts and other processes do the same; see GET /_fake/ and the
+// fakewaha command.
+package wahafake

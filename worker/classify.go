@@ -1,0 +1,110 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
+)
+
+// class is what one attempt's answer means for the task.
+type class int
+
+const (
+	classDone      class = iota // completed: logged out, or nothing to log out
+	classAuth                   // dead at once: 401/403
+	classRejected               // dead at once: refused for good
+	classTransient              // retry, unless retries are exhausted
+)
+
+// classify maps an attempt's error to its class and outcome. It is the one
+// place where errors are classified; wahaclient has already reduced WAHA's
+// answers to its sentinels.
+func classify(err error) (class, tasks.Outcome) {
+	switch {
+	case err == nil:
+		return classDone, tasks.OutcomeLoggedOut
+	case errors.Is(err, wahaclient.ErrSessionNotFound):
+		return classDone, tasks.OutcomeNotFound
+	case errors.Is(err, wahaclient.ErrUnauthorized), errors.Is(err, wahaclient.ErrForbidden):
+		return classAuth, tasks.OutcomeAuthFailed
+	case errors.Is(err, wahaclient.ErrRejected), errors.Is(err, wahaclient.ErrInvalidSessionName),
+		errors.Is(err, tasks.ErrInvalidInput):
+		return classRejected, tasks.OutcomeRejected
+	default:
+		// ErrTransient, ErrRouteMissing on both routes, context deadlines,
+		// anything unknown: another attempt may succeed.
+		return classTransient, tasks.OutcomeRetriesExhausted
+	}
+}
+
+// decide turns an attempt's answer into the record to write and the delay
+// before the next attempt (for retrying tasks).
+func (w *Worker) decide(a *attempt, res *wahaclient.LogoutResult, err error) (tasks.Finish, time.Duration) {
+	cls, outcome := classify(err)
+	f := tasks.Finish{ResultTTL: w.cfg.ResultTTL, Result: resultOf(a, res, err, outcome)}
+	if err != nil {
+		f.LastError = errorText(err)
+	}
+	switch cls {
+	case classDone:
+		f.State, f.Outcome = tasks.StateCompleted, outcome
+	case classAuth, classRejected:
+		f.State, f.Outcome = tasks.StateDead, outcome
+	case classTransient:
+		if a.Number > a.Payload.MaxRetries {
+			f.State, f.Outcome = tasks.StateDead, tasks.OutcomeRetriesExhausted
+			break
+		}
+		delay := backoff(a.Number, w.cfg.RetryBase, w.cfg.RetryMax)
+		if ra, ok := wahaclient.RetryAfter(err); ok && ra > 0 {
+			// The server (or its proxy) said when to come back: honour it,
+			// up to the configured maximum.
+			delay = min(max(ra, delay), w.cfg.RetryMax)
+		}
+		f.State, f.NextAttempt, f.Result = tasks.StateRetrying, w.cfg.Now().Add(delay), nil
+		return f, delay
+	}
+	return f, 0
+}
+
+// errorText is the error as stored and shown. wahaclient never puts the key
+// in an error; the context errors are spelled for people.
+func errorText(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out: " + err.Error()
+	case errors.Is(err, context.Canceled):
+		return "canceled (worker shutting down): " + err.Error()
+	}
+	return err.Error()
+}
+
+// resultOf builds the n8n-shaped result of a final attempt.
+func resultOf(a *attempt, res *wahaclient.LogoutResult, err error, o tasks.Outcome) *tasks.Result {
+	r := &tasks.Result{Status: "error"}
+	var apiErr *wahaclient.APIError
+	if errors.As(err, &apiErr) {
+		r.HTTPStatus = apiErr.StatusCode
+	}
+	switch {
+	case err == nil:
+		r.Status, r.Message = "success", "Session logged out successfully"
+		if res != nil {
+			r.HTTPStatus = res.HTTPStatus
+			if res.Session != nil {
+				r.SessionAfter = sessionJSON(res.Session)
+			}
+		}
+	case o == tasks.OutcomeNotFound:
+		// The goal, a session that is not logged in, holds: report success
+		// so end-of-automation workflows do not alarm on it.
+		r.Status, r.Message = "success", fmt.Sprintf("Session %s not found on WAHA: nothing to log out", a.Payload.Session)
+	default:
+		r.Message = errorText(err)
+	}
+	return r
+}

@@ -1,0 +1,141 @@
+// Package worker performs wahaq's logout tasks: an asynq server whose
+// handler is a chain of small middlewares (throttle, validate, logout) under
+// one policy that classifies what happened, records it and tells asynq
+// whether to retry.
+package worker
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
+)
+
+// Instance is one WAHA server the worker logs sessions out of.
+type Instance struct {
+	// Name is the instance name tasks use. Required.
+	Name string
+	// BaseURL is the server's URL. Required.
+	BaseURL string
+	// APIKey is sent as X-Api-Key. It stays in this process: never in
+	// Redis, payloads, results, logs or errors.
+	APIKey string
+	// Concurrency caps the logouts in flight against this server across
+	// every worker process. Zero means Config.InstanceConcurrency.
+	Concurrency int
+	// Rate caps logouts started per second against this server across every
+	// worker process. Zero means no rate cap.
+	Rate float64
+	// HTTPClient overrides the WAHA client's HTTP client (tests, proxies).
+	HTTPClient *http.Client
+}
+
+// Config configures a Worker. Every field documents its default.
+type Config struct {
+	// Redis is the client for wahaq's state and asynq. Required.
+	Redis redis.UniversalClient
+	// Namespace prefixes queue names. Default "wahaq".
+	Namespace string
+	// Instances are the WAHA servers. Required (at least one).
+	Instances []Instance
+	// Concurrency is how many tasks this process runs at once
+	// (WAHAQ_CONCURRENCY). Default 20.
+	Concurrency int
+	// InstanceConcurrency is the default cap of logouts in flight against
+	// one server across all workers (WAHAQ_INSTANCE_CONCURRENCY). Default 4.
+	InstanceConcurrency int
+	// RetryBase and RetryMax bound the exponential backoff with jitter
+	// between attempts (WAHAQ_RETRY_BASE, WAHAQ_RETRY_MAX). Defaults 2s, 10m.
+	RetryBase, RetryMax time.Duration
+	// ResultTTL is how long completed results stay readable
+	// (WAHAQ_RESULT_TTL). Default 24h.
+	ResultTTL time.Duration
+	// SlotWait is how long a task waits in the handler for a free
+	// concurrency slot before it is handed back to the queue (without
+	// spending a retry). Default 2s.
+	SlotWait time.Duration
+	// SlotLease bounds how long a slot stays taken if its worker dies
+	// holding it. Default 3m (longer than the default task timeout of 2m).
+	SlotLease time.Duration
+	// PollInterval is how often an idle worker looks for new tasks; asynq's
+	// own default of 1s would add up to a second to every logout. Default
+	// 10ms: about 100 cheap Redis calls a second per idle worker.
+	PollInterval time.Duration
+	// DelayedInterval is how often scheduled and retrying tasks due now are
+	// moved to the queue. Default 250ms.
+	DelayedInterval time.Duration
+	// ShutdownGrace is how long in-flight logouts may run after SIGTERM
+	// before they are handed back to the queue (WAHAQ_SHUTDOWN_GRACE).
+	// Default 30s.
+	ShutdownGrace time.Duration
+	// Validation, when its URL is set, is the subscription/key check run
+	// before each logout (WAHA_VALIDATION_URL, WAHA_VALIDATION_API_KEY).
+	Validation wahaclient.ValidatorConfig
+	// Logger receives structured logs. Default: a disabled logger.
+	Logger *zerolog.Logger
+	// Registerer receives the worker's metrics. Default: none registered.
+	Registerer prometheus.Registerer
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Redis == nil {
+		return c, fmt.Errorf("worker: Config.Redis is required")
+	}
+	if len(c.Instances) == 0 {
+		return c, fmt.Errorf("worker: at least one instance is required")
+	}
+	seen := map[string]bool{}
+	for _, in := range c.Instances {
+		if err := tasks.ValidateInstanceName(in.Name); err != nil {
+			return c, fmt.Errorf("worker: %w", err)
+		}
+		if seen[in.Name] {
+			return c, fmt.Errorf("worker: instance %q is configured twice", in.Name)
+		}
+		seen[in.Name] = true
+		if in.BaseURL == "" {
+			return c, fmt.Errorf("worker: instance %q has no base URL", in.Name)
+		}
+		if in.Concurrency < 0 || in.Rate < 0 {
+			return c, fmt.Errorf("worker: instance %q: concurrency and rate must not be negative", in.Name)
+		}
+	}
+	if c.Namespace == "" {
+		c.Namespace = tasks.DefaultNamespace
+	}
+	setDefault(&c.Concurrency, 20)
+	setDefault(&c.InstanceConcurrency, 4)
+	setDefault(&c.RetryBase, 2*time.Second)
+	setDefault(&c.RetryMax, 10*time.Minute)
+	if c.RetryMax < c.RetryBase {
+		return c, fmt.Errorf("worker: retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
+	}
+	setDefault(&c.ResultTTL, 24*time.Hour)
+	setDefault(&c.SlotWait, 2*time.Second)
+	setDefault(&c.SlotLease, 3*time.Minute)
+	setDefault(&c.PollInterval, 10*time.Millisecond)
+	setDefault(&c.DelayedInterval, 250*time.Millisecond)
+	setDefault(&c.ShutdownGrace, 30*time.Second)
+	if c.Logger == nil {
+		l := zerolog.Nop()
+		c.Logger = &l
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}

@@ -1,0 +1,219 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
+)
+
+// attempt is one run of one task.
+type attempt struct {
+	ID       string
+	Payload  tasks.Payload
+	Number   int // 1 for the first attempt
+	Instance *instance
+	Log      zerolog.Logger
+}
+
+// answer is what the inner steps report: WAHA's answer, or why there was
+// none. NotStarted means the attempt gave way to a limit and should be handed
+// back to the queue after RetryAfter, spending no retry.
+type answer struct {
+	Result     *wahaclient.LogoutResult
+	Err        error
+	NotStarted bool
+	RetryAfter time.Duration
+}
+
+// step is one layer of the logout handler.
+type step func(ctx context.Context, a *attempt) answer
+
+// middleware wraps a step, like Watermill's handler middlewares.
+type middleware func(step) step
+
+func chain(s step, mws ...middleware) step {
+	for i := len(mws) - 1; i >= 0; i-- {
+		s = mws[i](s)
+	}
+	return s
+}
+
+// ProcessTask implements asynq.Handler for logout tasks.
+func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	id, _ := asynq.GetTaskID(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	p, err := tasks.DecodePayload(t.Payload())
+	if err != nil {
+		// Nothing to record it under; asynq archives it for a person.
+		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
+		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+	}
+	a := &attempt{ID: id, Payload: p, Number: retried + 1}
+	a.Log = w.log.With().Str("task_id", id).Str("instance", p.Instance).Str("session", p.Session).Int("attempt", a.Number).Logger()
+	inst, ok := w.instances[p.Instance]
+	if !ok {
+		return w.record(ctx, a, answer{Err: fmt.Errorf("%w: instance %q is not configured on this worker", tasks.ErrInvalidInput, p.Instance)}, 0, true)
+	}
+	a.Instance = inst
+	start := w.cfg.Now()
+	ans := w.pipeline(ctx, a)
+	return w.record(ctx, a, ans, w.cfg.Now().Sub(start), false)
+}
+
+// record is the policy at the top of the chain: it classifies the answer,
+// writes the task's record (which also frees its concurrency slot) and tells
+// asynq what to do next. It runs even when ctx has expired: the record must
+// be written whatever happened to the attempt.
+func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Duration, claim bool) error {
+	if ans.NotStarted {
+		return &retryError{err: errThrottled, delay: ans.RetryAfter}
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if claim {
+		// The attempt never reached the slot step; mark it started so the
+		// record exists and its transition is counted.
+		if _, err := w.store.Start(wctx, a.ID, a.Payload, a.Number, 0, w.cfg.SlotLease); err != nil {
+			return err
+		}
+	}
+	fin, delay := w.decide(a, ans.Result, ans.Err)
+	if err := w.store.Finish(wctx, a.ID, a.Payload, fin); err != nil {
+		// Redis is unreachable: let asynq retry; the logout is idempotent.
+		a.Log.Error().Err(err).Msg("cannot record attempt")
+		return &retryError{err: err, delay: backoff(1, w.cfg.RetryBase, w.cfg.RetryMax)}
+	}
+	ev := a.Log.Info()
+	if fin.State != tasks.StateCompleted {
+		ev = a.Log.Warn()
+	}
+	ev = ev.Str("state", string(fin.State)).Dur("duration", d)
+	if fin.Outcome != "" && fin.State != tasks.StateRetrying {
+		ev = ev.Str("outcome", string(fin.Outcome))
+		w.metrics.Tasks.WithLabelValues(a.Payload.Instance, string(fin.Outcome)).Inc()
+	}
+	if fin.LastError != "" {
+		ev = ev.Str("error", fin.LastError)
+	}
+	switch fin.State {
+	case tasks.StateCompleted:
+		ev.Msg("logout done")
+		return nil
+	case tasks.StateDead:
+		ev.Msg("task dead-lettered")
+		return fmt.Errorf("%s: %w", fin.Outcome, asynq.SkipRetry)
+	default:
+		ev.Dur("retry_in", delay).Msg("logout failed; will retry")
+		w.metrics.Retries.WithLabelValues(a.Payload.Instance).Inc()
+		return &retryError{err: errors.New(fin.LastError), delay: delay}
+	}
+}
+
+// throttle applies the instance's rate and concurrency cap, across every
+// worker process: a slot is taken in Redis (the same script marks the task
+// active) and given back when the attempt is recorded.
+func (w *Worker) throttle(next step) step {
+	return func(ctx context.Context, a *attempt) answer {
+		in := a.Instance
+		if in.limit != nil {
+			res, err := w.rate.Allow(ctx, in.rateKey, *in.limit)
+			if err != nil {
+				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase}
+			}
+			if res.Allowed == 0 {
+				w.metrics.LimiterWaits.WithLabelValues(in.name, "rate").Inc()
+				return answer{NotStarted: true, RetryAfter: max(res.RetryAfter, 5*time.Millisecond)}
+			}
+		}
+		deadline := time.Now().Add(w.cfg.SlotWait)
+		waited := false
+		for pause := 2 * time.Millisecond; ; pause = min(pause*2, 50*time.Millisecond) {
+			ok, err := w.store.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
+			if err != nil {
+				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase}
+			}
+			if ok {
+				return next(ctx, a)
+			}
+			if !waited {
+				waited = true
+				w.metrics.LimiterWaits.WithLabelValues(in.name, "concurrency").Inc()
+			}
+			if time.Now().After(deadline) {
+				// Hand the task back rather than hold a worker slot that
+				// tasks of other servers could use.
+				return answer{NotStarted: true, RetryAfter: 100 * time.Millisecond}
+			}
+			select {
+			case <-ctx.Done():
+				return answer{NotStarted: true, RetryAfter: 100 * time.Millisecond}
+			case <-time.After(pause):
+			}
+		}
+	}
+}
+
+// validate runs the optional subscription/key check before the logout.
+func (w *Worker) validate(next step) step {
+	return func(ctx context.Context, a *attempt) answer {
+		if w.validator != nil {
+			if err := w.validator.Check(ctx); err != nil {
+				return answer{Err: err}
+			}
+		}
+		return next(ctx, a)
+	}
+}
+
+// logout is the innermost step: the call to WAHA, measured.
+func (w *Worker) logout(ctx context.Context, a *attempt) answer {
+	start := time.Now()
+	res, err := a.Instance.client.Logout(ctx, a.Payload.Session)
+	w.metrics.LogoutDuration.WithLabelValues(a.Instance.name).Observe(time.Since(start).Seconds())
+	code := "error"
+	var apiErr *wahaclient.APIError
+	switch {
+	case err == nil && res != nil:
+		code = strconv.Itoa(res.HTTPStatus)
+	case errors.As(err, &apiErr) && apiErr.StatusCode != 0:
+		code = strconv.Itoa(apiErr.StatusCode)
+	}
+	w.metrics.Responses.WithLabelValues(a.Instance.name, code).Inc()
+	return answer{Result: res, Err: err}
+}
+
+// sessionJSON keeps the parts of WAHA's session that say what the logout did.
+func sessionJSON(s *wahaclient.Session) json.RawMessage {
+	b, err := json.Marshal(struct {
+		Name   string         `json:"name"`
+		Status string         `json:"status"`
+		Me     *wahaclient.Me `json:"me"`
+	}{s.Name, s.Status, s.Me})
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// rateLimit converts a per-second rate into redis_rate's terms; a rate below
+// one per second becomes one per 1/rate seconds.
+func rateLimit(perSecond float64) *redis_rate.Limit {
+	if perSecond <= 0 {
+		return nil
+	}
+	if perSecond >= 1 {
+		n := int(perSecond)
+		return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Second}
+	}
+	return &redis_rate.Limit{Rate: 1, Burst: 1, Period: time.Duration(float64(time.Second) / perSecond)}
+}

@@ -63,10 +63,14 @@ func (w *Worker) decide(a *attempt, res *wahaclient.LogoutResult, err error) (ta
 		if ra, ok := wahaclient.RetryAfter(err); ok && ra > 0 {
 			// The server (or its proxy) said when to come back: honour it,
 			// up to the configured maximum.
-			delay = min(max(ra, delay), w.cfg.RetryMax)
+			// asynq keeps retry times in whole Unix seconds and truncates,
+			// so without the extra second the task could run up to a second
+			// before the time the server asked for.
+			delay = min(max(ra+time.Second, delay), w.cfg.RetryMax)
 		}
-		f.State, f.NextAttempt, f.Result = tasks.StateRetrying, w.cfg.Now().Add(delay), nil
-		return f, delay
+		now := w.cfg.Now()
+		f.State, f.NextAttempt, f.Result = tasks.StateRetrying, dueTime(now.Add(delay)), nil
+		return f, f.NextAttempt.Sub(now)
 	}
 	return f, 0
 }

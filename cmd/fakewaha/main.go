@@ -45,7 +45,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 type config struct {
 	opts   wahafake.Options
-	faults map[string]wahafake.Fault
+	faults map[string][]wahafake.Fault
 }
 
 // parseArgs turns the command line into options; every error is a sentence
@@ -68,7 +68,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	fs.BoolVar(&cfg.opts.NoDeprecatedRoute, "no-deprecated-route", false, "a newest server without the deprecated POST /api/sessions/logout")
 	fs.Uint64Var(&cfg.opts.Seed, "seed", 1, "seed of the RNG behind flaky sessions")
 	fs.Var(&scoped, "scoped-key", "KEY=s1,s2: a key limited to these sessions (403 elsewhere); repeatable")
-	fs.Var(&fails, "fail", "SESSION=STATUS[xTIMES] (or SESSION=reset[xTIMES]): script failures of that session's logouts, e.g. a=503x3; repeatable")
+	fs.Var(&fails, "fail", "SESSION=STATUS[xTIMES] (or SESSION=reset[xTIMES]): script failures of that session's logouts, e.g. a=503x3 (no xTIMES: forever); repeated for one session, the faults apply in order")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: fakewaha [flags]\n\nServes a fake WAHA server for tests. Control API under /_fake/ (GET /_fake/ lists it).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -108,13 +108,13 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 			}
 		}
 	}
-	cfg.faults = map[string]wahafake.Fault{}
+	cfg.faults = map[string][]wahafake.Fault{}
 	for _, v := range fails {
 		session, f, err := parseFail(v)
 		if err != nil {
 			return cfg, err
 		}
-		cfg.faults[session] = f
+		cfg.faults[session] = append(cfg.faults[session], f)
 	}
 	return cfg, nil
 }
@@ -174,7 +174,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	sort.Strings(sessions)
 	for _, s := range sessions {
-		srv.Script(s, cfg.faults[s])
+		srv.Script(s, cfg.faults[s]...)
 	}
 
 	mode := "plus"

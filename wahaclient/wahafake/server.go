@@ -1,6 +1,7 @@
 package wahafake
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
@@ -682,25 +683,66 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, name string) 
 }
 
 // serveLogout wraps both logout routes with the bookkeeping tests assert on.
+// The counters are updated just before the answer is written (see
+// trackedWriter), so a client that has its answer always sees them current,
+// and a sequential client never shows up as two calls in flight.
 func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request, name string, deprecated bool) {
 	s.mu.Lock()
 	s.inFlight++
 	s.maxInFlight = max(s.maxInFlight, s.inFlight)
 	s.mu.Unlock()
 
-	var status int
+	tw := &trackedWriter{ResponseWriter: w, s: s, name: name}
 	if deprecated {
-		name, status = s.logoutDeprecated(w, r)
+		s.logoutDeprecated(tw, r)
 	} else {
-		status = s.logoutCurrent(w, r, name)
+		s.logoutCurrent(tw, r, name)
 	}
+	// Nothing was written: the client went away first.
+	tw.finish(StatusClientClosed)
+}
 
+// trackedWriter records a logout call when its answer starts (or the
+// connection is reset), not when the handler returns.
+type trackedWriter struct {
+	http.ResponseWriter
+	s        *Server
+	name     string
+	finished bool
+}
+
+func (w *trackedWriter) finish(status int) {
+	if w.finished {
+		return
+	}
+	w.finished = true
+	s := w.s
 	s.mu.Lock()
 	s.inFlight--
-	s.calls[name]++
+	s.calls[w.name]++
 	s.total++
 	s.byStatus[status]++
 	s.mu.Unlock()
+}
+
+func (w *trackedWriter) WriteHeader(code int) {
+	w.finish(code)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *trackedWriter) Write(b []byte) (int, error) {
+	w.finish(http.StatusOK)
+	return w.ResponseWriter.Write(b)
+}
+
+// Hijack is used by the Reset fault; the call is recorded with status 0.
+func (w *trackedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("wahafake: connection cannot be hijacked")
+	}
+	w.finish(0)
+	return hj.Hijack()
 }
 
 // nextFault picks the fault for this call: the default fault, else the
@@ -853,7 +895,7 @@ func (s *Server) logoutCurrent(w http.ResponseWriter, r *http.Request, name stri
 	return st
 }
 
-func (s *Server) logoutDeprecated(w http.ResponseWriter, r *http.Request) (string, int) {
+func (s *Server) logoutDeprecated(w *trackedWriter, r *http.Request) (string, int) {
 	var req struct {
 		Name any `json:"name"`
 	}
@@ -868,6 +910,7 @@ func (s *Server) logoutDeprecated(w http.ResponseWriter, r *http.Request) (strin
 		}
 	}
 	name, _ := req.Name.(string)
+	w.name = name
 	if st, handled := s.applyFault(w, r, s.nextFault(name)); handled {
 		return name, st
 	}

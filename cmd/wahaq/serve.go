@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/metrics"
+	"github.com/wahaq/wahaq/internal/schedule"
+)
+
+func init() { register(newServeCmd) }
+
+func newServeCmd() *cobra.Command {
+	var addr string
+	var insecure bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the HTTP API (plus /healthz, /readyz, /metrics, /openapi.json)",
+		Long: `Serve the HTTP API of PRODUCT.md. Every /v1 route needs
+"Authorization: Bearer <token>" with a token from WAHAQ_API_TOKENS; without
+tokens the API refuses to start unless --insecure-no-auth is given.
+/healthz, /readyz, /metrics and /openapi.json need no token.
+
+The API holds no WAHA key: "all" batches are discovered by the workers.
+It also runs the recurring teardowns of the instances file (each tick is
+enqueued once, however many replicas run).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := newApp(cmd)
+			if err != nil {
+				return err
+			}
+			if len(a.settings.APITokens) == 0 && !insecure {
+				return usagef("WAHAQ_API_TOKENS is empty: set at least one token, or pass --insecure-no-auth to serve without authentication")
+			}
+			if err := a.ping(cmd.Context()); err != nil {
+				return err
+			}
+			p, err := a.producer()
+			if err != nil {
+				return err
+			}
+			insp, err := a.inspector()
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			queues := map[string]string{}
+			for _, in := range a.instances {
+				queues[in.Name] = p.Store().Queue(in.Name)
+			}
+			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), p.Store(), queues, a.log))
+			h, err := api.New(api.Config{
+				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, InsecureNoAuth: insecure,
+				Ready:   func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+				Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+				Logger:  &a.log,
+			})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			ctx := cmd.Context()
+			go schedule.New(p, a.schedules, a.log, nil).Run(ctx)
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			a.log.Info().Str("addr", ln.Addr().String()).Msg("HTTP API listening")
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), a.settings.ShutdownGrace)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", ":8080", "listen address")
+	cmd.Flags().BoolVar(&insecure, "insecure-no-auth", false, "serve the API without bearer tokens (development only)")
+	return cmd
+}

@@ -1,0 +1,433 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wahaq/wahaq/tasks"
+)
+
+// logoutRequest is the body of POST /v1/logouts.
+type logoutRequest struct {
+	Instance string `json:"instance"`
+	Session  string `json:"session"`
+	At       string `json:"at"`
+	In       string `json:"in"`
+}
+
+// batchRequest is the body of POST /v1/batches.
+type batchRequest struct {
+	Instance string   `json:"instance"`
+	Sessions []string `json:"sessions"`
+	All      bool     `json:"all"`
+	Status   []string `json:"status"`
+	At       string   `json:"at"`
+	In       string   `json:"in"`
+}
+
+// batchAccepted is the answer to POST /v1/batches: tasks.BatchInfo with
+// every field always present.
+type batchAccepted struct {
+	BatchID      string `json:"batch_id"`
+	Total        int64  `json:"total"`
+	Requested    int    `json:"requested"`
+	Deduplicated int    `json:"deduplicated"`
+	Discovering  bool   `json:"discovering"`
+}
+
+// requeueResponse is the answer to POST /v1/dlq/requeue.
+type requeueResponse struct {
+	Results  []tasks.RequeueResult `json:"results"`
+	Requeued int                   `json:"requeued"`
+}
+
+// purgeResponse is the answer to DELETE /v1/dlq.
+type purgeResponse struct {
+	Purged int `json:"purged"`
+}
+
+// statusResponse is the answer of /healthz and /readyz.
+type statusResponse struct {
+	Status string `json:"status"`
+}
+
+// DLQ paging limits.
+const (
+	defaultDLQLimit = 100
+	maxDLQLimit     = 1000
+)
+
+func (s *server) postLogout(w http.ResponseWriter, r *http.Request) {
+	var req logoutRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if req.Session == "" {
+		s.problem(w, http.StatusBadRequest, `missing field "session": name the WAHA session to log out`)
+		return
+	}
+	when, detail := parseWhen(req.At, req.In)
+	if detail != "" {
+		s.problem(w, http.StatusBadRequest, detail)
+		return
+	}
+	t, err := s.cfg.Producer.Enqueue(r.Context(), tasks.LogoutRequest{Instance: req.Instance, Session: req.Session, When: when})
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	w.Header().Set("Location", "/v1/tasks/"+url.PathEscape(t.ID))
+	status := http.StatusAccepted
+	if t.Deduplicated {
+		status = http.StatusOK
+	}
+	s.writeJSON(w, status, t)
+}
+
+func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
+	var req batchRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	var detail string
+	switch {
+	case req.All && req.Sessions != nil:
+		detail = `give either "sessions" or "all": true, not both`
+	case !req.All && req.Sessions == nil:
+		detail = `give "sessions" (a non-empty list of session names) or "all": true`
+	case !req.All && len(req.Sessions) == 0:
+		detail = `"sessions" is empty: name at least one session, or use "all": true`
+	case !req.All && len(req.Status) > 0:
+		detail = `"status" filters the server's sessions and applies only with "all": true`
+	}
+	if detail != "" {
+		s.problem(w, http.StatusBadRequest, detail)
+		return
+	}
+	when, detail := parseWhen(req.At, req.In)
+	if detail != "" {
+		s.problem(w, http.StatusBadRequest, detail)
+		return
+	}
+	var (
+		info *tasks.BatchInfo
+		err  error
+	)
+	if req.All {
+		info, err = s.cfg.Producer.EnqueueDiscovery(r.Context(), tasks.DiscoveryRequest{Instance: req.Instance, Statuses: req.Status, When: when})
+	} else {
+		info, err = s.cfg.Producer.EnqueueBatch(r.Context(), tasks.BatchRequest{Instance: req.Instance, Sessions: req.Sessions, When: when})
+	}
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	w.Header().Set("Location", "/v1/batches/"+url.PathEscape(info.BatchID))
+	s.writeJSON(w, http.StatusAccepted, batchAccepted{BatchID: info.BatchID, Total: info.Total, Requested: info.Requested,
+		Deduplicated: info.Deduplicated, Discovering: info.Discovering})
+}
+
+func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	b, err := s.cfg.Inspector.Batch(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err, fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80)))
+		return
+	}
+	s.writeJSON(w, http.StatusOK, b)
+}
+
+func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, err := s.cfg.Inspector.Task(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err, taskNotFound(id))
+		return
+	}
+	s.writeJSON(w, http.StatusOK, t)
+}
+
+func (s *server) deleteTask(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, err := s.cfg.Producer.Cancel(r.Context(), id)
+	if errors.Is(err, tasks.ErrAlreadyStarted) {
+		detail := fmt.Sprintf("task %s has already started; only a scheduled or pending task can be canceled", id)
+		if cur, gerr := s.cfg.Inspector.Task(r.Context(), id); gerr == nil {
+			detail = fmt.Sprintf("task %s is %s; only a scheduled or pending task can be canceled", id, cur.State)
+		}
+		s.problem(w, http.StatusConflict, detail)
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err, taskNotFound(id))
+		return
+	}
+	s.writeJSON(w, http.StatusOK, t)
+}
+
+func (s *server) getDLQ(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "instance" && k != "offset" && k != "limit" {
+			s.problem(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: instance, offset, limit", truncate(k, 40)))
+			return
+		}
+	}
+	offset, limit := int64(0), int64(defaultDLQLimit)
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.problem(w, http.StatusBadRequest, fmt.Sprintf("offset %q is not a non-negative integer", truncate(v, 40)))
+			return
+		}
+		offset = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > maxDLQLimit {
+			s.problem(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not an integer from 1 to %d", truncate(v, 40), maxDLQLimit))
+			return
+		}
+		limit = n
+	}
+	page, err := s.cfg.Inspector.DeadLetters(r.Context(), q.Get("instance"), offset, limit)
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	s.writeJSON(w, http.StatusOK, page)
+}
+
+func (s *server) postRequeue(w http.ResponseWriter, r *http.Request) {
+	var sel tasks.Selection
+	if !s.decode(w, r, &sel) {
+		return
+	}
+	res, err := s.cfg.Inspector.Requeue(r.Context(), sel)
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	out := requeueResponse{Results: res}
+	for _, x := range res {
+		if x.Status == tasks.Requeued {
+			out.Requeued++
+		}
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) deleteDLQ(w http.ResponseWriter, r *http.Request) {
+	var sel tasks.Selection
+	if !s.decode(w, r, &sel) {
+		return
+	}
+	n, err := s.cfg.Inspector.Purge(r.Context(), sel)
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	s.writeJSON(w, http.StatusOK, purgeResponse{Purged: n})
+}
+
+func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
+	s.writeJSON(w, http.StatusOK, statusResponse{Status: "ok"})
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			s.log.Warn().Err(err).Msg("readiness check failed")
+			s.problem(w, http.StatusServiceUnavailable, "not ready: the readiness check (Redis) failed; the server logged the cause")
+			return
+		}
+	}
+	s.writeJSON(w, http.StatusOK, statusResponse{Status: "ready"})
+}
+
+func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
+	s.cfg.Metrics.ServeHTTP(w, r)
+}
+
+func (s *server) openapi(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(OpenAPI)
+}
+
+// fail answers an error from the tasks package.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error, notFound string) {
+	switch {
+	case errors.Is(err, tasks.ErrInvalidInput):
+		s.problem(w, http.StatusBadRequest, errorString(err))
+	case errors.Is(err, tasks.ErrNotFound):
+		if notFound == "" {
+			notFound = errorString(err)
+		}
+		s.problem(w, http.StatusNotFound, notFound)
+	case errors.Is(err, tasks.ErrAlreadyStarted):
+		s.problem(w, http.StatusConflict, errorString(err))
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		s.log.Debug().Err(err).Str("method", r.Method).Str("path", routePath(r.Pattern)).Msg("request canceled by the client")
+		s.problem(w, http.StatusServiceUnavailable, "the request was canceled")
+	default:
+		s.log.Error().Err(err).Str("method", r.Method).Str("path", routePath(r.Pattern)).Msg("request failed")
+		s.problem(w, http.StatusInternalServerError, genericDetail)
+	}
+}
+
+func taskNotFound(id string) string {
+	return fmt.Sprintf("no task with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80))
+}
+
+// parseWhen reads "at" and "in"; an empty string means not given. It returns
+// a detail for a 400 answer when they are unusable.
+func parseWhen(at, in string) (tasks.When, string) {
+	var w tasks.When
+	if at != "" && in != "" {
+		return w, `give either "at" or "in", not both`
+	}
+	if at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			return w, fmt.Sprintf(`"at" %q is not an RFC 3339 time such as "2030-01-02T15:04:05Z"`, truncate(at, 80))
+		}
+		if t.IsZero() { // tasks reads a zero time as "now"
+			return w, fmt.Sprintf(`"at" %s is in the past`, at)
+		}
+		w.At = t
+	}
+	if in != "" {
+		d, err := time.ParseDuration(in)
+		if err != nil {
+			return w, fmt.Sprintf(`"in" %q is not a duration such as "30m" or "1h30m"`, truncate(in, 80))
+		}
+		if d < 0 {
+			return w, fmt.Sprintf(`"in" %s is negative`, in)
+		}
+		w.In = d
+	}
+	return w, ""
+}
+
+// contentTypeOK accepts a missing Content-Type or application/json (with an
+// optional UTF-8 charset).
+func contentTypeOK(ct string) (string, bool) {
+	if ct == "" {
+		return "", true
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && mt == "application/json" {
+		if cs, ok := params["charset"]; !ok || strings.EqualFold(cs, "utf-8") {
+			return "", true
+		}
+	}
+	return fmt.Sprintf("Content-Type %q is not supported; send application/json", truncate(ct, 80)), false
+}
+
+// decode reads the request body as exactly one JSON object into v. On
+// failure it answers 400 with what is wrong and returns false.
+func (s *server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		var extra json.RawMessage
+		switch err2 := dec.Decode(&extra); {
+		case errors.Is(err2, io.EOF):
+		case isTooLarge(err2):
+			err = err2
+		default:
+			s.problem(w, http.StatusBadRequest, "unexpected data after the JSON object; send exactly one JSON object")
+			return false
+		}
+	}
+	if err != nil {
+		s.problem(w, http.StatusBadRequest, s.decodeDetail(err, v))
+		return false
+	}
+	return true
+}
+
+func isTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// decodeDetail says what is wrong with a body that did not decode.
+func (s *server) decodeDetail(err error, v any) string {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case isTooLarge(err):
+		return fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBodyBytes)
+	case errors.Is(err, io.EOF):
+		return "request body is empty; send a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "request body ends in the middle of its JSON"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("request body is not valid JSON (at byte %d): %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return fmt.Sprintf("request body must be a JSON object, not %s", typ.Value)
+		}
+		return fmt.Sprintf("field %q must be %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)
+	}
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	if strings.HasPrefix(msg, "unknown field ") {
+		return fmt.Sprintf("%s; known fields: %s", msg, strings.Join(jsonFields(v), ", "))
+	}
+	return "request body is not valid: " + msg
+}
+
+// jsonKind names the JSON type a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(jsonKind(t.Elem()), "a "), "an ") + "s"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "an integer"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "an object"
+}
+
+// jsonFields lists the JSON field names of the struct v points to.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out = append(out, strconv.Quote(name))
+		}
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

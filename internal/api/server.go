@@ -1,0 +1,304 @@
+// Package api is wahaq's HTTP API, served by `wahaq serve`.
+//
+// It is a thin JSON layer over the tasks package: every call validates its
+// input completely before it touches Redis, so a bad request enqueues
+// nothing, and every error is an RFC 9457 problem (application/problem+json)
+// whose detail says what is wrong.
+//
+// # Routes
+//
+//	POST   /v1/logouts        enqueue one logout
+//	POST   /v1/batches        enqueue a bulk teardown (named sessions or "all")
+//	GET    /v1/batches/{id}   a batch's counts
+//	GET    /v1/tasks/{id}     a task
+//	DELETE /v1/tasks/{id}     cancel a task that has not started
+//	GET    /v1/dlq            dead letters, paged
+//	POST   /v1/dlq/requeue    put dead letters back in the queue
+//	DELETE /v1/dlq            purge dead letters
+//	GET    /healthz           liveness (always 200 while serving)
+//	GET    /readyz            readiness (Config.Ready, e.g. a Redis PING)
+//	GET    /metrics           Prometheus metrics (when Config.Metrics is set)
+//	GET    /openapi.json      the OpenAPI 3.1 document of all of the above
+//
+// # Authentication
+//
+// Every /v1 route needs "Authorization: Bearer <token>" with one of
+// Config.Tokens; a missing or wrong token answers 401 with a
+// "WWW-Authenticate: Bearer" challenge. Tokens are compared in constant time
+// (SHA-256 of both sides, then crypto/subtle against every configured token)
+// and never logged. /healthz, /readyz, /metrics and /openapi.json are open:
+// probes and Prometheus scrapers carry no token, and the document describes
+// only what PRODUCT.md already publishes. Keep the port off the public
+// internet or put /metrics behind the network policy if that matters.
+// Unknown routes (404) and wrong methods (405) are answered without
+// authentication too; they reveal no more than /openapi.json.
+//
+// # Choices
+//
+//   - POST /v1/logouts answers 202 Accepted with the new task. When the
+//     session already has a scheduled, pending, active or retrying logout,
+//     nothing new is created and the answer is 200 OK with the existing task
+//     and "deduplicated": true. Both carry Location: /v1/tasks/{id}.
+//   - POST /v1/batches answers 202 with {"batch_id", "total", "requested",
+//     "deduplicated", "discovering"} and Location: /v1/batches/{id}.
+//   - Request bodies are JSON objects, at most Config.MaxBodyBytes (1 MiB)
+//     long; unknown fields, trailing data and oversized bodies answer 400.
+//     Content-Type must be application/json or absent (415 otherwise).
+//     Note that 1 MiB bounds the size of one batch of named sessions too:
+//     100,000 sessions fit only when names are short; split bigger requests
+//     or use "all".
+//   - An empty string for "instance", "at" or "in" means "not given"
+//     (templating tools such as n8n send empty strings for unset fields).
+//   - A request the tasks package calls invalid (tasks.ErrInvalidInput)
+//     answers 400, an unknown id 404, canceling a started task 409; anything
+//     else is logged and answered 500 with a generic detail.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/wahaq/wahaq/tasks"
+)
+
+// OpenAPI is the OpenAPI 3.1 document of the API, served at /openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// DefaultMaxBodyBytes bounds request bodies: 1 MiB.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Config configures the API handler.
+type Config struct {
+	// Producer enqueues logouts. Required.
+	Producer *tasks.Producer
+	// Inspector reads tasks and batches and manages dead letters. Required.
+	Inspector *tasks.Inspector
+	// Tokens are the accepted bearer tokens (WAHAQ_API_TOKENS). Empty
+	// entries are ignored. New refuses an empty list unless InsecureNoAuth.
+	Tokens []string
+	// InsecureNoAuth (--insecure-no-auth) serves the API without
+	// authentication when Tokens is empty, and logs a loud warning. When
+	// Tokens are given they are enforced regardless.
+	InsecureNoAuth bool
+	// Ready is the /readyz check (a Redis PING). Nil means always ready.
+	Ready func(ctx context.Context) error
+	// Metrics is served at /metrics, without authentication, when non-nil.
+	Metrics http.Handler
+	// Logger receives one info line per request and the errors behind 500s.
+	// Default: no logging.
+	Logger *zerolog.Logger
+	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// readyTimeout bounds one /readyz check.
+const readyTimeout = 3 * time.Second
+
+// route is one entry of the route table. The table is the single source of
+// the routes New registers; the tests check it against openapi.json.
+type route struct {
+	method  string
+	pattern string
+	// open routes need no bearer token.
+	open bool
+	// body routes read a JSON request body.
+	body bool
+	// optional routes are registered only when enabled returns true.
+	enabled func(*server) bool
+	handle  func(*server, http.ResponseWriter, *http.Request)
+}
+
+var routes = []route{
+	{method: http.MethodPost, pattern: "/v1/logouts", body: true, handle: (*server).postLogout},
+	{method: http.MethodPost, pattern: "/v1/batches", body: true, handle: (*server).postBatch},
+	{method: http.MethodGet, pattern: "/v1/batches/{id}", handle: (*server).getBatch},
+	{method: http.MethodGet, pattern: "/v1/tasks/{id}", handle: (*server).getTask},
+	{method: http.MethodDelete, pattern: "/v1/tasks/{id}", handle: (*server).deleteTask},
+	{method: http.MethodGet, pattern: "/v1/dlq", handle: (*server).getDLQ},
+	{method: http.MethodPost, pattern: "/v1/dlq/requeue", body: true, handle: (*server).postRequeue},
+	{method: http.MethodDelete, pattern: "/v1/dlq", body: true, handle: (*server).deleteDLQ},
+	{method: http.MethodGet, pattern: "/healthz", open: true, handle: (*server).healthz},
+	{method: http.MethodGet, pattern: "/readyz", open: true, handle: (*server).readyz},
+	{method: http.MethodGet, pattern: "/metrics", open: true, handle: (*server).metrics,
+		enabled: func(s *server) bool { return s.cfg.Metrics != nil }},
+	{method: http.MethodGet, pattern: "/openapi.json", open: true, handle: (*server).openapi},
+}
+
+type server struct {
+	cfg    Config
+	log    zerolog.Logger
+	tokens *tokenSet // nil: no authentication
+	mux    *http.ServeMux
+}
+
+// New returns the API as an http.Handler.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Producer == nil {
+		return nil, errors.New("api: Config.Producer is required")
+	}
+	if cfg.Inspector == nil {
+		return nil, errors.New("api: Config.Inspector is required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	s := &server{cfg: cfg, log: zerolog.Nop(), mux: http.NewServeMux()}
+	if cfg.Logger != nil {
+		s.log = *cfg.Logger
+	}
+	s.tokens = newTokenSet(cfg.Tokens)
+	if s.tokens == nil {
+		if !cfg.InsecureNoAuth {
+			return nil, errors.New("api: no API tokens configured: set WAHAQ_API_TOKENS, or pass --insecure-no-auth to serve without authentication")
+		}
+		s.log.Warn().Msg("!!! INSECURE: the HTTP API is serving WITHOUT AUTHENTICATION (--insecure-no-auth); anyone who can reach it can enqueue, cancel, requeue and purge logouts. Set WAHAQ_API_TOKENS. !!!")
+	}
+	for _, rt := range routes {
+		if rt.enabled != nil && !rt.enabled(s) {
+			continue
+		}
+		s.mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
+	}
+	return s, nil
+}
+
+// wrap adds authentication and the Content-Type check to a route.
+func (s *server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !rt.open && s.tokens != nil {
+			if ok, detail, code := s.tokens.check(r.Header.Get("Authorization")); !ok {
+				w.Header().Set("WWW-Authenticate", challenge(code))
+				s.problem(w, http.StatusUnauthorized, detail)
+				return
+			}
+		}
+		if rt.body {
+			if detail, ok := contentTypeOK(r.Header.Get("Content-Type")); !ok {
+				s.problem(w, http.StatusUnsupportedMediaType, detail)
+				return
+			}
+		}
+		rt.handle(s, w, r)
+	})
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// headerOnly captures what the mux's own 404/405 handlers write, so the
+// answer can be turned into a problem.
+type headerOnly struct {
+	h    http.Header
+	code int
+}
+
+func (c *headerOnly) Header() http.Header { return c.h }
+func (c *headerOnly) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+func (c *headerOnly) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	return len(b), nil
+}
+
+// ServeHTTP routes, answers unknown routes and wrong methods with problems,
+// recovers panics, and logs one line per request.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	h, pattern := s.mux.Handler(r)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error().Str("method", r.Method).Str("path", routePath(pattern)).Interface("panic", v).Msg("http handler panicked")
+			if sw.code == 0 {
+				s.problem(sw, http.StatusInternalServerError, genericDetail)
+			}
+		}
+		s.log.Info().Str("method", r.Method).Str("path", routePath(pattern)).Int("status", sw.code).
+			Dur("duration", time.Since(start)).Msg("http request")
+	}()
+	if pattern != "" {
+		s.mux.ServeHTTP(sw, r)
+		return
+	}
+	// No pattern: the mux would answer 404 or 405 in plain text.
+	c := &headerOnly{h: http.Header{}}
+	h.ServeHTTP(c, r)
+	switch c.code {
+	case http.StatusMethodNotAllowed:
+		allow := c.h.Get("Allow")
+		sw.Header().Set("Allow", allow)
+		s.problem(sw, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+	case http.StatusNotFound, 0:
+		s.problem(sw, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /openapi.json", r.Method, r.URL.Path))
+	default: // a redirect to a cleaned path
+		for k, v := range c.h {
+			sw.Header()[k] = v
+		}
+		sw.WriteHeader(c.code)
+	}
+}
+
+// routeList returns the "METHOD pattern" of every route registered on s.
+func (s *server) routeList() []string {
+	var out []string
+	for _, rt := range routes {
+		if rt.enabled == nil || rt.enabled(s) {
+			out = append(out, rt.method+" "+rt.pattern)
+		}
+	}
+	return out
+}
+
+// routePath is the path part of a mux pattern ("GET /v1/tasks/{id}" ->
+// "/v1/tasks/{id}"), or "unmatched". Logs carry it instead of the raw path.
+func routePath(pattern string) string {
+	if pattern == "" {
+		return "unmatched"
+	}
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		return p
+	}
+	return pattern
+}
+
+// errorString strips the "invalid input: " prefix that tasks puts on its
+// validation errors; the status code already says it.
+func errorString(err error) string {
+	return strings.Replace(err.Error(), tasks.ErrInvalidInput.Error()+": ", "", 1)
+}

@@ -32,6 +32,9 @@ type DiscoverPayload struct {
 	BatchID string `json:"batch_id"`
 	// Statuses keeps only sessions in these statuses; empty keeps all.
 	Statuses []string `json:"statuses,omitempty"`
+	// MaxRetries is the retry limit of the logouts it enqueues, fixed when
+	// the batch was requested.
+	MaxRetries int `json:"max_retries"`
 }
 
 // KnownStatuses are WAHA's session statuses. Others are accepted too (newer
@@ -90,7 +93,7 @@ func (p *Producer) EnqueueDiscovery(ctx context.Context, r DiscoveryRequest) (*B
 	if err := p.store.CreateBatch(ctx, instance, id, at, true); err != nil {
 		return nil, err
 	}
-	payload, _ := json.Marshal(DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses})
+	payload, _ := json.Marshal(DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses, MaxRetries: p.cfg.MaxRetries})
 	if err := p.store.enqueueRaw(ctx, instance, id, TypeDiscover, payload, at, discoverRetries, p.cfg.TaskTimeout); err != nil {
 		return nil, err
 	}

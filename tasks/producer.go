@@ -35,6 +35,10 @@ type Config struct {
 	MaxBatch int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// OnEnqueued, when set, is called with the number of tasks a call
+	// created (deduplicated ones not counted), e.g. to feed the
+	// wahaq_enqueued_total metric. Default none.
+	OnEnqueued func(instance string, n int)
 }
 
 // NoRetries, as Config.MaxRetries, means a transient failure kills the task
@@ -112,6 +116,11 @@ func (w When) resolve(now time.Time) (time.Time, error) {
 		if w.At.Before(now.Add(-time.Second)) {
 			return time.Time{}, fmt.Errorf("%w: at %s is in the past", ErrInvalidInput, w.At.UTC().Format(time.RFC3339))
 		}
+		if !w.At.After(now) {
+			// Within the second of grace: run now. The store would queue it
+			// as pending anyway; the answer must say so too.
+			return time.Time{}, nil
+		}
 		return w.At, nil
 	case w.In < 0:
 		return time.Time{}, fmt.Errorf("%w: in %s is negative", ErrInvalidInput, w.In)
@@ -165,6 +174,9 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	}})
 	if err != nil {
 		return nil, err
+	}
+	if !res[0].Deduplicated {
+		p.enqueued(instance, 1)
 	}
 	if res[0].Deduplicated {
 		t, err := p.store.Get(ctx, []string{instance}, res[0].ID)
@@ -236,7 +248,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 	if err := p.store.CreateBatch(ctx, instance, id, at, false); err != nil {
 		return nil, err
 	}
-	info, err := p.fillBatch(ctx, instance, id, r.Sessions, at)
+	info, err := p.fillBatch(ctx, instance, id, r.Sessions, at, p.cfg.MaxRetries)
 	if err != nil {
 		_ = p.store.CloseBatch(context.WithoutCancel(ctx), instance, id, 0, err.Error(), p.cfg.ResultTTL)
 		return nil, err
@@ -245,12 +257,13 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 }
 
 // FillBatch adds sessions to an open batch created by CreateBatch (a
-// discovery batch) and closes it.
-func (p *Producer) FillBatch(ctx context.Context, instance, batchID string, sessions []string, at time.Time) (*BatchInfo, error) {
-	return p.fillBatch(ctx, instance, batchID, sessions, at)
+// discovery batch) and closes it. maxRetries is the retry limit of the new
+// tasks.
+func (p *Producer) FillBatch(ctx context.Context, instance, batchID string, sessions []string, at time.Time, maxRetries int) (*BatchInfo, error) {
+	return p.fillBatch(ctx, instance, batchID, sessions, at, maxRetries)
 }
 
-func (p *Producer) fillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time) (*BatchInfo, error) {
+func (p *Producer) fillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int) (*BatchInfo, error) {
 	seen := make(map[string]struct{}, len(sessions))
 	ts := make([]NewTask, 0, len(sessions))
 	for _, s := range sessions {
@@ -258,7 +271,7 @@ func (p *Producer) fillBatch(ctx context.Context, instance, id string, sessions 
 			continue
 		}
 		seen[s] = struct{}{}
-		ts = append(ts, NewTask{Instance: instance, Session: s, BatchID: id, MaxRetries: p.cfg.MaxRetries,
+		ts = append(ts, NewTask{Instance: instance, Session: s, BatchID: id, MaxRetries: maxRetries,
 			ProcessAt: at, Timeout: p.cfg.TaskTimeout})
 	}
 	res, err := p.store.Enqueue(ctx, ts)
@@ -273,10 +286,17 @@ func (p *Producer) fillBatch(ctx context.Context, instance, id string, sessions 
 			info.Total++
 		}
 	}
+	p.enqueued(instance, int(info.Total))
 	if err := p.store.CloseBatch(ctx, instance, id, int64(info.Deduplicated), "", p.cfg.ResultTTL); err != nil {
 		return nil, err
 	}
 	return info, nil
+}
+
+func (p *Producer) enqueued(instance string, n int) {
+	if p.cfg.OnEnqueued != nil && n > 0 {
+		p.cfg.OnEnqueued(instance, n)
+	}
 }
 
 // Cancel cancels a task that has not started yet. It returns ErrNotFound for

@@ -63,7 +63,7 @@ func (w *Worker) discover(ctx context.Context, t *asynq.Task) error {
 		}
 		names = append(names, s.Name)
 	}
-	info, err := w.producer.FillBatch(wctx, p.Instance, p.BatchID, names, time.Time{})
+	info, err := w.producer.FillBatch(wctx, p.Instance, p.BatchID, names, time.Time{}, p.MaxRetries)
 	if err != nil {
 		return err
 	}

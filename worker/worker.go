@@ -74,7 +74,8 @@ func New(cfg Config) (*Worker, error) {
 		queues[q] = 1
 	}
 	if w.producer, err = tasks.NewProducer(tasks.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names,
-		ResultTTL: cfg.ResultTTL, Now: cfg.Now}); err != nil {
+		ResultTTL: cfg.ResultTTL, Now: cfg.Now,
+		OnEnqueued: func(in string, n int) { w.metrics.Enqueued.WithLabelValues(in).Add(float64(n)) }}); err != nil {
 		return nil, err
 	}
 	if cfg.Validation.URL != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
+	"github.com/wahaq/wahaq/tasks"
 )
 
 func init() { register(newServeCmd) }
@@ -46,7 +47,13 @@ enqueued once, however many replicas run).`,
 			if err := a.ping(cmd.Context()); err != nil {
 				return err
 			}
-			p, err := a.producer()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			enqueued := metrics.New(nil).Enqueued
+			reg.MustRegister(enqueued)
+			pcfg := a.tasksConfig()
+			pcfg.OnEnqueued = func(in string, n int) { enqueued.WithLabelValues(in).Add(float64(n)) }
+			p, err := tasks.NewProducer(pcfg)
 			if err != nil {
 				return err
 			}
@@ -54,8 +61,6 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			queues := map[string]string{}
 			for _, in := range a.instances {
 				queues[in.Name] = p.Store().Queue(in.Name)

@@ -202,6 +202,9 @@ if live and live ~= ARGV[1] then
   local lst = redis.call('HGET', ARGV[5] .. live, 'state')
   if lst and lst ~= 'archived' and lst ~= 'completed' then
     redis.call('ZREM', KEYS[5], ARGV[1])
+    -- and leaves asynq's archive, or asynq's tools could still run it
+    if redis.call('HGET', KEYS[2], 'state') == 'archived' then redis.call('DEL', KEYS[2]) end
+    redis.call('ZREM', KEYS[3], ARGV[1])
     redis.call('HSET', KEYS[1], 'state', 'canceled', 'err', 'superseded by live task ' .. live)
     redis.call('EXPIRE', KEYS[1], ARGV[6])
     if batch then

@@ -19,6 +19,21 @@ var errThrottled = errors.New("waiting for the instance's concurrency or rate li
 type retryError struct {
 	err   error
 	delay time.Duration
+	// at, when set, is the next_attempt_at written in the record (a whole
+	// second, see dueTime); it wins over delay.
+	at time.Time
+}
+
+// dueTime rounds t up to a whole second. asynq keeps a retry's time in whole
+// Unix seconds, truncated, and runs the task as soon as that second begins:
+// up to a second before the time it was given, which would break a server's
+// Retry-After and the RetryBase floor. A time that is a whole second already
+// is kept, so asynq runs the task at it and never before.
+func dueTime(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
@@ -50,6 +65,11 @@ func backoff(n int, base, max time.Duration) time.Duration {
 func (w *Worker) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var re *retryError
 	if errors.As(err, &re) {
+		if !re.at.IsZero() {
+			// asynq adds this to its own clock, read a moment later than
+			// ours, so its truncated retry time is never before re.at.
+			return max(re.at.Sub(w.cfg.Now()), 0)
+		}
 		return re.delay
 	}
 	return backoff(n+1, w.cfg.RetryBase, w.cfg.RetryMax)

@@ -90,9 +90,12 @@ func errorText(err error) string {
 // resultOf builds the n8n-shaped result of a final attempt.
 func resultOf(a *attempt, res *wahaclient.LogoutResult, err error, o tasks.Outcome) *tasks.Result {
 	r := &tasks.Result{Status: "error"}
-	var apiErr *wahaclient.APIError
-	if errors.As(err, &apiErr) {
-		r.HTTPStatus = apiErr.StatusCode
+	if err != nil {
+		// Declared here: &apiErr escapes, and a success should not pay for it.
+		var apiErr *wahaclient.APIError
+		if errors.As(err, &apiErr) {
+			r.HTTPStatus = apiErr.StatusCode
+		}
 	}
 	switch {
 	case err == nil:

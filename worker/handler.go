@@ -33,6 +33,30 @@ type answer struct {
 	Err        error
 	NotStarted bool
 	RetryAfter time.Duration
+	// RedisDown: NotStarted because Redis did not answer.
+	RedisDown bool
+}
+
+// outageWait is how long an attempt waits for Redis to answer again (a
+// Sentinel failover) before it hands the task back to asynq. asynq writes the
+// task's fate right after the handler returns, and if Redis is still down it
+// never manages to (its syncer retries with a context it has already
+// canceled), so the task sits in asynq's active list until its lease is long
+// expired, and its concurrency slot stays taken. It stays under asynq's 30 s
+// lease.
+const outageWait = 20 * time.Second
+
+// awaitRedis waits, up to outageWait, until Redis answers.
+func (w *Worker) awaitRedis(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outageWait)
+	defer cancel()
+	for pause := 50 * time.Millisecond; w.cfg.Redis.Ping(ctx).Err() != nil; pause = min(pause*2, time.Second) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+	}
 }
 
 // step is one layer of the logout handler.
@@ -59,7 +83,12 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
 	a := &attempt{ID: id, Payload: p, Number: retried + 1}
-	a.Log = w.log.With().Str("task_id", id).Str("instance", p.Instance).Str("session", p.Session).Int("attempt", a.Number).Logger()
+	a.Log = w.log
+	if w.log.GetLevel() != zerolog.Disabled {
+		// The context costs an allocation per task; skip it when nothing is
+		// logged at all.
+		a.Log = w.log.With().Str("task_id", id).Str("instance", p.Instance).Str("session", p.Session).Int("attempt", a.Number).Logger()
+	}
 	inst, ok := w.instances[p.Instance]
 	if !ok {
 		return w.record(ctx, a, answer{Err: fmt.Errorf("%w: instance %q is not configured on this worker", tasks.ErrInvalidInput, p.Instance)}, 0, true)
@@ -76,9 +105,12 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // be written whatever happened to the attempt.
 func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Duration, claim bool) error {
 	if ans.NotStarted {
+		if ans.RedisDown {
+			w.awaitRedis(ctx)
+		}
 		return &retryError{err: errThrottled, delay: ans.RetryAfter}
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outageWait)
 	defer cancel()
 	if claim {
 		// The attempt never reached the slot step; mark it started so the
@@ -88,7 +120,17 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		}
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
-	if err := w.store.Finish(wctx, a.ID, a.Payload, fin); err != nil {
+	err := w.store.Finish(wctx, a.ID, a.Payload, fin)
+	for pause := 50 * time.Millisecond; err != nil && wctx.Err() == nil; pause = min(pause*2, time.Second) {
+		// Redis is failing over: keep the result rather than run the
+		// logout again.
+		select {
+		case <-wctx.Done():
+		case <-time.After(pause):
+			err = w.store.Finish(wctx, a.ID, a.Payload, fin)
+		}
+	}
+	if err != nil {
 		// Redis is unreachable: let asynq retry; the logout is idempotent.
 		a.Log.Error().Err(err).Msg("cannot record attempt")
 		return &retryError{err: err, delay: backoff(1, w.cfg.RetryBase, w.cfg.RetryMax)}
@@ -115,7 +157,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	default:
 		ev.Dur("retry_in", delay).Msg("logout failed; will retry")
 		w.metrics.Retries.WithLabelValues(a.Payload.Instance).Inc()
-		return &retryError{err: errors.New(fin.LastError), delay: delay}
+		return &retryError{err: errors.New(fin.LastError), delay: delay, at: fin.NextAttempt}
 	}
 }
 
@@ -128,7 +170,7 @@ func (w *Worker) throttle(next step) step {
 		if in.limit != nil {
 			res, err := w.rate.Allow(ctx, in.rateKey, *in.limit)
 			if err != nil {
-				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase}
+				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
 			}
 			if res.Allowed == 0 {
 				w.metrics.LimiterWaits.WithLabelValues(in.name, "rate").Inc()
@@ -140,7 +182,7 @@ func (w *Worker) throttle(next step) step {
 		for pause := 2 * time.Millisecond; ; pause = min(pause*2, 50*time.Millisecond) {
 			ok, err := w.store.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
 			if err != nil {
-				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase}
+				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
 			}
 			if ok {
 				return next(ctx, a)
@@ -181,19 +223,43 @@ func (w *Worker) logout(ctx context.Context, a *attempt) answer {
 	res, err := a.Instance.client.Logout(ctx, a.Payload.Session)
 	w.metrics.LogoutDuration.WithLabelValues(a.Instance.name).Observe(time.Since(start).Seconds())
 	code := "error"
-	var apiErr *wahaclient.APIError
 	switch {
 	case err == nil && res != nil:
-		code = strconv.Itoa(res.HTTPStatus)
-	case errors.As(err, &apiErr) && apiErr.StatusCode != 0:
-		code = strconv.Itoa(apiErr.StatusCode)
+		code = statusCode(res.HTTPStatus)
+	case err != nil:
+		var apiErr *wahaclient.APIError
+		if errors.As(err, &apiErr) && apiErr.StatusCode != 0 {
+			code = statusCode(apiErr.StatusCode)
+		}
 	}
 	w.metrics.Responses.WithLabelValues(a.Instance.name, code).Inc()
 	return answer{Result: res, Err: err}
 }
 
+// statusCode is strconv.Itoa without the allocation for WAHA's usual answers.
+func statusCode(n int) string {
+	switch n {
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	}
+	return strconv.Itoa(n)
+}
+
 // sessionJSON keeps the parts of WAHA's session that say what the logout did.
 func sessionJSON(s *wahaclient.Session) json.RawMessage {
+	if s.Me == nil && plainJSONString(s.Name) && plainJSONString(s.Status) {
+		// What json.Marshal writes below, in one allocation: a session after a
+		// logout has no account, and names and statuses are plain ASCII.
+		b := make([]byte, 0, 36+len(s.Name)+len(s.Status))
+		b = append(b, `{"name":"`...)
+		b = append(b, s.Name...)
+		b = append(b, `","status":"`...)
+		b = append(b, s.Status...)
+		b = append(b, `","me":null}`...)
+		return b
+	}
 	b, err := json.Marshal(struct {
 		Name   string         `json:"name"`
 		Status string         `json:"status"`
@@ -203,6 +269,18 @@ func sessionJSON(s *wahaclient.Session) json.RawMessage {
 		return nil
 	}
 	return b
+}
+
+// plainJSONString reports whether encoding/json writes s as itself between
+// quotes: printable ASCII without '"', '\\' and the HTML characters it
+// escapes.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // rateLimit converts a per-second rate into redis_rate's terms; a rate below

@@ -4,9 +4,11 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -204,7 +206,9 @@ func NewRedis(rawURL string, clusterAddrs []string) (redis.UniversalClient, erro
 		if err != nil {
 			return nil, err
 		}
-		return redis.NewFailoverClient(opt), nil
+		c := redis.NewFailoverClient(opt)
+		c.AddHook(sentinelHook{master: opt.MasterName, sentinels: opt.SentinelAddrs})
+		return c, nil
 	}
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
@@ -243,6 +247,31 @@ func parseSentinelURL(raw string) (*redis.FailoverOptions, error) {
 		return nil, fmt.Errorf("%w: REDIS_URL names no sentinel address", ErrBadConfig)
 	}
 	return opt, nil
+}
+
+// sentinelHook names the master in the error go-redis gives when the
+// Sentinels answer but none monitors the master name of REDIS_URL: "all
+// sentinels specified in configuration are unreachable: redis: nil".
+type sentinelHook struct {
+	master    string
+	sentinels []string
+}
+
+func (h sentinelHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil && errors.Is(err, redis.Nil) {
+			err = fmt.Errorf("%w: REDIS_URL: no Sentinel at %s monitors a master named %q (redis-sentinel://hosts/MASTER): %v",
+				ErrBadConfig, strings.Join(h.sentinels, ","), h.master, err)
+		}
+		return conn, err
+	}
+}
+
+func (sentinelHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (sentinelHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // redactErr keeps a URL's password out of an error message.

@@ -179,3 +179,17 @@ func StartServer(args ...string) (string, error) {
 	_ = cmd.Process.Kill()
 	return "", fmt.Errorf("redis-server on %s did not answer within 10s", addr)
 }
+
+// MustURL is URL for code without a testing.TB (runnable examples): it
+// panics when no Redis can be had.
+func MustURL() string {
+	once.Do(func() { baseURL, initErr = resolve() })
+	if initErr != nil {
+		panic("redistest: no Redis for tests: " + initErr.Error())
+	}
+	return baseURL
+}
+
+// Cleanup deletes every key of a namespace (what Namespace registers for a
+// test), for code without a testing.TB.
+func Cleanup(c *redis.Client, ns string) { cleanup(c, ns) }

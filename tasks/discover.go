@@ -124,7 +124,7 @@ func (s *Store) enqueueRaw(ctx context.Context, instance, id, typ string, payloa
 		TimeoutSeconds: int64(math.Ceil(timeout.Seconds()))})
 	list, processAt := asynqwire.PendingKey(k.q), "0"
 	if !at.IsZero() {
-		list, processAt = asynqwire.ScheduledKey(k.q), strconv.FormatInt(at.Unix(), 10)
+		list, processAt = asynqwire.ScheduledKey(k.q), strconv.FormatInt(ceilUnix(at), 10)
 	}
 	n, err := enqueueRawScript.Run(ctx, s.rdb, []string{asynqwire.TaskKey(k.q, id), list},
 		id, msg, s.now().UnixNano(), processAt).Int()

@@ -3,6 +3,7 @@ package tasks
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Payload is the asynq payload of a logout task. It names the WAHA server and
@@ -60,6 +61,15 @@ func appendInt(b []byte, n int) []byte {
 // decode, or names an invalid instance or session, is an error wrapping
 // ErrInvalidInput: retrying it cannot help.
 func DecodePayload(b []byte) (Payload, error) {
+	if p, ok := decodeFast(b); ok {
+		return p, nil
+	}
+	return decodeSlow(b)
+}
+
+// decodeSlow is DecodePayload for any input: encoding/json, then the
+// validators.
+func decodeSlow(b []byte) (Payload, error) {
 	var p Payload
 	if err := json.Unmarshal(b, &p); err != nil {
 		return Payload{}, fmt.Errorf("%w: payload is not valid JSON: %v", ErrInvalidInput, err)
@@ -79,4 +89,48 @@ func DecodePayload(b []byte) (Payload, error) {
 		return Payload{}, fmt.Errorf("%w: max_retries %d is negative", ErrInvalidInput, p.MaxRetries)
 	}
 	return p, nil
+}
+
+// decodeFast parses exactly what Encode writes, with names that pass
+// validation, with one allocation (the names share one string). Anything
+// else (another key order or spacing, escapes, invalid names, a number out of
+// range) returns false and goes through encoding/json and the validators, so
+// both paths accept the same payloads and return the same values.
+func decodeFast(b []byte) (Payload, bool) {
+	var p Payload
+	rest, ok := strings.CutPrefix(string(b), `{"instance":"`)
+	if !ok {
+		return p, false
+	}
+	if p.Instance, rest, ok = strings.Cut(rest, `"`); !ok || !nameOK(p.Instance, MaxInstanceNameLen) {
+		return p, false
+	}
+	if rest, ok = strings.CutPrefix(rest, `,"session":"`); !ok {
+		return p, false
+	}
+	if p.Session, rest, ok = strings.Cut(rest, `"`); !ok || !nameOK(p.Session, MaxSessionNameLen) {
+		return p, false
+	}
+	if after, isBatch := strings.CutPrefix(rest, `,"batch_id":"`); isBatch {
+		if p.BatchID, rest, ok = strings.Cut(after, `"`); !ok || !nameOK(p.BatchID, 64) {
+			return p, false
+		}
+	}
+	if rest, ok = strings.CutPrefix(rest, `,"max_retries":`); !ok {
+		return p, false
+	}
+	digits, ok := strings.CutSuffix(rest, "}")
+	// At most 9 digits (no overflow), no sign, no leading zero: numbers on
+	// which JSON and this loop agree.
+	if !ok || len(digits) == 0 || len(digits) > 9 || (digits[0] == '0' && len(digits) > 1) {
+		return p, false
+	}
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return p, false
+		}
+		p.MaxRetries = p.MaxRetries*10 + int(c-'0')
+	}
+	return p, true
 }

@@ -130,6 +130,18 @@ func (w When) resolve(now time.Time) (time.Time, error) {
 	return time.Time{}, nil
 }
 
+// ceilUnix is t in whole Unix seconds, rounded up. asynq keeps a scheduled
+// task's time in whole seconds and moves the task to the queue as soon as the
+// current second reaches it, so a truncated time would run a logout up to a
+// second before the time it was scheduled for.
+func ceilUnix(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
 // LogoutRequest asks for one logout.
 type LogoutRequest struct {
 	// Instance is the WAHA server name. Empty means "default".

@@ -27,14 +27,16 @@ if live then
     return {live, 1}
   end
 end
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then
+if redis.call('EXISTS', KEYS[3], KEYS[1]) > 0 then
   return redis.error_reply('wahaq: task id collision')
 end
 local state = 'pending'
 if ARGV[4] ~= '0' then state = 'scheduled' end
-redis.call('HSET', KEYS[1], 'state', state, 'instance', ARGV[5], 'session', ARGV[6], 'max', ARGV[9], 'enq', ARGV[8], 'attempts', 0)
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'batch', ARGV[7]) end
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'sched', ARGV[10]) end
+-- one HSET for the whole record (fewer calls per task in a 50,000-task batch)
+local rec = {'state', state, 'instance', ARGV[5], 'session', ARGV[6], 'max', ARGV[9], 'enq', ARGV[8], 'attempts', 0}
+if ARGV[7] ~= '' then rec[#rec + 1] = 'batch'; rec[#rec + 1] = ARGV[7] end
+if ARGV[10] ~= '' then rec[#rec + 1] = 'sched'; rec[#rec + 1] = ARGV[10] end
+redis.call('HSET', KEYS[1], unpack(rec))
 redis.call('SET', KEYS[2], ARGV[1])
 if state == 'pending' then
   redis.call('HSET', KEYS[3], 'msg', ARGV[2], 'state', 'pending', 'pending_since', ARGV[3])

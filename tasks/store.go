@@ -78,11 +78,11 @@ func (s *Store) keys(instance string) keys {
 	return keys{q: q, p: "wahaq:{" + q + "}:"}
 }
 
-func (k keys) record(id string) string     { return k.p + "t:" + id }
-func (k keys) dedup(sess string) string    { return k.p + "d:" + sess }
-func (k keys) batch(bid string) string     { return k.p + "b:" + bid }
-func (k keys) deadLetters() string         { return k.p + "dlq" }
-func (k keys) slots() string               { return k.p + "slots" }
+func (k keys) record(id string) string  { return k.p + "t:" + id }
+func (k keys) dedup(sess string) string { return k.p + "d:" + sess }
+func (k keys) batch(bid string) string  { return k.p + "b:" + bid }
+func (k keys) deadLetters() string      { return k.p + "dlq" }
+func (k keys) slots() string            { return k.p + "slots" }
 
 // NewID returns a new task or batch id.
 func NewID() string { return uuid.NewString() }
@@ -192,7 +192,7 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			listKey, processAt, sched := asynqwire.PendingKey(k.q), "0", ""
 			if t.ProcessAt.After(now) {
 				listKey = asynqwire.ScheduledKey(k.q)
-				processAt = strconv.FormatInt(t.ProcessAt.Unix(), 10)
+				processAt = strconv.FormatInt(ceilUnix(t.ProcessAt), 10)
 				sched = strconv.FormatInt(t.ProcessAt.UnixMilli(), 10)
 			}
 			calls = append(calls, scriptCall{
@@ -271,7 +271,7 @@ func (s *Store) Finish(ctx context.Context, id string, p Payload, f Finish) erro
 	var result []byte
 	if f.Result != nil {
 		var err error
-		if result, err = json.Marshal(f.Result); err != nil {
+		if result, err = encodeResult(f.Result); err != nil {
 			return fmt.Errorf("finish task %s: %w", id, err)
 		}
 	}

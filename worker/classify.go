@@ -62,11 +62,9 @@ func (w *Worker) decide(a *attempt, res *wahaclient.LogoutResult, err error) (ta
 		delay := backoff(a.Number, w.cfg.RetryBase, w.cfg.RetryMax)
 		if ra, ok := wahaclient.RetryAfter(err); ok && ra > 0 {
 			// The server (or its proxy) said when to come back: honour it,
-			// up to the configured maximum.
-			// asynq keeps retry times in whole Unix seconds and truncates,
-			// so without the extra second the task could run up to a second
-			// before the time the server asked for.
-			delay = min(max(ra+time.Second, delay), w.cfg.RetryMax)
+			// up to the configured maximum (dueTime below rounds up to
+			// asynq's whole seconds, so it never runs early).
+			delay = min(max(ra, delay), w.cfg.RetryMax)
 		}
 		now := w.cfg.Now()
 		f.State, f.NextAttempt, f.Result = tasks.StateRetrying, dueTime(now.Add(delay)), nil

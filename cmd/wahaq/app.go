@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,7 +43,7 @@ func newApp(cmd *cobra.Command) (*app, error) {
 		return nil, err
 	}
 	a := &app{settings: s, instances: insts, schedules: scheds, log: s.Logger(cmd.ErrOrStderr()), rdb: rdb}
-	cobra.OnFinalize(func() { _ = rdb.Close() })
+	onExit(cmd.Context(), func() { _ = rdb.Close() })
 	return a, nil
 }
 
@@ -91,6 +93,20 @@ func (a *app) workerConfig() worker.Config {
 
 // redactURL hides a password in a Redis URL.
 func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		if q := u.Query(); len(q) > 0 {
+			for k := range q {
+				if strings.Contains(strings.ToLower(k), "password") {
+					q.Set(k, "xxxxx")
+				}
+			}
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
 	for i := 0; i < len(raw); i++ {
 		if raw[i] == '@' {
 			for j := i; j >= 0; j-- {

@@ -35,6 +35,17 @@ func (e usageError) Unwrap() error { return e.err }
 // usagef returns a usage error (exit code 2) with a sentence.
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
+// closersKey holds, in the command's context, what run closes when the
+// command ends (per run, so in-process runs in tests do not share it).
+type closersKey struct{}
+
+// onExit registers f to run when the command line has finished.
+func onExit(ctx context.Context, f func()) {
+	if c, ok := ctx.Value(closersKey{}).(*[]func()); ok {
+		*c = append(*c, f)
+	}
+}
+
 // commands are added by each command's file.
 var commands []func() *cobra.Command
 
@@ -65,9 +76,21 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal starts a graceful shutdown; restoring the default
+		// handling lets a second one end the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err := root.ExecuteContext(context.WithValue(ctx, closersKey{}, &closers))
 	if err == nil {
 		return exitOK
 	}

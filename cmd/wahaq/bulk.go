@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wahaq/wahaq/tasks"
+)
+
+func init() { register(newBulkCmd) }
+
+func newBulkCmd() *cobra.Command {
+	var (
+		instance, sessionsFile, in, at string
+		all, wait, asJSON              bool
+		statuses, sessions             []string
+	)
+	cmd := &cobra.Command{
+		Use:   "bulk --instance I (--all [--status WORKING,...] | --sessions-file F | --session S...) [--in D | --at T] [--wait] [--json]",
+		Short: "Enqueue the logout of many sessions of one WAHA server as one batch",
+		Long: `Enqueue a bulk teardown: the logout of many sessions of one WAHA server, as
+one batch, and print the batch id. Follow it with wahaq batch BATCH_ID.
+
+Name the sessions in exactly one way:
+  --all                 every session the server lists when the batch runs,
+                        optionally only those in --status (e.g. WORKING,FAILED)
+  --sessions-file F     one session name per line; blank lines and # comments
+                        are ignored; - reads standard input
+  --session S           repeatable, or comma-separated: --session a,b,c
+
+Every name is checked before anything is written: one bad name enqueues
+nothing. Sessions that already have a logout task keep it and are counted as
+deduplicated instead.
+
+--wait then follows the batch like wahaq batch --wait (a progress bar on a
+terminal, a line every 2 seconds otherwise). --json prints the batch answer
+as the HTTP API returns it (POST /v1/batches), and with --wait also the
+finished batch, as a second line.
+
+Exit codes: 0 enqueued (with --wait: done); 1 failure (Redis does not answer,
+the session listing of --all failed); 2 bad usage or bad input.`,
+		Example: `  wahaq bulk --instance default --session bot-1 --session bot-2
+  wahaq bulk --instance eu --sessions-file sessions.txt --at 2025-07-01T18:00:00Z
+  grep -v keep all.txt | wahaq bulk --instance eu --sessions-file - --wait
+  wahaq bulk --instance eu --all --status WORKING,FAILED --wait`,
+		Args: noArgs("bulk", "name sessions with --session, --sessions-file or --all"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if instance == "" {
+				return usagef("--instance is required: name the WAHA server to tear down (default is the one of WAHA_BASE_URL)")
+			}
+			sources := 0
+			for _, given := range []bool{all, sessionsFile != "", cmd.Flags().Changed("session")} {
+				if given {
+					sources++
+				}
+			}
+			if sources != 1 {
+				return usagef("name the sessions in exactly one way: --all, --sessions-file or --session (got %d)", sources)
+			}
+			if len(statuses) > 0 && !all {
+				return usagef("--status filters --all; with named sessions, list only those you want")
+			}
+			when, err := parseWhen(in, at)
+			if err != nil {
+				return err
+			}
+			if sessionsFile != "" {
+				if sessions, err = readSessionsFile(cmd.InOrStdin(), sessionsFile); err != nil {
+					return err
+				}
+			} else if !all {
+				if sessions, err = checkSessions(sessions, func(i int) string { return fmt.Sprintf("--session #%d", i+1) }); err != nil {
+					return err
+				}
+			}
+			a, err := newCLIApp(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := a.producer()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var info *tasks.BatchInfo
+			if all {
+				info, err = p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when})
+			} else {
+				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when})
+			}
+			if err != nil {
+				return a.cliErr(ctx, err)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if err := printJSON(out, info); err != nil {
+					return err
+				}
+			} else {
+				if info.Deduplicated > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %d of %d named sessions already had a logout task (or were named twice); they are not part of this batch\n",
+						info.Deduplicated, info.Requested)
+				}
+				if _, err := fmt.Fprintln(out, info.BatchID); err != nil {
+					return err
+				}
+			}
+			if !wait {
+				return nil
+			}
+			insp, err := a.inspector()
+			if err != nil {
+				return err
+			}
+			return a.cliErr(ctx, followBatch(ctx, cmd, insp, info.BatchID, 0, asJSON))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&instance, "instance", "", "WAHA server name (required; \"default\" is the one of WAHA_BASE_URL)")
+	f.BoolVar(&all, "all", false, "every session the server lists when the batch runs")
+	f.StringSliceVar(&statuses, "status", nil, "with --all: only sessions in these statuses, e.g. WORKING,FAILED")
+	f.StringVar(&sessionsFile, "sessions-file", "", "file of session names, one a line (# comments; - for stdin)")
+	f.StringSliceVar(&sessions, "session", nil, "a session name; repeatable or comma-separated")
+	addWhenFlags(cmd, &in, &at)
+	f.BoolVar(&wait, "wait", false, "follow the batch until every task is completed, dead or canceled")
+	f.BoolVar(&asJSON, "json", false, "print JSON (the HTTP API's shape)")
+	return cmd
+}
+
+// readSessionsFile reads session names, one a line; blank lines and
+// everything after a # are ignored; "-" reads stdin. Every name is checked,
+// and a bad one is reported with its line number.
+func readSessionsFile(stdin io.Reader, path string) ([]string, error) {
+	var r io.Reader = stdin
+	name := "standard input"
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, usagef("--sessions-file %s does not exist", path)
+			}
+			return nil, usagef("cannot read --sessions-file %s: %v", path, errors.Unwrap(err))
+		}
+		defer f.Close()
+		r, name = f, path
+	}
+	var names []string
+	var lines []int
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		names = append(names, line)
+		lines = append(lines, n)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, usagef("cannot read the sessions of %s: %v", name, err)
+	}
+	if len(names) == 0 {
+		return nil, usagef("%s names no session (one name a line; blank lines and # comments are ignored)", name)
+	}
+	return checkSessions(names, func(i int) string { return fmt.Sprintf("%s line %d", name, lines[i]) })
+}
+
+// checkSessions validates every name and says where a bad one came from.
+func checkSessions(names []string, where func(int) string) ([]string, error) {
+	for i, s := range names {
+		if err := tasks.ValidateSessionName(s); err != nil {
+			return nil, usageError{fmt.Errorf("%s: %w", where(i), err)}
+		}
+	}
+	return names, nil
+}

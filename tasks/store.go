@@ -271,7 +271,7 @@ func (s *Store) Finish(ctx context.Context, id string, p Payload, f Finish) erro
 	var result []byte
 	if f.Result != nil {
 		var err error
-		if result, err = encodeResult(f.Result); err != nil {
+		if result, err = json.Marshal(f.Result); err != nil {
 			return fmt.Errorf("finish task %s: %w", id, err)
 		}
 	}

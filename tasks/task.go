@@ -10,7 +10,6 @@ package tasks
 
 import (
 	"encoding/json"
-	"strconv"
 	"time"
 )
 
@@ -85,55 +84,6 @@ type Result struct {
 	// SessionAfter is the session as WAHA returned it after the logout, when
 	// it returned one.
 	SessionAfter json.RawMessage `json:"session_after"`
-}
-
-// encodeResult returns json.Marshal(r). The usual result (plain ASCII
-// sentences, a compact session object) is appended by hand in one
-// allocation; anything that encoding/json would escape or compact goes
-// through encoding/json, so the bytes are the same either way.
-func encodeResult(r *Result) ([]byte, error) {
-	raw := r.SessionAfter
-	if !plainJSONString(r.Status) || !plainJSONString(r.Message) || (raw != nil && !compactPlainJSON(raw)) {
-		return json.Marshal(r)
-	}
-	b := make([]byte, 0, 64+len(r.Status)+len(r.Message)+len(raw))
-	b = append(b, `{"status":"`...)
-	b = append(b, r.Status...)
-	b = append(b, `","message":"`...)
-	b = append(b, r.Message...)
-	b = append(b, `","http_status":`...)
-	b = strconv.AppendInt(b, int64(r.HTTPStatus), 10)
-	b = append(b, `,"session_after":`...)
-	if raw == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, raw...)
-	}
-	return append(b, '}'), nil
-}
-
-// plainJSONString reports whether encoding/json writes s as itself between
-// quotes: printable ASCII without '"', '\\' and the HTML characters it
-// escapes ('<', '>', '&').
-func plainJSONString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
-}
-
-// compactPlainJSON reports whether encoding/json copies raw unchanged when
-// it marshals it as a json.RawMessage: valid JSON without whitespace, and
-// nothing it would escape.
-func compactPlainJSON(raw []byte) bool {
-	for _, c := range raw {
-		if c <= 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return json.Valid(raw)
 }
 
 // Task is the task model of PRODUCT.md, as GET /v1/tasks/{id} and

@@ -38,6 +38,8 @@ type Store struct {
 	ns        string
 	now       func() time.Time
 	published sync.Map // queue name -> struct{}: registered in asynq:queues
+	batchOnce sync.Once
+	batch     *autoBatcher // Start and Finish go through it; see autobatch.go
 }
 
 // StoreOptions configures a Store.
@@ -124,39 +126,15 @@ func (s *Store) publish(ctx context.Context, q string) error {
 
 // scriptCall is one call of a script in a pipeline.
 type scriptCall struct {
-	keys []string
-	args []any
+	script *redis.Script // nil: the pipeline's script
+	keys   []string
+	args   []any
 }
 
 // runPipelined runs calls of one script in a single round trip and returns
-// their replies in order. EVALSHA fails with NOSCRIPT when Redis does not know
-// the script (first use, a restart, a failover); such a call did not run, so
-// it is safe to load the script and send just those calls again.
+// their replies in order, or the first call's error.
 func (s *Store) runPipelined(ctx context.Context, script *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
-	cmds := make([]*redis.Cmd, len(calls))
-	todo := make([]int, len(calls))
-	for i := range todo {
-		todo[i] = i
-	}
-	for round := 0; round < 2 && len(todo) > 0; round++ {
-		pipe := s.rdb.Pipeline()
-		for _, i := range todo {
-			cmds[i] = script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
-		}
-		_, _ = pipe.Exec(ctx)
-		var again []int
-		for _, i := range todo {
-			if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-				again = append(again, i)
-			}
-		}
-		if len(again) > 0 {
-			if err := script.Load(ctx, s.rdb).Err(); err != nil {
-				return nil, err
-			}
-		}
-		todo = again
-	}
+	cmds := s.pipelineScripts(ctx, script, calls)
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return nil, err
@@ -165,54 +143,130 @@ func (s *Store) runPipelined(ctx context.Context, script *redis.Script, calls []
 	return cmds, nil
 }
 
-// Enqueue creates tasks in pipelines of up to 1,000 scripts: one round trip
-// per thousand tasks instead of one per task. Each task is created atomically
-// with its dedup entry and batch count. Inputs must be validated already.
+// pipelineScripts runs calls in a single round trip (each of its own script,
+// or of script) and returns each call's reply or error, in order. EVALSHA
+// fails with NOSCRIPT when Redis does not know the script (first use, a
+// restart, a failover); such a call did not run, so it is safe to load the
+// script and send just those calls again.
+func (s *Store) pipelineScripts(ctx context.Context, script *redis.Script, calls []scriptCall) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(calls))
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
+	}
+	scriptOf := func(i int) *redis.Script {
+		if calls[i].script != nil {
+			return calls[i].script
+		}
+		return script
+	}
+	for round := 0; round < 2 && len(todo) > 0; round++ {
+		pipe := s.rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = scriptOf(i).EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		var again []int
+		loaded := map[*redis.Script]error{}
+		for _, i := range todo {
+			if err := cmds[i].Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
+				continue
+			}
+			sc := scriptOf(i)
+			err, ok := loaded[sc]
+			if !ok {
+				err = sc.Load(ctx, s.rdb).Err()
+				loaded[sc] = err
+			}
+			if err != nil {
+				cmds[i].SetErr(err)
+				continue
+			}
+			again = append(again, i)
+		}
+		todo = again
+	}
+	return cmds
+}
+
+// enqueueGroup is how many tasks one enqueue script call creates.
+const enqueueGroup = 100
+
+// Enqueue creates tasks: groups of up to 100 tasks that share an instance,
+// process time, batch and retry limit go to Redis as one script call, and
+// up to ten such calls as one pipeline, so a 50,000-session batch takes 50
+// round trips. Each task is created atomically with its dedup entry and batch
+// count; a session that already has a live task (or comes twice) is
+// deduplicated. Inputs must be validated already.
 func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 	out := make([]Enqueued, len(ts))
 	now := s.now()
-	calls := make([]scriptCall, 0, min(len(ts), pipelineChunk))
-	for start := 0; start < len(ts); start += pipelineChunk {
-		end := min(start+pipelineChunk, len(ts))
-		calls = calls[:0]
-		for i := start; i < end; i++ {
-			t := &ts[i]
-			if t.ID == "" {
-				t.ID = NewID()
-			}
-			k := s.keys(t.Instance)
+	type group struct{ start, end int }
+	var groups []group
+	same := func(a, b *NewTask) bool {
+		return a.Instance == b.Instance && a.BatchID == b.BatchID && a.MaxRetries == b.MaxRetries &&
+			a.Timeout == b.Timeout && a.ProcessAt.Equal(b.ProcessAt)
+	}
+	for i := 0; i < len(ts); {
+		j := i + 1
+		for j < len(ts) && j-i < enqueueGroup && same(&ts[i], &ts[j]) {
+			j++
+		}
+		groups = append(groups, group{i, j})
+		i = j
+	}
+	const groupsPerPipeline = pipelineChunk / enqueueGroup
+	for gi := 0; gi < len(groups); gi += groupsPerPipeline {
+		batch := groups[gi:min(gi+groupsPerPipeline, len(groups))]
+		calls := make([]scriptCall, 0, len(batch))
+		for _, g := range batch {
+			first := &ts[g.start]
+			k := s.keys(first.Instance)
 			if err := s.publish(ctx, k.q); err != nil {
 				return nil, err
 			}
-			payload := Payload{Instance: t.Instance, Session: t.Session, BatchID: t.BatchID, MaxRetries: t.MaxRetries}.Encode()
-			msg := asynqwire.Encode(asynqwire.Message{
-				Type: TypeLogout, Payload: payload, ID: t.ID, Queue: k.q,
-				Retry: asynqMaxRetry, TimeoutSeconds: int64(math.Ceil(t.Timeout.Seconds())),
-			})
 			listKey, processAt, sched := asynqwire.PendingKey(k.q), "0", ""
-			if t.ProcessAt.After(now) {
+			if first.ProcessAt.After(now) {
 				listKey = asynqwire.ScheduledKey(k.q)
-				processAt = strconv.FormatInt(ceilUnix(t.ProcessAt), 10)
-				sched = strconv.FormatInt(t.ProcessAt.UnixMilli(), 10)
+				processAt = strconv.FormatInt(ceilUnix(first.ProcessAt), 10)
+				sched = strconv.FormatInt(first.ProcessAt.UnixMilli(), 10)
 			}
-			calls = append(calls, scriptCall{
-				keys: []string{k.record(t.ID), k.dedup(t.Session), asynqwire.TaskKey(k.q, t.ID), listKey, k.batch(t.BatchID)},
-				args: []any{t.ID, msg, now.UnixNano(), processAt, t.Instance, t.Session, t.BatchID,
-					now.UnixMilli(), t.MaxRetries, sched, asynqwire.TaskKeyPrefix(k.q)},
-			})
+			n := g.end - g.start
+			keys := make([]string, 0, 2+3*n)
+			keys = append(keys, listKey, k.batch(first.BatchID))
+			args := make([]any, 0, 8+3*n)
+			args = append(args, now.UnixNano(), processAt, first.Instance, first.BatchID, now.UnixMilli(),
+				first.MaxRetries, sched, asynqwire.TaskKeyPrefix(k.q))
+			timeout := int64(math.Ceil(first.Timeout.Seconds()))
+			for i := g.start; i < g.end; i++ {
+				t := &ts[i]
+				if t.ID == "" {
+					t.ID = NewID()
+				}
+				payload := Payload{Instance: t.Instance, Session: t.Session, BatchID: t.BatchID, MaxRetries: t.MaxRetries}.Encode()
+				msg := asynqwire.Encode(asynqwire.Message{
+					Type: TypeLogout, Payload: payload, ID: t.ID, Queue: k.q, Retry: asynqMaxRetry, TimeoutSeconds: timeout,
+				})
+				keys = append(keys, k.record(t.ID), k.dedup(t.Session), asynqwire.TaskKey(k.q, t.ID))
+				args = append(args, t.ID, msg, t.Session)
+			}
+			calls = append(calls, scriptCall{keys: keys, args: args})
 		}
-		cmds, err := s.runPipelined(ctx, enqueueScript, calls)
+		cmds, err := s.runPipelined(ctx, enqueueManyScript, calls)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
-		for i, c := range cmds {
+		for ci, c := range cmds {
+			g := batch[ci]
 			v, _ := c.Slice()
-			if len(v) != 2 {
+			if len(v) != 2*(g.end-g.start) {
 				return nil, fmt.Errorf("enqueue: unexpected reply %v", c.Val())
 			}
-			id, _ := v[0].(string)
-			flag, _ := v[1].(int64)
-			out[start+i] = Enqueued{ID: id, Deduplicated: flag == 1}
+			for i := g.start; i < g.end; i++ {
+				id, _ := v[2*(i-g.start)].(string)
+				flag, _ := v[2*(i-g.start)+1].(int64)
+				out[i] = Enqueued{ID: id, Deduplicated: flag == 1}
+			}
 		}
 	}
 	return out, nil
@@ -225,7 +279,7 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 func (s *Store) Start(ctx context.Context, id string, p Payload, attempt, capacity int, lease time.Duration) (bool, error) {
 	k := s.keys(p.Instance)
 	now := s.now()
-	n, err := startScript.Run(ctx, s.rdb,
+	n, err := s.runScript(ctx, startScript,
 		[]string{k.slots(), k.record(id), k.batch(p.BatchID), k.deadLetters()},
 		id, now.UnixMilli(), now.Add(lease).UnixMilli(), capacity, attempt,
 		p.Instance, p.Session, p.BatchID, p.MaxRetries).Int()
@@ -283,7 +337,7 @@ func (s *Store) Finish(ctx context.Context, id string, p Payload, f Finish) erro
 	if ttl < 1 {
 		ttl = 1
 	}
-	err := finishScript.Run(ctx, s.rdb,
+	err := s.runScript(ctx, finishScript,
 		[]string{k.slots(), k.record(id), k.batch(p.BatchID), k.dedup(p.Session), k.deadLetters()},
 		id, string(f.State), string(f.Outcome), s.now().UnixMilli(), next, f.LastError, result, ttl, p.BatchID).Err()
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
+
+	"github.com/wahaq/wahaq/tasks"
 )
 
 // ErrBadConfig marks settings that cannot work; commands exit with code 2.
@@ -149,6 +151,10 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	if _, err := zerolog.ParseLevel(s.LogLevel); err != nil || s.LogLevel == "" {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q is not one of debug, info, warn, error", s.LogLevel))
 	}
+	if err := tasks.ValidateInstanceName(s.Namespace); err != nil {
+		// It becomes part of queue names and Redis Cluster hash tags.
+		errs = append(errs, fmt.Errorf("WAHAQ_NAMESPACE=%q must be letters, digits, '_' or '-' (at most 64)", s.Namespace))
+	}
 	if s.LogFormat != "json" && s.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q is not json or console", s.LogFormat))
 	}
@@ -274,14 +280,31 @@ func (sentinelHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	return next
 }
 
-// redactErr keeps a URL's password out of an error message.
+// redactErr keeps a URL's password out of an error message, also when the
+// URL is too malformed to parse: url.Parse's error then quotes it whole.
 func redactErr(err error, raw string) error {
-	u, perr := url.Parse(raw)
-	if perr != nil || u.User == nil {
+	var secrets []string
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			secrets = append(secrets, p)
+		}
+	}
+	// The password as written: after the first ':' of the user info, which
+	// ends at the last '@'.
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, p, ok := strings.Cut(rest[:at], ":"); ok && p != "" {
+				q := strconv.Quote(p)
+				secrets = append(secrets, p, q[1:len(q)-1])
+			}
+		}
+	}
+	if len(secrets) == 0 {
 		return err
 	}
-	if p, ok := u.User.Password(); ok && p != "" {
-		return errors.New(strings.ReplaceAll(err.Error(), p, "xxxxx"))
+	msg := err.Error()
+	for _, p := range secrets {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
 	}
-	return err
+	return errors.New(msg)
 }

@@ -121,6 +121,12 @@ func ParseFile(raw []byte, getenv func(string) string) (*File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schedule %q: cron %q: %w", sc.Name, sc.Cron, err)
 		}
+		if every, ok := spec.(cron.ConstantDelaySchedule); ok {
+			// cron's @every counts from the time it is given, so replicas
+			// would disagree on ticks, and the Runner's one-second windows
+			// would never hold one: tick at multiples of the delay instead.
+			spec = alignedEvery(every.Delay)
+		}
 		sc.Spec = spec
 		sc.Location = time.UTC
 		if sc.Timezone != "" {
@@ -141,6 +147,14 @@ func ParseFile(raw []byte, getenv func(string) string) (*File, error) {
 		}
 	}
 	return &f, nil
+}
+
+// alignedEvery is "@every d" ticking at whole multiples of d (since the zero
+// time), the same for every replica.
+type alignedEvery time.Duration
+
+func (d alignedEvery) Next(t time.Time) time.Time {
+	return t.Truncate(time.Duration(d)).Add(time.Duration(d))
 }
 
 // Names returns the instance names.

@@ -58,7 +58,8 @@ func (r *Runner) Run(ctx context.Context) {
 func (r *Runner) Check(ctx context.Context, from, to time.Time) int {
 	n := 0
 	for _, sc := range r.schedules {
-		for tick := sc.Spec.Next(from.In(sc.Location)); !tick.After(to); tick = sc.Spec.Next(tick) {
+		// Next returns the zero time for a cron that never fires (30 February).
+		for tick := sc.Spec.Next(from.In(sc.Location)); !tick.IsZero() && !tick.After(to); tick = sc.Spec.Next(tick) {
 			if r.fire(ctx, sc, tick) {
 				n++
 			}

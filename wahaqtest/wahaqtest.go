@@ -17,9 +17,11 @@
 package wahaqtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,4 +258,26 @@ func show(v any) string {
 		return err.Error()
 	}
 	return string(b)
+}
+
+// LogBuffer is an io.Writer safe for concurrent writers, such as a zerolog
+// logger shared by a worker's goroutines, whose contents a test can read at
+// any time. Use it to assert on logs, e.g. that a secret never appears.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

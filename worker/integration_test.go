@@ -6,7 +6,6 @@ package worker_test
 // poll it, and every count of WAHA calls comes from the fake's own counters.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -655,24 +654,6 @@ func TestDeadLettersBeyondAsynqArchive(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the worker's concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSecretsStayOut runs successes, a retry, a validation refusal and a
 // WAHA 401 with debug logs on, then looks for the WAHA key and the
 // validation key everywhere wahaq writes: logs, Redis key names and values
@@ -699,7 +680,7 @@ func TestSecretsStayOut(t *testing.T) {
 	}))
 	t.Cleanup(val.Close)
 
-	logs := &syncBuffer{}
+	logs := &wahaqtest.LogBuffer{}
 	logger := zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	env := wahaqtest.Start(t, wahaqtest.Options{
 		Fake: wahafake.Options{APIKey: apiKey},

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
+	"github.com/wahaq/wahaq/wahaqtest"
 )
 
 const secret = "sup3r-s3cret"
@@ -79,29 +79,11 @@ func TestBadFlagsExitTwo(t *testing.T) {
 	require.Contains(t, stderr.String(), "Usage: fakewaha")
 }
 
-// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunServesUntilCanceled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr wahaqtest.LogBuffer
 	ready := make(chan *wahafake.Server, 1)
 	code := make(chan int, 1)
 	go func() {
@@ -135,7 +117,7 @@ func TestSignalStopsCleanly(t *testing.T) {
 	t.Parallel()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "FAKEWAHA_HELPER=1", "WAHA_API_KEY="+secret)
-	var stderr syncBuffer
+	var stderr wahaqtest.LogBuffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill() })

@@ -59,11 +59,7 @@ a malformed id.`,
 			if err := tasks.ValidateBatchID(id); err != nil {
 				return err
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			insp, err := a.inspector()
+			a, insp, err := newInspectorApp(cmd)
 			if err != nil {
 				return err
 			}

@@ -72,11 +72,7 @@ Exit codes: 0 listed (even when empty); 1 Redis does not answer; 2 bad usage.`,
 			if offset < 0 {
 				return usagef("--offset must not be negative")
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			insp, err := a.inspector()
+			a, insp, err := newInspectorApp(cmd)
 			if err != nil {
 				return err
 			}
@@ -198,11 +194,7 @@ Redis does not answer; 2 bad usage, or an id that is not a dead letter.`,
 			if err != nil {
 				return err
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			insp, err := a.inspector()
+			a, insp, err := newInspectorApp(cmd)
 			if err != nil {
 				return err
 			}
@@ -325,11 +317,7 @@ that is not a dead letter.`,
 			if sel.All && !yes && !isTTY(stdin) {
 				return usagef("dlq purge --all deletes dead letters for good: add --yes to confirm (standard input is not a terminal, so wahaq cannot ask)")
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			insp, err := a.inspector()
+			a, insp, err := newInspectorApp(cmd)
 			if err != nil {
 				return err
 			}

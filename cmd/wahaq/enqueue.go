@@ -156,6 +156,20 @@ func newCLIApp(cmd *cobra.Command) (*app, error) {
 	return a, nil
 }
 
+// newInspectorApp is newCLIApp plus an Inspector, for the commands that read
+// tasks, batches and dead letters.
+func newInspectorApp(cmd *cobra.Command) (*app, *tasks.Inspector, error) {
+	a, err := newCLIApp(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	insp, err := a.inspector()
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, insp, nil
+}
+
 // routeRedisLogs sends go-redis's internal log lines to log at level lvl
 // instead of its default logger (plain text on stderr).
 func routeRedisLogs(log zerolog.Logger, lvl zerolog.Level) {

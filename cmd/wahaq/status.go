@@ -58,11 +58,7 @@ Exit codes:
 			if err := tasks.ValidateTaskID(id); err != nil {
 				return err
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			insp, err := a.inspector()
+			a, insp, err := newInspectorApp(cmd)
 			if err != nil {
 				return err
 			}

@@ -38,8 +38,6 @@ type Store struct {
 	ns        string
 	now       func() time.Time
 	published sync.Map // queue name -> struct{}: registered in asynq:queues
-	batchOnce sync.Once
-	batch     *autoBatcher // Start and Finish go through it; see autobatch.go
 }
 
 // StoreOptions configures a Store.
@@ -126,67 +124,45 @@ func (s *Store) publish(ctx context.Context, q string) error {
 
 // scriptCall is one call of a script in a pipeline.
 type scriptCall struct {
-	script *redis.Script // nil: the pipeline's script
-	keys   []string
-	args   []any
+	keys []string
+	args []any
 }
 
 // runPipelined runs calls of one script in a single round trip and returns
-// their replies in order, or the first call's error.
+// their replies in order. EVALSHA fails with NOSCRIPT when Redis does not know
+// the script (first use, a restart, a failover); such a call did not run, so
+// it is safe to load the script and send just those calls again.
 func (s *Store) runPipelined(ctx context.Context, script *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
-	cmds := s.pipelineScripts(ctx, script, calls)
+	cmds := make([]*redis.Cmd, len(calls))
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
+	}
+	for round := 0; round < 2 && len(todo) > 0; round++ {
+		pipe := s.rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		var again []int
+		for _, i := range todo {
+			if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			if err := script.Load(ctx, s.rdb).Err(); err != nil {
+				return nil, err
+			}
+		}
+		todo = again
+	}
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return nil, err
 		}
 	}
 	return cmds, nil
-}
-
-// pipelineScripts runs calls in a single round trip (each of its own script,
-// or of script) and returns each call's reply or error, in order. EVALSHA
-// fails with NOSCRIPT when Redis does not know the script (first use, a
-// restart, a failover); such a call did not run, so it is safe to load the
-// script and send just those calls again.
-func (s *Store) pipelineScripts(ctx context.Context, script *redis.Script, calls []scriptCall) []*redis.Cmd {
-	cmds := make([]*redis.Cmd, len(calls))
-	todo := make([]int, len(calls))
-	for i := range todo {
-		todo[i] = i
-	}
-	scriptOf := func(i int) *redis.Script {
-		if calls[i].script != nil {
-			return calls[i].script
-		}
-		return script
-	}
-	for round := 0; round < 2 && len(todo) > 0; round++ {
-		pipe := s.rdb.Pipeline()
-		for _, i := range todo {
-			cmds[i] = scriptOf(i).EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
-		}
-		_, _ = pipe.Exec(ctx)
-		var again []int
-		loaded := map[*redis.Script]error{}
-		for _, i := range todo {
-			if err := cmds[i].Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
-				continue
-			}
-			sc := scriptOf(i)
-			err, ok := loaded[sc]
-			if !ok {
-				err = sc.Load(ctx, s.rdb).Err()
-				loaded[sc] = err
-			}
-			if err != nil {
-				cmds[i].SetErr(err)
-				continue
-			}
-			again = append(again, i)
-		}
-		todo = again
-	}
-	return cmds
 }
 
 // enqueueGroup is how many tasks one enqueue script call creates.
@@ -279,7 +255,7 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 func (s *Store) Start(ctx context.Context, id string, p Payload, attempt, capacity int, lease time.Duration) (bool, error) {
 	k := s.keys(p.Instance)
 	now := s.now()
-	n, err := s.runScript(ctx, startScript,
+	n, err := startScript.Run(ctx, s.rdb,
 		[]string{k.slots(), k.record(id), k.batch(p.BatchID), k.deadLetters()},
 		id, now.UnixMilli(), now.Add(lease).UnixMilli(), capacity, attempt,
 		p.Instance, p.Session, p.BatchID, p.MaxRetries).Int()
@@ -337,7 +313,7 @@ func (s *Store) Finish(ctx context.Context, id string, p Payload, f Finish) erro
 	if ttl < 1 {
 		ttl = 1
 	}
-	err := s.runScript(ctx, finishScript,
+	err := finishScript.Run(ctx, s.rdb,
 		[]string{k.slots(), k.record(id), k.batch(p.BatchID), k.dedup(p.Session), k.deadLetters()},
 		id, string(f.State), string(f.Outcome), s.now().UnixMilli(), next, f.LastError, result, ttl, p.BatchID).Err()
 	if err != nil {

@@ -48,7 +48,7 @@ func (s *Store) DeadLetters(ctx context.Context, instance string, offset, limit 
 				// show it rather than hide it.
 				m = map[string]string{"state": string(StateDead), "instance": instance, "err": "record missing"}
 			}
-			out = append(out, s.decodeRecord(ids[start+i], m))
+			out = append(out, s.decodeRecord(ids[start+i], instance, m))
 		}
 	}
 	return out, total, nil

@@ -15,8 +15,9 @@ import "github.com/redis/go-redis/v9"
 // tasks that share an instance, a process time, a batch and a retry limit:
 // one script call creates up to enqueueGroup tasks. Most of a single script's cost in Redis
 // is the call itself, so a 50,000-session teardown runs 500 calls, not
-// 50,000. Ids are checked for collisions before anything is written, so a
-// failed call writes nothing.
+// 50,000. Ids are random UUIDs (122 random bits) that never collide in
+// practice, so no collision check is paid for; the record does not repeat
+// the instance (its key names the queue) nor a zero attempt count.
 //
 // KEYS[1] asynq pending list or scheduled set, KEYS[2] batch, then per task
 // j (0-based): KEYS[3+3j] record, KEYS[4+3j] dedup, KEYS[5+3j] asynq task.
@@ -28,34 +29,39 @@ import "github.com/redis/go-redis/v9"
 // the returned live id.
 var enqueueManyScript = redis.NewScript(`
 local n = (#KEYS - 2) / 3
-for j = 0, n - 1 do
-  if redis.call('EXISTS', KEYS[3 + 3*j], KEYS[5 + 3*j]) > 0 then
-    return redis.error_reply('wahaq: task id collision')
-  end
-end
 local state = 'pending'
 if ARGV[2] ~= '0' then state = 'scheduled' end
+-- the record's fields shared by the group; the session goes last
+local rec = {'state', state, 'max', ARGV[6], 'enq', ARGV[5]}
+if ARGV[4] ~= '' then rec[#rec + 1] = 'batch'; rec[#rec + 1] = ARGV[4] end
+if ARGV[7] ~= '' then rec[#rec + 1] = 'sched'; rec[#rec + 1] = ARGV[7] end
+local ns = #rec + 1
+rec[ns] = 'session'
 local out, ids, created = {}, {}, 0
 for j = 0, n - 1 do
-  local rec, dedup, task = KEYS[3 + 3*j], KEYS[4 + 3*j], KEYS[5 + 3*j]
-  local id, msg, session = ARGV[9 + 3*j], ARGV[10 + 3*j], ARGV[11 + 3*j]
-  local live = redis.call('GET', dedup)
-  local st = nil
-  if live then st = redis.call('HGET', ARGV[8] .. live, 'state') end
-  if st and st ~= 'archived' and st ~= 'completed' then
+  local dedup, id = KEYS[4 + 3*j], ARGV[9 + 3*j]
+  -- claim the session; the reply is the previous holder, if any
+  local live = redis.call('SET', dedup, id, 'NX', 'GET')
+  local dup = false
+  if live then
+    local st = redis.call('HGET', ARGV[8] .. live, 'state')
+    if st and st ~= 'archived' and st ~= 'completed' then
+      dup = true
+    else
+      redis.call('SET', dedup, id) -- a stale claim: the task is gone
+    end
+  end
+  if dup then
     out[#out + 1] = live
     out[#out + 1] = 1
   else
-    local r = {'state', state, 'instance', ARGV[3], 'session', session, 'max', ARGV[6], 'enq', ARGV[5], 'attempts', 0}
-    if ARGV[4] ~= '' then r[#r + 1] = 'batch'; r[#r + 1] = ARGV[4] end
-    if ARGV[7] ~= '' then r[#r + 1] = 'sched'; r[#r + 1] = ARGV[7] end
-    redis.call('HSET', rec, unpack(r))
-    redis.call('SET', dedup, id)
+    rec[ns + 1] = ARGV[11 + 3*j]
+    redis.call('HSET', KEYS[3 + 3*j], unpack(rec))
     if state == 'pending' then
-      redis.call('HSET', task, 'msg', msg, 'state', 'pending', 'pending_since', ARGV[1])
+      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
       ids[#ids + 1] = id
     else
-      redis.call('HSET', task, 'msg', msg, 'state', 'scheduled')
+      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'scheduled')
       ids[#ids + 1] = ARGV[2]
       ids[#ids + 1] = id
     end

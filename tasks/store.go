@@ -339,7 +339,7 @@ func (s *Store) find(ctx context.Context, instances []string, id string) (string
 	}
 	for i, c := range cmds {
 		if m := c.Val(); len(m) > 0 {
-			return instances[i], s.decodeRecord(id, m), nil
+			return instances[i], s.decodeRecord(id, instances[i], m), nil
 		}
 	}
 	return "", nil, fmt.Errorf("task %s: %w", id, ErrNotFound)
@@ -357,8 +357,8 @@ func msTime(v string) *time.Time {
 	return &t
 }
 
-func (s *Store) decodeRecord(id string, m map[string]string) *Task {
-	t := &Task{ID: id, Instance: m["instance"], Session: m["session"], State: State(m["state"])}
+func (s *Store) decodeRecord(id, instance string, m map[string]string) *Task {
+	t := &Task{ID: id, Instance: instance, Session: m["session"], State: State(m["state"])}
 	t.Attempts, _ = strconv.Atoi(m["attempts"])
 	t.MaxRetries, _ = strconv.Atoi(m["max"])
 	if b := m["batch"]; b != "" {

@@ -50,11 +50,8 @@ a malformed id.`,
 		Args: oneID("batch", "BATCH_ID", "the id that wahaq bulk printed"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			if timeout < 0 {
-				return usagef("--timeout must not be negative")
-			}
-			if timeout > 0 && !wait {
-				return usagef("--timeout only makes sense with --wait")
+			if err := checkWaitFlags(wait, timeout); err != nil {
+				return err
 			}
 			if err := tasks.ValidateBatchID(id); err != nil {
 				return err

@@ -79,11 +79,7 @@ the session listing of --all failed); 2 bad usage or bad input.`,
 					return err
 				}
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := a.producer()
+			a, p, err := newProducerApp(cmd)
 			if err != nil {
 				return err
 			}

@@ -31,11 +31,7 @@ unknown, or Redis does not answer; 2 bad usage or a malformed id.`,
 			if err := tasks.ValidateTaskID(id); err != nil {
 				return err
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := a.producer()
+			a, p, err := newProducerApp(cmd)
 			if err != nil {
 				return err
 			}

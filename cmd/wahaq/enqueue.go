@@ -51,11 +51,7 @@ answer), 2 bad input (missing or malformed session name, unknown instance,
 			if err != nil {
 				return err
 			}
-			a, err := newCLIApp(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := a.producer()
+			a, p, err := newProducerApp(cmd)
 			if err != nil {
 				return err
 			}
@@ -154,6 +150,31 @@ func newCLIApp(cmd *cobra.Command) (*app, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// newProducerApp is newCLIApp plus a Producer, for the commands that
+// enqueue or cancel.
+func newProducerApp(cmd *cobra.Command) (*app, *tasks.Producer, error) {
+	a, err := newCLIApp(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := a.producer()
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, p, nil
+}
+
+// checkWaitFlags checks --wait and --timeout of status and batch.
+func checkWaitFlags(wait bool, timeout time.Duration) error {
+	if timeout < 0 {
+		return usagef("--timeout must not be negative")
+	}
+	if timeout > 0 && !wait {
+		return usagef("--timeout only makes sense with --wait")
+	}
+	return nil
 }
 
 // newInspectorApp is newCLIApp plus an Inspector, for the commands that read

@@ -19,6 +19,7 @@ import (
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
+	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/worker"
 )
 
@@ -67,7 +68,12 @@ address cannot be listened on; 2 bad settings.`,
 				// Every error of worker.New is a setting that cannot work.
 				return fmt.Errorf("%w: %w", config.ErrBadConfig, err)
 			}
-			producer, err := a.producer()
+			// The schedule runner's producer; what it enqueues counts in this
+			// worker's wahaq_enqueued_total.
+			pcfg := a.tasksConfig()
+			enqueued := w.Metrics().Enqueued
+			pcfg.OnEnqueued = func(in string, n int) { enqueued.WithLabelValues(in).Add(float64(n)) }
+			producer, err := tasks.NewProducer(pcfg)
 			if err != nil {
 				return fmt.Errorf("%w: %w", config.ErrBadConfig, err)
 			}

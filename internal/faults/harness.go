@@ -34,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wahaq/wahaq/internal/redistest"
+	"github.com/wahaq/wahaq/wahaclient/wahafake"
 )
 
 // Full reports whether the long variants were asked for (WAHAQ_FAULTS_FULL=1).
@@ -370,11 +371,8 @@ func (f *Fake) Control(path string, body any) {
 
 // FakeStats is GET /_fake/stats.
 type FakeStats struct {
-	LogoutCalls      map[string]int `json:"logout_calls"`
-	TotalLogoutCalls int            `json:"total_logout_calls"`
-	MaxInFlight      int            `json:"max_in_flight"`
-	InFlight         int            `json:"in_flight"`
-	CallsByStatus    map[string]int `json:"calls_by_status"`
+	// Stats is the body of the fake's GET /_fake/stats.
+	wahafake.Stats
 }
 
 // Stats reads the fake's counters.

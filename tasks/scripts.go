@@ -148,6 +148,9 @@ end
 var finishScript = redis.NewScript(batchDoneLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 local old = redis.call('HGET', KEYS[2], 'state')
+-- set only when the task was already final: the same Finish applied twice
+-- (its reply lost in a Redis crash, then sent again) must count once
+local oldOutcome = redis.call('HGET', KEYS[2], 'outcome')
 local new = ARGV[2]
 redis.call('HSET', KEYS[2], 'state', new)
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'err', ARGV[6]) else redis.call('HDEL', KEYS[2], 'err') end
@@ -172,6 +175,9 @@ if ARGV[9] ~= '' and old and redis.call('EXISTS', KEYS[3]) == 1 then
     redis.call('HINCRBY', KEYS[3], new, 1)
   end
   if new ~= 'retrying' then
+    if oldOutcome and (old == 'completed' or old == 'dead') then
+      redis.call('HINCRBY', KEYS[3], 'o:' .. oldOutcome, -1)
+    end
     redis.call('HINCRBY', KEYS[3], 'o:' .. ARGV[3], 1)
     batch_done(KEYS[3], ARGV[8])
   end

@@ -13,18 +13,18 @@ import "github.com/redis/go-redis/v9"
 // enqueueManyScript creates tasks, each unless its session already has a
 // live one (scheduled, pending, active or retrying in asynq), for a group of
 // tasks that share an instance, a process time, a batch and a retry limit:
-// one script call creates up to enqueueGroup tasks. Most of a single script's cost in Redis
-// is the call itself, so a 50,000-session teardown runs 500 calls, not
-// 50,000. Ids are random UUIDs (122 random bits) that never collide in
+// one script call creates up to enqueueGroup tasks. Most of a single
+// script's cost in Redis is the call itself, so a 50,000-session teardown
+// runs 500 calls, not 50,000. Ids are random UUIDs (122 random bits) that never collide in
 // practice, so no collision check is paid for; the record does not repeat
 // the instance (its key names the queue) nor a zero attempt count.
 //
 // KEYS[1] asynq pending list or scheduled set, KEYS[2] batch, then per task
 // j (0-based): KEYS[3+3j] record, KEYS[4+3j] dedup, KEYS[5+3j] asynq task.
 // ARGV[1] now (ns), ARGV[2] process-at (Unix s, "0" = now), ARGV[3]
-// instance, ARGV[4] batch id, ARGV[5] now (ms), ARGV[6] max retries, ARGV[7]
-// scheduled-for (ms or ""), ARGV[8] asynq task key prefix, then per task j:
-// ARGV[9+3j] id, ARGV[10+3j] asynq message, ARGV[11+3j] session.
+// batch id, ARGV[4] now (ms), ARGV[5] max retries, ARGV[6]
+// scheduled-for (ms or ""), ARGV[7] asynq task key prefix, then per task j:
+// ARGV[8+3j] id, ARGV[9+3j] asynq message, ARGV[10+3j] session.
 // Returns {id1, flag1, id2, flag2, ...}: flag 0 created, 1 deduplicated onto
 // the returned live id.
 var enqueueManyScript = redis.NewScript(`
@@ -32,19 +32,19 @@ local n = (#KEYS - 2) / 3
 local state = 'pending'
 if ARGV[2] ~= '0' then state = 'scheduled' end
 -- the record's fields shared by the group; the session goes last
-local rec = {'state', state, 'max', ARGV[6], 'enq', ARGV[5]}
-if ARGV[4] ~= '' then rec[#rec + 1] = 'batch'; rec[#rec + 1] = ARGV[4] end
-if ARGV[7] ~= '' then rec[#rec + 1] = 'sched'; rec[#rec + 1] = ARGV[7] end
+local rec = {'state', state, 'max', ARGV[5], 'enq', ARGV[4]}
+if ARGV[3] ~= '' then rec[#rec + 1] = 'batch'; rec[#rec + 1] = ARGV[3] end
+if ARGV[6] ~= '' then rec[#rec + 1] = 'sched'; rec[#rec + 1] = ARGV[6] end
 local ns = #rec + 1
 rec[ns] = 'session'
 local out, ids, created = {}, {}, 0
 for j = 0, n - 1 do
-  local dedup, id = KEYS[4 + 3*j], ARGV[9 + 3*j]
+  local dedup, id = KEYS[4 + 3*j], ARGV[8 + 3*j]
   -- claim the session; the reply is the previous holder, if any
   local live = redis.call('SET', dedup, id, 'NX', 'GET')
   local dup = false
   if live then
-    local st = redis.call('HGET', ARGV[8] .. live, 'state')
+    local st = redis.call('HGET', ARGV[7] .. live, 'state')
     if st and st ~= 'archived' and st ~= 'completed' then
       dup = true
     else
@@ -55,13 +55,13 @@ for j = 0, n - 1 do
     out[#out + 1] = live
     out[#out + 1] = 1
   else
-    rec[ns + 1] = ARGV[11 + 3*j]
+    rec[ns + 1] = ARGV[10 + 3*j]
     redis.call('HSET', KEYS[3 + 3*j], unpack(rec))
     if state == 'pending' then
-      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
+      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[9 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
       ids[#ids + 1] = id
     else
-      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'scheduled')
+      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[9 + 3*j], 'state', 'scheduled')
       ids[#ids + 1] = ARGV[2]
       ids[#ids + 1] = id
     end
@@ -77,7 +77,7 @@ if #ids > 0 then
     redis.call('ZADD', KEYS[1], unpack(ids))
   end
 end
-if ARGV[4] ~= '' and created > 0 then
+if ARGV[3] ~= '' and created > 0 then
   redis.call('HINCRBY', KEYS[2], 'total', created)
   redis.call('HINCRBY', KEYS[2], state, created)
 end

@@ -210,8 +210,8 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			n := g.end - g.start
 			keys := make([]string, 0, 2+3*n)
 			keys = append(keys, listKey, k.batch(first.BatchID))
-			args := make([]any, 0, 8+3*n)
-			args = append(args, now.UnixNano(), processAt, first.Instance, first.BatchID, now.UnixMilli(),
+			args := make([]any, 0, 7+3*n)
+			args = append(args, now.UnixNano(), processAt, first.BatchID, now.UnixMilli(),
 				first.MaxRetries, sched, asynqwire.TaskKeyPrefix(k.q))
 			timeout := int64(math.Ceil(first.Timeout.Seconds()))
 			for i := g.start; i < g.end; i++ {
@@ -263,20 +263,6 @@ func (s *Store) Start(ctx context.Context, id string, p Payload, attempt, capaci
 		return false, fmt.Errorf("start task %s: %w", id, err)
 	}
 	return n == 1, nil
-}
-
-// Release frees the task's concurrency slot without recording anything.
-func (s *Store) Release(ctx context.Context, id string, p Payload) error {
-	return s.rdb.ZRem(ctx, s.keys(p.Instance).slots(), id).Err()
-}
-
-// InFlight returns how many concurrency slots of the instance are held.
-func (s *Store) InFlight(ctx context.Context, instance string) (int64, error) {
-	k := s.keys(instance)
-	if err := s.rdb.ZRemRangeByScore(ctx, k.slots(), "-inf", "("+strconv.FormatInt(s.now().UnixMilli(), 10)).Err(); err != nil {
-		return 0, err
-	}
-	return s.rdb.ZCard(ctx, k.slots()).Result()
 }
 
 // Finish records the end of an attempt and frees the task's slot.

@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -19,7 +20,7 @@ import (
 // attempt is one run of one task.
 type attempt struct {
 	ID       string
-	Payload  tasks.Payload
+	Payload  base.Payload
 	Number   int // 1 for the first attempt
 	Instance *instance
 	Log      zerolog.Logger
@@ -76,7 +77,7 @@ func chain(s step, mws ...middleware) step {
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
-	p, err := tasks.DecodePayload(t.Payload())
+	p, err := base.DecodePayload(t.Payload())
 	if err != nil {
 		// Nothing to record it under; asynq archives it for a person.
 		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
@@ -120,14 +121,17 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		}
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
-	err := w.store.Finish(wctx, a.ID, a.Payload, fin)
+	sf, err := fin.finish()
+	if err == nil {
+		err = w.store.Finish(wctx, a.ID, a.Payload, sf)
+	}
 	for pause := 50 * time.Millisecond; err != nil && wctx.Err() == nil; pause = min(pause*2, time.Second) {
 		// Redis is failing over: keep the result rather than run the
 		// logout again.
 		select {
 		case <-wctx.Done():
 		case <-time.After(pause):
-			err = w.store.Finish(wctx, a.ID, a.Payload, fin)
+			err = w.store.Finish(wctx, a.ID, a.Payload, sf)
 		}
 	}
 	if err != nil {

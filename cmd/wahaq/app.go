@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/worker"
@@ -73,6 +74,12 @@ func maxRetries(n int) int {
 
 func (a *app) producer() (*tasks.Producer, error)   { return tasks.NewProducer(a.tasksConfig()) }
 func (a *app) inspector() (*tasks.Inspector, error) { return tasks.NewInspector(a.tasksConfig()) }
+
+// store is the engine on the same Redis and namespace, for the wiring that
+// needs it directly (schedule claims, the queue metrics).
+func (a *app) store() *store.Store {
+	return store.New(a.rdb, store.Options{Namespace: a.settings.Namespace})
+}
 
 // workerConfig maps the settings onto worker.Config.
 func (a *app) workerConfig() worker.Config {

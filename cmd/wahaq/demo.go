@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/worker"
@@ -338,9 +339,8 @@ func (d *demoRun) collectIDs(rdb redis.UniversalClient) error {
 		batchNo[b] = i + 1
 	}
 	ai := asynq.NewInspectorFromRedisClient(rdb)
-	store := d.producer.Store()
 	for _, in := range d.insts {
-		q := store.Queue(in.name)
+		q := d.producer.Queue(in.name)
 		pending, err := ai.ListPendingTasks(q, asynq.PageSize(demoMaxSessions+100))
 		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
 			return fmt.Errorf("demo: list the queue %s: %w", q, err)
@@ -353,7 +353,7 @@ func (d *demoRun) collectIDs(rdb redis.UniversalClient) error {
 			if known[ti.ID] {
 				continue
 			}
-			p, err := tasks.DecodePayload(ti.Payload)
+			p, err := base.DecodePayload(ti.Payload)
 			if err != nil {
 				return fmt.Errorf("demo: task %s: %w", ti.ID, err)
 			}

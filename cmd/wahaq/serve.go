@@ -61,11 +61,12 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
+			st := a.store()
 			queues := map[string]string{}
 			for _, in := range a.instances {
-				queues[in.Name] = p.Store().Queue(in.Name)
+				queues[in.Name] = st.Queue(in.Name)
 			}
-			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), p.Store(), queues, a.log))
+			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), st, queues, a.log))
 			h, err := api.New(api.Config{
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, InsecureNoAuth: insecure,
 				Ready:   func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
@@ -81,7 +82,7 @@ enqueued once, however many replicas run).`,
 			}
 			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 			ctx := cmd.Context()
-			go schedule.New(p, a.schedules, a.log, nil).Run(ctx)
+			go schedule.New(p, st, a.schedules, a.log, nil).Run(ctx)
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			a.log.Info().Str("addr", ln.Addr().String()).Msg("HTTP API listening")

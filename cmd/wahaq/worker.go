@@ -71,8 +71,7 @@ address cannot be listened on; 2 bad settings.`,
 			// The schedule runner's producer; what it enqueues counts in this
 			// worker's wahaq_enqueued_total.
 			pcfg := a.tasksConfig()
-			enqueued := w.Metrics().Enqueued
-			pcfg.OnEnqueued = func(in string, n int) { enqueued.WithLabelValues(in).Add(float64(n)) }
+			pcfg.OnEnqueued = w.OnEnqueued
 			producer, err := tasks.NewProducer(pcfg)
 			if err != nil {
 				return fmt.Errorf("%w: %w", config.ErrBadConfig, err)
@@ -81,11 +80,12 @@ address cannot be listened on; 2 bad settings.`,
 			if err := a.ping(ctx); err != nil {
 				return fmt.Errorf("the worker cannot start: %w", err)
 			}
+			st := a.store()
 			queues := make(map[string]string, len(a.instances))
 			for _, in := range a.instances {
-				queues[in.Name] = w.Store().Queue(in.Name)
+				queues[in.Name] = st.Queue(in.Name)
 			}
-			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), w.Store(), queues, a.log))
+			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), st, queues, a.log))
 
 			var srv *http.Server
 			serveErr := make(chan error, 1)
@@ -109,7 +109,7 @@ address cannot be listened on; 2 bad settings.`,
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				schedule.New(producer, a.schedules, a.log, nil).Run(schedCtx)
+				schedule.New(producer, st, a.schedules, a.log, nil).Run(schedCtx)
 			}()
 
 			var runErr error

@@ -27,7 +27,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -331,7 +333,7 @@ func TestCancelStartedTaskConflicts(t *testing.T) {
 	w := e.do("POST", "/v1/logouts", `{"session":"busy","instance":"eu"}`)
 	require.Equal(t, http.StatusAccepted, w.Code)
 	id := decodeJSON[tasks.Task](t, w).ID
-	ok, err := e.prod.Store().Start(context.Background(), id, tasks.Payload{Instance: "eu", Session: "busy", MaxRetries: 10}, 1, 0, time.Minute)
+	ok, err := e.store().Start(context.Background(), id, base.Payload{Instance: "eu", Session: "busy", MaxRetries: 10}, 1, 0, time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
 	p := requireProblem(t, e.do("DELETE", "/v1/tasks/"+id, ""), http.StatusConflict)
@@ -422,16 +424,19 @@ func TestNotFound(t *testing.T) {
 	require.Contains(t, p.Detail, "0b6f3c1e-5f0e-4a44-9d55-0d8c3d1f8f20")
 }
 
+// store is the engine under the env's producer, for steps only a worker takes.
+func (e *env) store() *store.Store { return store.New(e.rdb, store.Options{Namespace: e.ns}) }
+
 // kill makes a task a dead letter the way a worker does: the record says
 // dead, and asynq has archived the message.
 func (e *env) kill(id, instance, session string, o tasks.Outcome) {
 	e.t.Helper()
 	ctx := context.Background()
-	p := tasks.Payload{Instance: instance, Session: session, MaxRetries: 10}
-	ok, err := e.prod.Store().Start(ctx, id, p, 1, 0, time.Minute)
+	p := base.Payload{Instance: instance, Session: session, MaxRetries: 10}
+	ok, err := e.store().Start(ctx, id, p, 1, 0, time.Minute)
 	require.NoError(e.t, err)
 	require.True(e.t, ok)
-	require.NoError(e.t, e.prod.Store().Finish(ctx, id, p, tasks.Finish{State: tasks.StateDead, Outcome: o,
+	require.NoError(e.t, e.store().Finish(ctx, id, p, store.Finish{State: store.StateDead, Outcome: string(o),
 		LastError: "WAHA answered 401", ResultTTL: time.Hour}))
 	q := e.ns + ":" + instance
 	require.NoError(e.t, e.rdb.LRem(ctx, asynqwire.PendingKey(q), 0, id).Err())

@@ -38,6 +38,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
@@ -283,11 +284,20 @@ func producer(rdb redis.UniversalClient, ns string) (*tasks.Producer, error) {
 	return tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
 }
 
+// inspector reads back what producer(rdb, ns) enqueued.
+func inspector(rdb redis.UniversalClient, ns string) *tasks.Inspector {
+	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
+	if err != nil {
+		panic(err) // only a nil client fails, and rdb is not nil
+	}
+	return insp
+}
+
 // bareQueue is the queue of a scenario's bare-asynq baseline.
 func bareQueue(ns string) string { return ns + "-bare" }
 
 func barePayload(session string) []byte {
-	return tasks.Payload{Instance: "default", Session: session, MaxRetries: 10}.Encode()
+	return base.Payload{Instance: "default", Session: session, MaxRetries: 10}.Encode()
 }
 
 // bareEnqueue enqueues one bare asynq task per session from g goroutines,
@@ -335,7 +345,7 @@ func bareServer(rdb redis.UniversalClient, q string, concurrency int) *asynq.Ser
 // with asynq's ResultWriter (for tasks enqueued with asynq.Retention).
 func bareHandler(client *wahaclient.Client, writeResult bool, done func()) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
-		p, err := tasks.DecodePayload(t.Payload())
+		p, err := base.DecodePayload(t.Payload())
 		if err != nil {
 			return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 		}
@@ -374,11 +384,11 @@ func newWorker(rdb redis.UniversalClient, ns, wahaURL string, concurrency, capac
 }
 
 // waitBatch polls a batch every interval until it is done.
-func waitBatch(ctx context.Context, st *tasks.Store, id string, interval time.Duration, timeout time.Duration) (*tasks.Batch, error) {
+func waitBatch(ctx context.Context, insp *tasks.Inspector, id string, interval time.Duration, timeout time.Duration) (*tasks.Batch, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		b, err := st.GetBatch(ctx, []string{"default"}, id)
+		b, err := insp.Batch(ctx, id)
 		if err == nil && b.Done {
 			return b, nil
 		}
@@ -550,7 +560,7 @@ func Throughput(ctx context.Context, e *env) (ThroughputFigures, error) {
 	if err := w.Start(); err != nil {
 		return f, err
 	}
-	b, err := waitBatch(ctx, p.Store(), info.BatchID, 5*time.Millisecond, 10*time.Minute)
+	b, err := waitBatch(ctx, inspector(e.rdb, ns), info.BatchID, 5*time.Millisecond, 10*time.Minute)
 	f.WahaqTime = time.Since(start)
 	w.Shutdown()
 	if err != nil {
@@ -625,7 +635,7 @@ func Latency(ctx context.Context, e *env) (LatencyFigures, error) {
 			return f, err
 		}
 		if err := waitUntil(ctx, 5*time.Second, func() (bool, error) {
-			got, err := p.Store().Get(ctx, []string{"default"}, t.ID)
+			got, err := inspector(e.rdb, ns).Task(ctx, t.ID)
 			if err != nil {
 				return false, err
 			}
@@ -756,7 +766,7 @@ func Teardown(ctx context.Context, e *env) (TeardownFigures, error) {
 	if err != nil {
 		return f, err
 	}
-	b, err := waitBatch(ctx, p.Store(), info.BatchID, 2*time.Millisecond, 10*f.Ideal+time.Minute)
+	b, err := waitBatch(ctx, inspector(e.rdb, ns), info.BatchID, 2*time.Millisecond, 10*f.Ideal+time.Minute)
 	f.Actual = time.Since(start)
 	if err != nil {
 		return f, err
@@ -814,7 +824,7 @@ func Footprint(ctx context.Context, e *env) (FootprintFigures, error) {
 	start := time.Now()
 	f.WahaqRSS, err = e.runChild(ctx, ChildSpec{Mode: "wahaq", RedisURL: e.redisURL, Namespace: ns, WahaURL: fake.URL(), Concurrency: conc},
 		func() (bool, error) {
-			b, err := p.Store().GetBatch(ctx, []string{"default"}, info.BatchID)
+			b, err := inspector(e.rdb, ns).Batch(ctx, info.BatchID)
 			if err != nil {
 				return false, err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
@@ -54,7 +55,7 @@ func TestAsynqToolsSeeWahaqQueues(t *testing.T) {
 	require.Equal(t, tasks.TypeLogout, a.Type)
 	require.Equal(t, asynq.TaskStateArchived, a.State)
 	require.Contains(t, a.LastErr, "auth_failed")
-	var p tasks.Payload
+	var p base.Payload
 	require.NoError(t, json.Unmarshal(a.Payload, &p))
 	require.Equal(t, "default", p.Instance)
 	require.Equal(t, "sales-bot", p.Session)

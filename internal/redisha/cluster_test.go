@@ -15,6 +15,7 @@ import (
 	"github.com/wahaq/wahaq/internal/asynqwire"
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/schedule"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/worker"
@@ -178,9 +179,10 @@ func TestCluster(t *testing.T) {
 
 	t.Run("schedules", func(t *testing.T) {
 		tick := time.Now().Truncate(time.Minute)
-		ok1, err := prod.Store().ClaimTick(ctx, "default", "nightly", tick)
+		claims := store.New(rdb, store.Options{Namespace: ns})
+		ok1, err := claims.ClaimTick(ctx, "default", "nightly", tick)
 		require.NoError(t, err)
-		ok2, err := prod.Store().ClaimTick(ctx, "default", "nightly", tick)
+		ok2, err := claims.ClaimTick(ctx, "default", "nightly", tick)
 		require.NoError(t, err)
 		require.True(t, ok1)
 		require.False(t, ok2, "a tick is claimed once")
@@ -197,7 +199,7 @@ func TestCluster(t *testing.T) {
 		from := to.Add(-time.Second)
 		n := 0
 		for range 2 {
-			n += schedule.New(prod, sc, zerolog.Nop(), nil).Check(ctx, from, to)
+			n += schedule.New(prod, claims, sc, zerolog.Nop(), nil).Check(ctx, from, to)
 		}
 		require.Equal(t, 1, n, "one replica enqueues the tick")
 		// The batch id is not returned by Check: find it via the dedup'd

@@ -1,4 +1,4 @@
-package tasks_test
+package store_test
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -26,20 +28,20 @@ func TestFinishTwiceCountsOnce(t *testing.T) {
 	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
 	require.NoError(t, err)
 
-	st := p.Store()
+	st := store.New(rdb, store.Options{Namespace: ns})
 	ids, err := rdb.LRange(ctx, "asynq:{"+st.Queue("default")+"}:pending", 0, -1).Result()
 	require.NoError(t, err)
 	require.Len(t, ids, 2)
 	for i, id := range ids {
 		task, err := insp.Task(ctx, id)
 		require.NoError(t, err)
-		pl := tasks.Payload{Instance: "default", Session: task.Session, BatchID: info.BatchID, MaxRetries: 10}
+		pl := base.Payload{Instance: "default", Session: task.Session, BatchID: info.BatchID, MaxRetries: 10}
 		ok, err := st.Start(ctx, id, pl, 1, 4, time.Minute)
 		require.NoError(t, err)
 		require.True(t, ok)
-		fin := tasks.Finish{State: tasks.StateCompleted, Outcome: tasks.OutcomeLoggedOut, ResultTTL: time.Hour}
+		fin := store.Finish{State: store.StateCompleted, Outcome: string(tasks.OutcomeLoggedOut), ResultTTL: time.Hour}
 		if i == 1 {
-			fin = tasks.Finish{State: tasks.StateDead, Outcome: tasks.OutcomeAuthFailed, ResultTTL: time.Hour}
+			fin = store.Finish{State: store.StateDead, Outcome: string(tasks.OutcomeAuthFailed), ResultTTL: time.Hour}
 		}
 		require.NoError(t, st.Finish(ctx, id, pl, fin))
 		require.NoError(t, st.Finish(ctx, id, pl, fin), "the same Finish again")

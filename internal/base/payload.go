@@ -1,4 +1,4 @@
-package tasks
+package base
 
 import (
 	"encoding/json"
@@ -81,7 +81,7 @@ func decodeSlow(b []byte) (Payload, error) {
 		return Payload{}, err
 	}
 	if p.BatchID != "" {
-		if err := validateID("batch id", p.BatchID); err != nil {
+		if err := ValidateID("batch id", p.BatchID); err != nil {
 			return Payload{}, err
 		}
 	}
@@ -112,7 +112,7 @@ func decodeFast(b []byte) (Payload, bool) {
 		return p, false
 	}
 	if after, isBatch := strings.CutPrefix(rest, `,"batch_id":"`); isBatch {
-		if p.BatchID, rest, ok = strings.Cut(after, `"`); !ok || !nameOK(p.BatchID, 64) {
+		if p.BatchID, rest, ok = strings.Cut(after, `"`); !ok || !nameOK(p.BatchID, MaxIDLen) {
 			return p, false
 		}
 	}
@@ -133,4 +133,17 @@ func decodeFast(b []byte) (Payload, bool) {
 		p.MaxRetries = p.MaxRetries*10 + int(c-'0')
 	}
 	return p, true
+}
+
+// DiscoverPayload is the payload of a discovery task.
+type DiscoverPayload struct {
+	// Instance is the WAHA server whose sessions are listed.
+	Instance string `json:"instance"`
+	// BatchID is the batch to fill.
+	BatchID string `json:"batch_id"`
+	// Statuses keeps only sessions in these statuses; empty keeps all.
+	Statuses []string `json:"statuses,omitempty"`
+	// MaxRetries is the retry limit of the logouts it enqueues, fixed when
+	// the batch was requested.
+	MaxRetries int `json:"max_retries"`
 }

@@ -1,11 +1,11 @@
-package tasks_test
+package base_test
 
 import (
 	"bytes"
 	"errors"
 	"testing"
 
-	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/internal/base"
 )
 
 // FuzzDecodePayload feeds arbitrary bytes to the worker's payload decoder, the
@@ -32,21 +32,21 @@ func FuzzDecodePayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := tasks.DecodePayload(b)
+		p, err := base.DecodePayload(b)
 		if err != nil {
-			if !errors.Is(err, tasks.ErrInvalidInput) {
+			if !errors.Is(err, base.ErrInvalidInput) {
 				t.Fatalf("DecodePayload(%q) error %v does not wrap ErrInvalidInput", b, err)
 			}
-			if p != (tasks.Payload{}) {
+			if p != (base.Payload{}) {
 				t.Fatalf("DecodePayload(%q) returned %+v with an error", b, p)
 			}
 			return
 		}
-		if tasks.ValidateInstanceName(p.Instance) != nil || tasks.ValidateSessionName(p.Session) != nil || p.MaxRetries < 0 {
+		if base.ValidateInstanceName(p.Instance) != nil || base.ValidateSessionName(p.Session) != nil || p.MaxRetries < 0 {
 			t.Fatalf("DecodePayload(%q) accepted an invalid payload %+v", b, p)
 		}
 		enc := p.Encode()
-		q, err := tasks.DecodePayload(enc)
+		q, err := base.DecodePayload(enc)
 		if err != nil {
 			t.Fatalf("re-encoded payload %q of input %q does not decode: %v", enc, b, err)
 		}

@@ -47,7 +47,7 @@ func call(t *testing.T, method, url, key, body string) answer {
 const coreBody = `{"statusCode":422,"message":"WAHA Core support only 'default' session. If you want to run more then one WhatsApp account - please get WAHA PLUS version. Check this out: https://waha.devlike.pro/","error":"Unprocessable Entity"}`
 
 // TestObservedAnswers replays the exact answers observed on a real WAHA Core
-// 2024.10.8 (waha-api.md), byte for byte, key order included.
+// 2024.10.8, byte for byte, key order included.
 func TestObservedAnswers(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

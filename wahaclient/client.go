@@ -180,8 +180,8 @@ func (c *Client) logoutDeprecated(ctx context.Context, session string) (*LogoutR
 }
 
 // GetSession returns GET /api/sessions/{name}. A missing session is an
-// *APIError with Kind ErrSessionNotFound (ErrRejected on WAHA Core, which
-// answers 422 for names other than "default").
+// *APIError with Kind ErrSessionNotFound, also on WAHA Core for names other
+// than "default" (only Core's logout route answers those 422).
 func (c *Client) GetSession(ctx context.Context, name string) (*Session, error) {
 	if err := ValidateSessionName(name); err != nil {
 		return nil, err

@@ -430,8 +430,10 @@ func TestGetSessionCore(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "STOPPED", s.Status)
 	require.JSONEq(t, `null`, string(s.Config))
+	// Core answers GET of another name 404 like any unknown session (only
+	// its logout route says 422).
 	_, err = c.GetSession(context.Background(), "other")
-	require.ErrorIs(t, err, wahaclient.ErrRejected)
+	require.ErrorIs(t, err, wahaclient.ErrSessionNotFound)
 }
 
 // oddServer answers every request with a fixed status, headers and body.

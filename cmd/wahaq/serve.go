@@ -27,7 +27,9 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the HTTP API (plus /healthz, /readyz, /metrics, /openapi.json)",
-		Long: `Serve the HTTP API of PRODUCT.md. Every /v1 route needs
+		Long: `Serve wahaq's HTTP API: enqueue logouts and bulk teardowns, follow
+tasks and batches, cancel, and work the dead-letter queue (the routes are
+described by GET /openapi.json). Every /v1 route needs
 "Authorization: Bearer <token>" with a token from WAHAQ_API_TOKENS; without
 tokens the API refuses to start unless --insecure-no-auth is given.
 /healthz, /readyz, /metrics and /openapi.json need no token.

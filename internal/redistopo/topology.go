@@ -1,11 +1,11 @@
-// Package redisha starts real Redis topologies for tests: a master with a
+// Package redistopo starts real Redis topologies for tests: a master with a
 // replica watched by three Sentinels, and a three-master Redis Cluster, all
 // on loopback ports. Its tests run wahaq through them (failover, Cluster,
 // asynq's own tools); see docs/redis-ha.md for what they found.
 //
 // Every process started here is killed when the test ends (and by the kernel
 // if the test binary dies first, on Linux).
-package redisha
+package redistopo
 
 import (
 	"bufio"
@@ -24,43 +24,10 @@ import (
 	"github.com/wahaq/wahaq/internal/redistest"
 )
 
-// Node is one redis-server (or Sentinel) process.
+// Node is one redis-server (or Sentinel) process: Addr, Dir, Kill and Log
+// come from the shared launcher.
 type Node struct {
-	// Addr is its loopback address, host:port.
-	Addr string
-	// Dir is its working directory (config, logs).
-	Dir string
-
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has been reaped
-}
-
-// Kill kills the process with SIGKILL, as a crash would, and waits for it.
-// Killing a node twice is harmless.
-func (n *Node) Kill() {
-	select {
-	case <-n.exited:
-		return
-	default:
-	}
-	_ = n.cmd.Process.Kill()
-	select {
-	case <-n.exited:
-	case <-time.After(5 * time.Second):
-	}
-}
-
-// Log returns the tail of the node's log file, for failure messages.
-func (n *Node) Log() string {
-	b, err := os.ReadFile(filepath.Join(n.Dir, "redis.log"))
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return strings.Join(lines, "\n")
+	*redistest.Server
 }
 
 // Client returns a plain client of this one node, closed at the end of the
@@ -71,76 +38,17 @@ func (n *Node) Client(t testing.TB) *redis.Client {
 	return c
 }
 
-// start runs redis-server with args (after the port and directory settings)
-// on a free loopback port, and waits until it answers PING. The port is
-// picked free a moment before use, so a lost race is retried on a new one.
+// start runs redis-server with conf's arguments on a free loopback port
+// through the shared launcher, which waits until it answers PING and kills
+// it when the test ends.
 func start(t testing.TB, name string, conf func(port int, dir string) []string) *Node {
 	t.Helper()
-	bin, err := redistest.ServerBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lastErr error
-	for try := 0; try < 3; try++ {
-		port, err := redistest.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := filepath.Join(t.TempDir(), name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, conf(port, dir)...)
-		cmd.Dir = dir
-		setPdeathsig(cmd)
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		n := &Node{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, cmd: cmd, exited: make(chan struct{})}
-		go func() {
-			// The one Wait: reaps the process however it ends.
-			_ = cmd.Wait()
-			close(n.exited)
-		}()
-		t.Cleanup(n.Kill)
-		if lastErr = waitPing(n.Addr, n.exited, 10*time.Second); lastErr == nil {
-			return n
-		}
-		lastErr = fmt.Errorf("%s on %s: %w\n%s", name, n.Addr, lastErr, n.Log())
-		n.Kill()
-	}
-	t.Fatalf("cannot start %s: %v", name, lastErr)
-	return nil
+	return &Node{redistest.LaunchT(t, redistest.ServerConfig{Name: name, Dir: filepath.Join(t.TempDir(), name), Args: conf})}
 }
 
-func waitPing(addr string, exited <-chan struct{}, timeout time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("process exited")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(30 * time.Millisecond)
-	}
-}
-
+// serverArgs is the shared launcher's throw-away server plus extra directives.
 func serverArgs(port int, dir string, extra ...string) []string {
-	return append([]string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(dir, "redis.log"),
-	}, extra...)
+	return append(redistest.DefaultArgs(port, dir), extra...)
 }
 
 // SentinelTopology is a master, one replica and three Sentinels watching

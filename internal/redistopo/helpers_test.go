@@ -1,4 +1,4 @@
-package redisha
+package redistopo
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/tasks"
@@ -56,19 +57,16 @@ func startWorker(t *testing.T, rdb redis.UniversalClient, ns string, instances .
 // waitTask polls a task until cond holds and returns it.
 func waitTask(t *testing.T, insp *tasks.Inspector, id string, cond func(*tasks.Task) bool) *tasks.Task {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(wait)
 	var last *tasks.Task
-	var lastErr error
-	for time.Now().Before(deadline) {
-		last, lastErr = insp.Task(ctx, id)
-		if lastErr == nil && cond(last) {
-			return last
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, err := insp.Task(context.Background(), id)
+		if !assert.NoError(c, err) {
+			return
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("task %s: condition not met within %s; last %+v, err %v", id, wait, last, lastErr)
-	return nil
+		last = got
+		assert.Truef(c, cond(got), "task %s: condition not met; last %+v", id, got)
+	}, wait, 20*time.Millisecond)
+	return last
 }
 
 func inState(st tasks.State) func(*tasks.Task) bool {
@@ -78,38 +76,32 @@ func inState(st tasks.State) func(*tasks.Task) bool {
 // waitBatch polls a batch until it is done and returns it.
 func waitBatch(t *testing.T, insp *tasks.Inspector, id string) *tasks.Batch {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(wait)
 	var last *tasks.Batch
-	var lastErr error
-	for time.Now().Before(deadline) {
-		last, lastErr = insp.Batch(ctx, id)
-		if lastErr == nil && last.Done {
-			return last
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, err := insp.Batch(context.Background(), id)
+		if !assert.NoError(c, err) {
+			return
 		}
-		time.Sleep(30 * time.Millisecond)
-	}
-	t.Fatalf("batch %s not done within %s; last %+v, err %v", id, wait, last, lastErr)
-	return nil
+		last = got
+		assert.Truef(c, got.Done, "batch %s not done; last %+v", id, got)
+	}, wait, 30*time.Millisecond)
+	return last
 }
 
 // requeue requeues one dead letter through wahaq, retrying while asynq is
 // still archiving it (RequeueBusy).
 func requeue(t *testing.T, insp *tasks.Inspector, id string) {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(wait)
-	for {
-		res, err := insp.Requeue(ctx, tasks.Selection{IDs: []string{id}})
-		require.NoError(t, err)
-		require.Len(t, res, 1)
-		if res[0].Status == tasks.Requeued {
+	var last []tasks.RequeueResult
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		res, err := insp.Requeue(context.Background(), tasks.Selection{IDs: []string{id}})
+		if !assert.NoError(c, err) || !assert.Len(c, res, 1) {
 			return
 		}
-		require.Equal(t, tasks.RequeueBusy, res[0].Status, "requeue %s", id)
-		require.True(t, time.Now().Before(deadline), "requeue %s: still busy after %s", id, wait)
-		time.Sleep(20 * time.Millisecond)
-	}
+		last = res
+		assert.NotEqual(c, tasks.RequeueBusy, res[0].Status, "requeue %s: still busy", id)
+	}, wait, 20*time.Millisecond)
+	require.Equal(t, tasks.Requeued, last[0].Status, "requeue %s", id)
 }
 
 func outcomeOf(t *tasks.Task) tasks.Outcome {

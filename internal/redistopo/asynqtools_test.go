@@ -1,4 +1,4 @@
-package redisha
+package redistopo
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/base"
@@ -44,10 +45,12 @@ func TestAsynqToolsSeeWahaqQueues(t *testing.T) {
 
 	// asynq dash / asynq task ls --queue <ns>:default --state archived
 	var archived []*asynq.TaskInfo
-	for deadline := time.Now().Add(wait); time.Now().Before(deadline) && len(archived) == 0; time.Sleep(20 * time.Millisecond) {
-		archived, err = aq.ListArchivedTasks(q)
-		require.NoError(t, err)
-	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, err := aq.ListArchivedTasks(q)
+		if assert.NoError(c, err) && assert.NotEmpty(c, got) {
+			archived = got
+		}
+	}, wait, 20*time.Millisecond)
 	require.Len(t, archived, 1)
 	a := archived[0]
 	require.Equal(t, task.ID, a.ID)

@@ -1,4 +1,4 @@
-package redisha
+package redistopo
 
 import (
 	"context"

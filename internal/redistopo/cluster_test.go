@@ -1,4 +1,4 @@
-package redisha
+package redistopo
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
@@ -137,13 +138,14 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, live.Deduplicated)
 		var res []tasks.RequeueResult
-		for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			res, err = insp.Requeue(ctx, tasks.Selection{IDs: []string{task.ID}})
-			require.NoError(t, err)
-			if res[0].Status != tasks.RequeueBusy {
-				break
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			got, err := insp.Requeue(ctx, tasks.Selection{IDs: []string{task.ID}})
+			if !assert.NoError(c, err) || !assert.NotEmpty(c, got) {
+				return
 			}
-		}
+			res = got
+			assert.NotEqual(c, tasks.RequeueBusy, got[0].Status)
+		}, wait, 20*time.Millisecond)
 		require.Equal(t, tasks.RequeueSuperseded, res[0].Status)
 		require.Equal(t, live.ID, res[0].LiveID)
 		_, err = aq.GetTaskInfo(q, task.ID)
@@ -204,10 +206,7 @@ func TestCluster(t *testing.T) {
 		require.Equal(t, 1, n, "one replica enqueues the tick")
 		// The batch id is not returned by Check: find it via the dedup'd
 		// session's task.
-		deadline := time.Now().Add(wait)
-		for time.Now().Before(deadline) && fake2.LogoutCalls("night-0005") == 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
+		require.Eventually(t, func() bool { return fake2.LogoutCalls("night-0005") > 0 }, wait, 20*time.Millisecond)
 		require.Equal(t, 1, fake2.LogoutCalls("night-0005"), "discovery enqueued the WORKING sessions and the worker ran them")
 	})
 
@@ -227,12 +226,12 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, err)
 		waitTask(t, insp, task.ID, inState(tasks.StateDead))
 		var archived []*asynq.TaskInfo
-		deadline := time.Now().Add(wait)
-		for time.Now().Before(deadline) && len(archived) == 0 {
-			archived, err = aq.ListArchivedTasks(q)
-			require.NoError(t, err)
-			time.Sleep(20 * time.Millisecond)
-		}
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			got, err := aq.ListArchivedTasks(q)
+			if assert.NoError(c, err) && assert.NotEmpty(c, got) {
+				archived = got
+			}
+		}, wait, 20*time.Millisecond)
 		require.Len(t, archived, 1)
 		require.Equal(t, task.ID, archived[0].ID)
 		fake.SetAPIKey("key-1")

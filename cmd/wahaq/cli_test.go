@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,6 +151,11 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 		{"enqueue positional argument", []string{"enqueue", "sales-bot"}, "takes no arguments"},
 		{"unknown flag", []string{"enqueue", "--session", "a", "--sesion", "b"}, "unknown flag: --sesion"},
 		{"unknown command", []string{"enqeue", "--session", "a"}, `unknown command "enqeue"`},
+		{"serve positional argument (cobra.NoArgs)", []string{"serve", "extra"}, `unknown command "extra" for "wahaq serve"`},
+		{"flag needs an argument", []string{"enqueue", "--session"}, "flag needs an argument: --session"},
+		{"invalid flag value", []string{"status", id, "--wait", "--timeout", "soon"}, `invalid argument "soon"`},
+		{"completion with an extra argument", []string{"completion", "bash", "extra"}, `unknown command "extra"`},
+		{"enqueue ISO --in with months", []string{"enqueue", "--session", "a", "--in", "P1M"}, `--in "P1M" is not a duration`},
 		{"bad WAHAQ_MAX_RETRIES", []string{"enqueue", "--session", "a", "--max-retries=x"}, `WAHAQ_MAX_RETRIES="x" is not a whole number`},
 		{"bulk with two sources", []string{"bulk", "--instance", "default", "--session", "a", "--all"}, "exactly one way"},
 		{"bulk with no source", []string{"bulk", "--instance", "default"}, "exactly one way"},
@@ -185,7 +191,7 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 			}
 			r := c.run(tc.args...)
 			assert.Equal(t, exitUsage, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
-			if tc.name == "unknown command" { // cobra adds "Did you mean this?"
+			if tc.name == "unknown command" { // with "Did you mean this?"
 				firstLine(t, r.stderr, tc.want)
 			} else {
 				sentence(t, r.stderr, tc.want)
@@ -277,6 +283,20 @@ func TestCLIEnqueueStatusCancel(t *testing.T) {
 	assert.Equal(t, tasks.StateScheduled, c.task(later.ID).State)
 	_, s := c.queued()
 	assert.Equal(t, 1, s)
+
+	// --in takes a day unit and ISO 8601 durations, as the HTTP API does.
+	for i, tc := range []struct {
+		in   string
+		want time.Duration
+	}{{"7d", 7 * 24 * time.Hour}, {"1d12h", 36 * time.Hour}, {"PT30M", 30 * time.Minute}, {"P1DT2H", 26 * time.Hour}} {
+		r = c.ok("enqueue", "--session", fmt.Sprintf("iso-bot-%d", i), "--in", tc.in, "--json")
+		var iso tasks.Task
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &iso))
+		require.NotNil(t, iso.ScheduledFor, tc.in)
+		assert.WithinDuration(t, time.Now().Add(tc.want), *iso.ScheduledFor, time.Minute, tc.in)
+	}
+	_, s = c.queued()
+	assert.Equal(t, 5, s)
 
 	// --at works too.
 	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)

@@ -177,13 +177,13 @@ func (s *server) wrap(rt route) http.Handler {
 		if !rt.open && s.tokens != nil {
 			if ok, detail, code := s.tokens.check(r.Header.Get("Authorization")); !ok {
 				w.Header().Set("WWW-Authenticate", challenge(code))
-				s.problem(w, http.StatusUnauthorized, detail)
+				s.problem(w, r, http.StatusUnauthorized, detail)
 				return
 			}
 		}
 		if rt.body {
 			if detail, ok := contentTypeOK(r.Header.Get("Content-Type")); !ok {
-				s.problem(w, http.StatusUnsupportedMediaType, detail)
+				s.problem(w, r, http.StatusUnsupportedMediaType, detail)
 				return
 			}
 		}
@@ -246,7 +246,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			s.log.Error().Str("method", r.Method).Str("path", routePath(pattern)).Interface("panic", v).Msg("http handler panicked")
 			if sw.code == 0 {
-				s.problem(sw, http.StatusInternalServerError, genericDetail)
+				s.problem(sw, r, http.StatusInternalServerError, genericDetail)
 			}
 		}
 		s.log.Info().Str("method", r.Method).Str("path", routePath(pattern)).Int("status", sw.code).
@@ -263,9 +263,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.StatusMethodNotAllowed:
 		allow := c.h.Get("Allow")
 		sw.Header().Set("Allow", allow)
-		s.problem(sw, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+		s.problem(sw, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
 	case http.StatusNotFound, 0:
-		s.problem(sw, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /openapi.json", r.Method, r.URL.Path))
+		s.problem(sw, r, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /openapi.json", r.Method, r.URL.Path))
 	default: // a redirect to a cleaned path
 		for k, v := range c.h {
 			sw.Header()[k] = v
@@ -295,10 +295,4 @@ func routePath(pattern string) string {
 		return p
 	}
 	return pattern
-}
-
-// errorString strips the "invalid input: " prefix that tasks puts on its
-// validation errors; the status code already says it.
-func errorString(err error) string {
-	return strings.Replace(err.Error(), tasks.ErrInvalidInput.Error()+": ", "", 1)
 }

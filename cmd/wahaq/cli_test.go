@@ -133,6 +133,16 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 	badFile := writeFile(t, "bad.txt", "good-1\n# a comment\nbad name!\ngood-2\n")
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	const id = "0b8e4f6a-5d0e-4a7c-9a57-2f1f0b2f7d11"
+	instFile := func(name, body string) string {
+		return writeFile(t, name, "instances:\n  - name: eu\n    base_url: http://127.0.0.1:9/eu\n"+body)
+	}
+	infRate := instFile("inf.yaml", "    api_key_env: \"\"\n    rate: .inf\n")
+	nanRate := instFile("nan.yaml", "    api_key_env: \"\"\n    rate: .nan\n")
+	hugeRate := instFile("huge.yaml", "    api_key_env: \"\"\n    rate: 1e308\n")
+	badTimeout := instFile("timeout.yaml", "    api_key_env: \"\"\n    timeout: forever\n")
+	unsetKey := instFile("unset.yaml", "    api_key_env: WAHAQ_TEST_SURELY_UNSET_KEY\n")
+	noKeyEnv := instFile("nokeyenv.yaml", "")
+	twice := instFile("twice.yaml", "    api_key_env: \"\"\n  - name: us\n    base_url: HTTP://127.0.0.1:9/eu/\n    api_key_env: \"\"\n")
 
 	cases := []struct {
 		name string
@@ -182,6 +192,14 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 		{"dlq requeue bad --outcome", []string{"dlq", "requeue", "--all", "--outcome", "logged_out"}, `--outcome "logged_out" is not a dead-letter outcome`},
 		{"dlq purge --all without --yes, not interactive", []string{"dlq", "purge", "--all"}, "add --yes to confirm"},
 		{"worker with bad settings", []string{"worker", "--concurrency", "0", "--metrics-addr", ""}, "WAHAQ_CONCURRENCY must be at least 1"},
+		{"worker with rate .inf", []string{"worker", "--instances", infRate, "--metrics-addr", ""}, `instance "eu": rate +Inf is not a number`},
+		{"enqueue with rate .nan", []string{"enqueue", "--session", "a", "--instances", nanRate}, `instance "eu": rate NaN is not a number`},
+		{"worker with rate 1e308", []string{"worker", "--instances", hugeRate, "--metrics-addr", ""}, "rate 1e+308 is outside"},
+		{"worker with a bad timeout", []string{"worker", "--instances", badTimeout, "--metrics-addr", ""}, `timeout "forever" is not a duration`},
+		{"worker with an unset api_key_env", []string{"worker", "--instances", unsetKey, "--metrics-addr", ""}, "names WAHAQ_TEST_SURELY_UNSET_KEY, which is unset or empty"},
+		{"worker with no api_key_env", []string{"worker", "--instances", noKeyEnv, "--metrics-addr", ""}, `instance "eu" has no api_key_env`},
+		{"worker with one server twice", []string{"worker", "--instances", twice, "--metrics-addr", ""}, `instances "eu" and "us" name the same WAHA server`},
+		{"WAHA_BASE_URL with a password", []string{"enqueue", "--session", "a", "--waha-base-url", "ftp://u:hunter2@h"}, "WAHA_BASE_URL: ftp://h is not an http:// or https:// URL"},
 	}
 	require.GreaterOrEqual(t, len(cases), 12)
 	for _, tc := range cases {
@@ -197,6 +215,7 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 				sentence(t, r.stderr, tc.want)
 			}
 			assert.Empty(t, r.stdout)
+			assert.NotContains(t, r.stderr, "hunter2")
 			p, s := c.queued()
 			assert.Zero(t, p+s, "a bad command line enqueued something")
 		})

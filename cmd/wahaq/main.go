@@ -132,7 +132,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "wahaq: %v\n", err)
+	// An error can quote WAHA (a batch's error): no terminal controls.
+	fmt.Fprintf(stderr, "wahaq: %s\n", terminalSafe(err.Error()))
 	return exitCode(err)
 }
 

@@ -158,13 +158,38 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	if s.LogFormat != "json" && s.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q is not json or console", s.LogFormat))
 	}
-	if u, err := url.Parse(s.WahaBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("WAHA_BASE_URL=%q is not an http(s) URL", s.WahaBaseURL))
+	if _, err := serverKey(s.WahaBaseURL); err != nil {
+		// Not %q of the value: it may carry a password.
+		errs = append(errs, fmt.Errorf("WAHA_BASE_URL: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	return s, nil
+}
+
+// DefaultMetricsAddr is where the worker serves /metrics, /healthz and
+// /readyz when neither WAHAQ_METRICS_ADDR nor --metrics-addr is given.
+const DefaultMetricsAddr = ":9090"
+
+// MetricsAddr returns the worker's metrics address: the --metrics-addr flag
+// of fs when given, else WAHAQ_METRICS_ADDR when set (also when set empty),
+// else DefaultMetricsAddr. Empty means serve nothing. A second worker on
+// one host needs its own address (or none): two cannot listen on one port.
+func MetricsAddr(fs *pflag.FlagSet) string {
+	return metricsAddr(fs, os.LookupEnv)
+}
+
+func metricsAddr(fs *pflag.FlagSet, lookup func(string) (string, bool)) string {
+	if fs != nil {
+		if f := fs.Lookup("metrics-addr"); f != nil && f.Changed {
+			return f.Value.String()
+		}
+	}
+	if v, ok := lookup("WAHAQ_METRICS_ADDR"); ok {
+		return strings.TrimSpace(v)
+	}
+	return DefaultMetricsAddr
 }
 
 func splitList(s string) []string {

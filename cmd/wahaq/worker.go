@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
 	"github.com/wahaq/wahaq/tasks"
@@ -104,7 +105,7 @@ address cannot be listened on; 2 bad settings (a missing key among them).`,
 				if err != nil {
 					return fmt.Errorf("the worker cannot listen on --metrics-addr %s: %w (another worker on this host? give each its own WAHAQ_METRICS_ADDR, or an empty one for none)", metricsAddr, errors.Unwrap(err))
 				}
-				srv = &http.Server{Handler: workerMux(a, reg), ReadHeaderTimeout: 10 * time.Second}
+				srv = httpserver.New(workerMux(a, reg), a.settings.HTTP)
 				go func() { serveErr <- srv.Serve(ln) }()
 				a.log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
 			}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/httpserver"
 )
 
 func TestInstanceSettingsRefused(t *testing.T) {
@@ -141,4 +143,34 @@ func TestMetricsAddr(t *testing.T) {
 	require.Equal(t, "127.0.0.1:1", metricsAddr(flags("--metrics-addr", "127.0.0.1:1"), lookup(map[string]string{"WAHAQ_METRICS_ADDR": ":9191"})), "the flag wins")
 	require.Equal(t, "", metricsAddr(flags("--metrics-addr="), lookup(nil)))
 	require.True(t, strings.HasPrefix(DefaultMetricsAddr, ":"))
+}
+
+func TestHTTPLimits(t *testing.T) {
+	t.Parallel()
+	s, err := load(nil, env(map[string]string{
+		"WAHAQ_HTTP_READ_HEADER_TIMEOUT": "1s", "WAHAQ_HTTP_READ_TIMEOUT": "2s", "WAHAQ_HTTP_WRITE_TIMEOUT": "3s",
+		"WAHAQ_HTTP_IDLE_TIMEOUT": "4s", "WAHAQ_HTTP_MAX_HEADER_BYTES": "1024",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, httpserver.Limits{ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 3 * time.Second,
+		IdleTimeout: 4 * time.Second, MaxHeaderBytes: 1024}, s.HTTP)
+
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--http-idle-timeout", "9s"}))
+	s, err = load(fs, env(map[string]string{"WAHAQ_HTTP_IDLE_TIMEOUT": "4s"}))
+	require.NoError(t, err)
+	require.Equal(t, 9*time.Second, s.HTTP.IdleTimeout, "the flag wins")
+
+	for k, v := range map[string]string{
+		"WAHAQ_HTTP_IDLE_TIMEOUT":        "0s",
+		"WAHAQ_HTTP_READ_TIMEOUT":        "forever",
+		"WAHAQ_HTTP_WRITE_TIMEOUT":       "-1s",
+		"WAHAQ_HTTP_MAX_HEADER_BYTES":    "0",
+		"WAHAQ_HTTP_READ_HEADER_TIMEOUT": "1h",
+	} {
+		_, err := load(nil, env(map[string]string{k: v}))
+		require.ErrorIs(t, err, ErrBadConfig, k)
+		require.Contains(t, err.Error(), k)
+	}
 }

@@ -2,8 +2,9 @@
 //
 // It is a thin JSON layer over the tasks package: every call validates its
 // input completely before it touches Redis, so a bad request enqueues
-// nothing, and every error is an RFC 9457 problem (application/problem+json)
-// whose detail says what is wrong.
+// nothing, and every error is an RFC 9457 problem whose detail says what is
+// wrong: application/problem+json to a client whose Accept names that type,
+// application/json (the same body) to every other client.
 //
 // # Routes
 //
@@ -42,7 +43,11 @@
 //   - POST /v1/batches answers 202 with {"batch_id", "total", "requested",
 //     "deduplicated", "discovering"} and Location: /v1/batches/{id}.
 //   - Request bodies are JSON objects, at most Config.MaxBodyBytes (1 MiB)
-//     long; unknown fields, trailing data and oversized bodies answer 400.
+//     long; unknown fields, keys given twice or in another case than their
+//     field (encoding/json would take the last one, or match "SESSION" to
+//     "session"), trailing data and oversized bodies answer 400.
+//   - "in" is a Go duration, the same with a day unit ("7d"), or ISO 8601
+//     ("PT30M"); see internal/duration.
 //     Content-Type must be application/json or absent (415 otherwise).
 //     Note that 1 MiB bounds the size of one batch of named sessions too:
 //     100,000 sessions fit only when names are short; split bigger requests
@@ -50,8 +55,12 @@
 //   - An empty string for "instance", "at" or "in" means "not given"
 //     (templating tools such as n8n send empty strings for unset fields).
 //   - A request the tasks package calls invalid (tasks.ErrInvalidInput)
-//     answers 400, an unknown id 404, canceling a started task 409; anything
-//     else is logged and answered 500 with a generic detail.
+//     answers 400, an unknown id 404, canceling a started task 409 (statusOf
+//     is the one place that maps them); anything else is logged and
+//     answered 500 with a generic detail.
+//   - The server itself (timeouts, header limits) is built in cmd with
+//     internal/httpserver; a handler that waits longer than the write
+//     timeout calls httpserver.ExtendWrite.
 package api
 
 import (

@@ -94,6 +94,7 @@ func TestE2EServersCloseIdleAndSlowConnections(t *testing.T) {
 			}
 		}
 		require.Less(t, sent, 200, "serve read a slow body (%q) for ever", auth)
+		t.Logf("slow body with %q: closed after %d bytes", strings.TrimSpace(auth), sent)
 	}
 	// The slow, authorised body never completed: nothing was enqueued. A
 	// whole request afterwards is, which shows the count can see one.

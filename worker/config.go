@@ -1,5 +1,5 @@
 // Package worker performs wahaq's logout tasks: an asynq server whose
-// handler is a chain of small middlewares (throttle, validate, logout) under
+// handler is a chain of small middlewares (rate limit, start, validate, logout) under
 // one policy that classifies what happened, records it and tells asynq
 // whether to retry.
 package worker

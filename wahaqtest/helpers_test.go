@@ -24,6 +24,12 @@ func TestWorkRunsOneAttempt(t *testing.T) {
 	retrying := env.Work(t, tasks.LogoutRequest{Session: "session-0002"})
 	require.Equal(t, tasks.StateRetrying, retrying.State, "one attempt, no retry")
 	require.NotNil(t, retrying.NextAttemptAt)
+
+	env.Fake.AddSessions("revoked", 1, wahafake.StatusWorking)
+	env.Fake.Script("revoked-0001", wahafake.Fault{Status: 401, Times: 1})
+	dead := env.Work(t, tasks.LogoutRequest{Session: "revoked-0001"})
+	require.Equal(t, tasks.StateDead, dead.State, "as ExampleEnv_Work says")
+	require.Equal(t, tasks.OutcomeAuthFailed, *dead.Outcome)
 }
 
 func TestRequireEnqueued(t *testing.T) {

@@ -66,7 +66,7 @@ func (c *Console) viewBatch(b *tasks.Batch) *batchView {
 	}
 	switch {
 	case b.Done:
-		v.Status, v.ETA = "done", "done"
+		v.Status, v.ETA = "done", "—"
 		v.Pct = 100
 	case b.Discovering:
 		v.Status = "listing sessions"
@@ -382,8 +382,12 @@ func (c *Console) taskLive(w http.ResponseWriter, r *http.Request, s session) {
 	if !ok {
 		return
 	}
+	lastErr := deref(t.LastError)
+	if lastErr == "" {
+		lastErr = "none"
+	}
 	c.writeLive(w, live{F: map[string]string{"state": string(t.State), "attempts": strconv.Itoa(t.Attempts),
-		"outcome": fmtOutcome(t.Outcome), "error": deref(t.LastError)}, Done: t.State.Final()})
+		"outcome": fmtOutcome(t.Outcome), "error": lastErr}, Done: t.State.Final()})
 }
 
 // countOf is "1 task", "2 tasks".

@@ -29,7 +29,9 @@ type page struct {
 	// Refresh is the meta refresh of a live page without JavaScript, in
 	// seconds.
 	Refresh int
-	Data    any
+	// Every is how often the script fetches the fragment, in milliseconds.
+	Every int64
+	Data  any
 }
 
 // CSRF is the session's CSRF token, for forms.
@@ -86,6 +88,7 @@ func (c *Console) parse() error {
 // anything is sent, because the page is rendered into a buffer first.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
 	p.Open = c.open
+	p.Every = c.refresh.Milliseconds()
 	if p.Refresh == 0 && p.Live != "" {
 		p.Refresh = 5
 	}

@@ -9,7 +9,8 @@
   var url = body.getAttribute("data-live");
   if (!url || !window.fetch) { return; }
   var status = document.getElementById("live-status");
-  var every = 2000, fails = 0, sawRunning = false;
+  var every = parseInt(body.getAttribute("data-every"), 10) || 2000;
+  var fails = 0, sawRunning = false;
 
   function each(attr, key, fn) {
     var els = document.querySelectorAll("[" + attr + "]");
@@ -51,7 +52,8 @@
         if (d.done) {
           // Finished while watched: reload once for the final page (its
           // dead letters, its result). Finished already: just stop.
-          if (sawRunning) { window.location.reload(); }
+          if (sawRunning) { window.location.reload(); return; }
+          say("Final figures.", false);
           return;
         }
         sawRunning = true;

@@ -295,3 +295,70 @@ func TestConfigRefused(t *testing.T) {
 		require.Error(t, err, name)
 	}
 }
+
+func TestCancelBatch(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{NoStart: true})
+	names := env.Fake.AddSessions("c", 5, wahafake.StatusWorking)
+	info, err := env.Producer.EnqueueBatch(context.Background(), tasks.BatchRequest{Sessions: names})
+	require.NoError(t, err)
+	srv := serve(t, env, nil)
+	c := client(t)
+	_, csrf := signIn(t, c, srv.URL, token, nil)
+	action := srv.URL + "/ui/batches/" + info.BatchID + "/cancel"
+
+	resp, body := post(t, c, action, url.Values{"csrf": {"forged"}, "confirm": {"yes"}}, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, body = post(t, c, action, url.Values{"csrf": {csrf}}, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "Cancel 5 tasks", "the confirmation names how many")
+	b, err := env.Inspector.Batch(context.Background(), info.BatchID)
+	require.NoError(t, err)
+	require.Zero(t, b.Counts[tasks.StateCanceled], "nothing canceled before the confirmation")
+
+	resp, body = post(t, c, action, url.Values{"csrf": {csrf}, "confirm": {"yes"}}, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "Canceled 5 tasks of batch "+info.BatchID+"; 0 had already started.")
+	b, err = env.Inspector.Batch(context.Background(), info.BatchID)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, b.Counts[tasks.StateCanceled])
+	require.True(t, b.Done)
+	require.NoError(t, env.Worker.Start())
+	require.Zero(t, env.Fake.TotalLogoutCalls(), "no canceled logout reaches WAHA")
+}
+
+func TestDeadLetterActions(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	deadLetter(t, env, "dl-a")
+	deadLetter(t, env, "dl-b")
+	srv := serve(t, env, nil)
+	c := client(t)
+	_, csrf := signIn(t, c, srv.URL, token, nil)
+
+	for _, bad := range []url.Values{
+		{"action": {"purge"}, "scope": {"all"}, "outcome": {"logged_out"}},
+		{"action": {"purge"}, "scope": {"all"}, "instance": {"nowhere"}},
+		{"action": {"explode"}, "scope": {"all"}},
+		{"action": {"purge"}, "scope": {"selected"}},
+	} {
+		bad.Set("csrf", csrf)
+		bad.Set("confirm", "yes")
+		resp, _ := post(t, c, srv.URL+"/ui/dlq", bad, nil)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%v", bad)
+	}
+	require.EqualValues(t, 2, deadCount(t, env), "bad requests purge nothing")
+
+	// Another outcome's filter matches none.
+	form := url.Values{"csrf": {csrf}, "action": {"purge"}, "scope": {"all"}, "outcome": {"rejected"}}
+	_, body := post(t, c, srv.URL+"/ui/dlq", form, nil)
+	require.Contains(t, body, "Purge 0 dead letters?")
+
+	form.Set("outcome", "auth_failed")
+	_, body = post(t, c, srv.URL+"/ui/dlq", form, nil)
+	require.Contains(t, body, "Purge 2 dead letters?")
+	form.Set("confirm", "yes")
+	_, body = post(t, c, srv.URL+"/ui/dlq", form, nil)
+	require.Contains(t, body, "Purged 2 dead letters.")
+	require.Zero(t, deadCount(t, env))
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
@@ -179,13 +180,22 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(".error")),
 	)
 	require.Contains(t, text(ctx, t, ".error"), "not valid")
+	// Keyboard only: the token field has the focus, Enter submits.
+	run(t, ctx, chromedp.Navigate(u+"/ui/signin?next=%2Fui%2Fdlq"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.id`))
+	require.NoError(t, err)
+	require.Equal(t, "token", focused, "the token field has the focus")
 	run(t, ctx,
-		chromedp.SendKeys(chromedp.CSS("#token"), token),
-		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.Focus(chromedp.CSS("#token")),
+		chromedp.KeyEvent(token+kb.Enter),
 		chromedp.WaitVisible(chromedp.CSS("#dlq-count")),
 	)
 	loc = location(ctx, t)
 	require.True(t, strings.HasSuffix(loc, "/ui/dlq"), "back to the page asked for: %s", loc)
+	run(t, ctx, chromedp.KeyEvent(kb.Tab))
+	focused, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.className`))
+	require.NoError(t, err)
+	require.Equal(t, "skip", focused, "the first Tab reaches the skip link")
 
 	// The queued batch is listed; then the worker starts and the batch page
 	// follows it live (no navigation by the test) until it reads done.

@@ -84,7 +84,7 @@ func (c *Console) batchesPage(w http.ResponseWriter, r *http.Request, s session)
 		http.Redirect(w, r, mount+"batches/"+url.PathEscape(trim(id)), http.StatusSeeOther)
 		return
 	}
-	bs, err := c.src.recentBatches(r.Context(), 50)
+	bs, err := c.src.recentBatches(r.Context(), 50, true)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
@@ -97,7 +97,7 @@ func (c *Console) batchesPage(w http.ResponseWriter, r *http.Request, s session)
 }
 
 func (c *Console) batchesLive(w http.ResponseWriter, r *http.Request, s session) {
-	bs, err := c.src.recentBatches(r.Context(), 50)
+	bs, err := c.src.recentBatches(r.Context(), 50, false)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return

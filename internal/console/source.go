@@ -24,6 +24,10 @@ import (
 // scanLimit bounds how many asynq tasks one lookup reads per queue state.
 const scanLimit = 20_000
 
+// cancelScanLimit bounds how many tasks a batch cancel reads per queue
+// state: two of the largest batches.
+const cancelScanLimit = 200_000
+
 // scanPage is the page size of asynq listings.
 const scanPage = 1000
 
@@ -146,9 +150,9 @@ func (s *source) rate(instance string, processed int) float64 {
 }
 
 // liveTasks lists the payloads of asynq's not-final tasks of one server,
-// newest pending first, at most scanLimit per state. states picks the asynq
+// newest pending first, at most limit per state. states picks the asynq
 // lists to read.
-func (s *source) liveTasks(instance string, states []tasks.State, visit func(id string, p tasks.Payload, st tasks.State) bool) error {
+func (s *source) liveTasks(instance string, states []tasks.State, limit int, visit func(id string, p tasks.Payload, st tasks.State) bool) error {
 	q := s.queue(instance)
 	for _, st := range states {
 		var list func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
@@ -164,7 +168,7 @@ func (s *source) liveTasks(instance string, states []tasks.State, visit func(id 
 		default:
 			continue
 		}
-		for page := 1; (page-1)*scanPage < scanLimit; page++ {
+		for page := 1; (page-1)*scanPage < limit; page++ {
 			infos, err := list(q, asynq.PageSize(scanPage), asynq.Page(page))
 			if errors.Is(err, asynq.ErrQueueNotFound) {
 				return nil
@@ -213,7 +217,7 @@ func (s *source) discover(ctx context.Context) {
 	for _, srv := range s.servers {
 		seen := map[string]bool{}
 		n := 0
-		_ = s.liveTasks(srv.Name, []tasks.State{tasks.StatePending, tasks.StateActive, tasks.StateRetrying, tasks.StateScheduled},
+		_ = s.liveTasks(srv.Name, []tasks.State{tasks.StatePending, tasks.StateActive, tasks.StateRetrying, tasks.StateScheduled}, scanLimit,
 			func(_ string, p tasks.Payload, _ tasks.State) bool {
 				if p.BatchID != "" {
 					seen[p.BatchID] = true
@@ -229,10 +233,14 @@ func (s *source) discover(ctx context.Context) {
 	}
 }
 
-// recentBatches discovers batches and returns the journal's batches, newest
-// first. Batches whose record has expired leave the journal.
-func (s *source) recentBatches(ctx context.Context, limit int) ([]*tasks.Batch, error) {
-	s.discover(ctx)
+// recentBatches returns the journal's batches, newest first, after looking
+// for new ones when discover is set (a page load; the live fragment relies on
+// Console.Run instead, to keep its reads small). Batches whose record has
+// expired leave the journal.
+func (s *source) recentBatches(ctx context.Context, limit int, discover bool) ([]*tasks.Batch, error) {
+	if discover {
+		s.discover(ctx)
+	}
 	ids, err := s.rdb.ZRevRange(ctx, s.journalKey(), 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read recent batches: %w", err)
@@ -285,7 +293,7 @@ func (s *source) cancelBatch(ctx context.Context, id string) (canceled, started 
 		return 0, 0, err
 	}
 	var ids []string
-	err = s.liveTasks(b.Instance, []tasks.State{tasks.StateScheduled, tasks.StatePending}, func(tid string, p tasks.Payload, _ tasks.State) bool {
+	err = s.liveTasks(b.Instance, []tasks.State{tasks.StateScheduled, tasks.StatePending}, cancelScanLimit, func(tid string, p tasks.Payload, _ tasks.State) bool {
 		if p.BatchID == id {
 			ids = append(ids, tid)
 		}
@@ -322,7 +330,7 @@ func (s *source) findSession(ctx context.Context, instance, session string) ([]*
 		if instance != "" && srv.Name != instance {
 			continue
 		}
-		err := s.liveTasks(srv.Name, []tasks.State{tasks.StateActive, tasks.StatePending, tasks.StateRetrying, tasks.StateScheduled},
+		err := s.liveTasks(srv.Name, []tasks.State{tasks.StateActive, tasks.StatePending, tasks.StateRetrying, tasks.StateScheduled}, scanLimit,
 			func(tid string, p tasks.Payload, _ tasks.State) bool {
 				if p.Session == session {
 					ids = append(ids, tid)

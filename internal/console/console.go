@@ -216,7 +216,14 @@ func (c *Console) Run(ctx context.Context) {
 // those wrapped by act are state-changing POSTs that need its CSRF token.
 func (c *Console) routes() {
 	static, _ := fs.Sub(staticFS, "static")
-	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	c.mux.HandleFunc("GET /ui/static/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	c.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, mount, http.StatusMovedPermanently) })
 	c.mux.HandleFunc("GET /ui/signin", c.signInPage)
 	c.mux.HandleFunc("POST /ui/signin", c.signIn)
@@ -243,8 +250,39 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
-	c.mux.ServeHTTP(w, r)
+	start := c.now()
+	sw := &statusWriter{ResponseWriter: w}
+	_, pattern := c.mux.Handler(r)
+	c.mux.ServeHTTP(sw, r)
+	// Live fragments come every few seconds per open page: debug only.
+	ev := c.log.Debug()
+	if r.Method != http.MethodGet {
+		ev = c.log.Info()
+	}
+	ev.Str("method", r.Method).Str("path", pattern).Int("status", sw.code).Dur("duration", c.now().Sub(start)).Msg("console request")
 }
+
+// statusWriter remembers the status code written, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // handler is a page that needs a session.
 type handler func(http.ResponseWriter, *http.Request, session)

@@ -255,6 +255,7 @@ func TestPagesRender(t *testing.T) {
 		"/ui/live/overview":                    `"f":`,
 		"/ui/live/batches/" + info.BatchID:     `"done":true`,
 		"/ui/static/style.css":                 "focus-visible",
+		"/ui/static/":                          "404 page not found",
 		"/ui/dlq?outcome=logged_out":           "not a dead-letter outcome",
 		"/ui/batches/not-a-batch":              "no batch",
 		"/ui/tasks/00000000-0000-0000-0000-00": "no task",

@@ -151,12 +151,12 @@ func text(ctx context.Context, t *testing.T, sel string) string {
 func TestBrowser(t *testing.T) {
 	env := wahaqtest.Start(t, wahaqtest.Options{
 		Fake: wahafake.Options{LogoutLatency: 150 * time.Millisecond},
-		// Two logouts at a time, so a 24-session batch takes about two
+		// Two logouts at a time, so a 40-session batch takes at least three
 		// seconds: long enough to watch, short enough for the suite.
 		Worker:  func(cfg *worker.Config) { cfg.InstanceConcurrency = 2 },
 		NoStart: true,
 	})
-	sessions := env.Fake.AddSessions("shop", 24, wahafake.StatusWorking)
+	sessions := env.Fake.AddSessions("shop", 40, wahafake.StatusWorking)
 	env.Fake.Script(sessions[3], wahafake.Fault{Status: http.StatusUnauthorized, Times: 1})
 	info, err := env.Producer.EnqueueBatch(context.Background(), tasks.BatchRequest{Sessions: sessions})
 	require.NoError(t, err)
@@ -205,7 +205,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(u+"/ui/"),
 		chromedp.WaitVisible(chromedp.CSS(".card")),
 	)
-	require.Equal(t, "24", text(ctx, t, `[data-f="default.pending"]`))
+	require.Equal(t, "40", text(ctx, t, `[data-f="default.pending"]`))
 	require.NoError(t, env.Worker.Start())
 	run(t, ctx,
 		chromedp.Navigate(u+"/ui/batches/"+info.BatchID),
@@ -221,7 +221,7 @@ func TestBrowser(t *testing.T) {
 	value, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`progress[data-p="batch"]`), "value"))
 	require.NoError(t, err)
 	require.Equal(t, "100", value.Value)
-	require.Equal(t, "23", text(ctx, t, `[data-f="o.logged_out"]`))
+	require.Equal(t, "39", text(ctx, t, `[data-f="o.logged_out"]`))
 	require.Equal(t, "1", text(ctx, t, `[data-f="o.auth_failed"]`))
 	require.NoError(t, chromedp.Do(ctx, shot("batch-done")))
 

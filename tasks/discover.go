@@ -4,38 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/base"
 )
-
-// TypeDiscover is the asynq task type that lists a server's sessions and
-// fills an "all" batch with their logouts. It runs in the worker because only
-// the worker holds WAHA keys.
-const TypeDiscover = "wahaq:discover"
 
 // discoverRetries bounds retries of a discovery (listing sessions is cheap and
 // a person is waiting for the batch).
 const discoverRetries = 5
-
-// DiscoverPayload is the payload of a discovery task.
-type DiscoverPayload struct {
-	// Instance is the WAHA server whose sessions are listed.
-	Instance string `json:"instance"`
-	// BatchID is the batch to fill.
-	BatchID string `json:"batch_id"`
-	// Statuses keeps only sessions in these statuses; empty keeps all.
-	Statuses []string `json:"statuses,omitempty"`
-	// MaxRetries is the retry limit of the logouts it enqueues, fixed when
-	// the batch was requested.
-	MaxRetries int `json:"max_retries"`
-}
 
 // KnownStatuses are WAHA's session statuses. Others are accepted too (newer
 // servers add some) if they look like one.
@@ -89,50 +66,19 @@ func (p *Producer) EnqueueDiscovery(ctx context.Context, r DiscoveryRequest) (*B
 	if err != nil {
 		return nil, err
 	}
-	id := NewID()
+	id := base.NewID()
 	if err := p.store.CreateBatch(ctx, instance, id, at, true); err != nil {
 		return nil, err
 	}
-	payload, _ := json.Marshal(DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses, MaxRetries: p.cfg.MaxRetries})
-	if err := p.store.enqueueRaw(ctx, instance, id, TypeDiscover, payload, at, discoverRetries, p.cfg.TaskTimeout); err != nil {
+	payload, err := json.Marshal(base.DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses, MaxRetries: p.cfg.MaxRetries})
+	if err == nil {
+		err = p.store.EnqueueRaw(ctx, instance, id, base.TypeDiscover, payload, at, discoverRetries, p.cfg.TaskTimeout)
+	}
+	if err != nil {
+		// Close the batch with the error, or it would read "discovering"
+		// for ever with nothing left to fill it.
+		_ = p.store.CloseBatch(context.WithoutCancel(ctx), instance, id, 0, "discovery could not be enqueued: "+err.Error(), p.cfg.ResultTTL)
 		return nil, err
 	}
 	return &BatchInfo{BatchID: id, Discovering: true}, nil
-}
-
-// enqueueRawScript enqueues a plain asynq task (no wahaq record).
-// KEYS[1] asynq task, KEYS[2] pending list or scheduled set. ARGV[1] id,
-// ARGV[2] message, ARGV[3] now (ns), ARGV[4] process-at (Unix s, "0" = now).
-var enqueueRawScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if ARGV[4] == '0' then
-  redis.call('HSET', KEYS[1], 'msg', ARGV[2], 'state', 'pending', 'pending_since', ARGV[3])
-  redis.call('LPUSH', KEYS[2], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], 'msg', ARGV[2], 'state', 'scheduled')
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-end
-return 1
-`)
-
-func (s *Store) enqueueRaw(ctx context.Context, instance, id, typ string, payload []byte, at time.Time, retry int32, timeout time.Duration) error {
-	k := s.keys(instance)
-	if err := s.publish(ctx, k.q); err != nil {
-		return err
-	}
-	msg := asynqwire.Encode(asynqwire.Message{Type: typ, Payload: payload, ID: id, Queue: k.q, Retry: retry,
-		TimeoutSeconds: int64(math.Ceil(timeout.Seconds()))})
-	list, processAt := asynqwire.PendingKey(k.q), "0"
-	if !at.IsZero() {
-		list, processAt = asynqwire.ScheduledKey(k.q), strconv.FormatInt(ceilUnix(at), 10)
-	}
-	n, err := enqueueRawScript.Run(ctx, s.rdb, []string{asynqwire.TaskKey(k.q, id), list},
-		id, msg, s.now().UnixNano(), processAt).Int()
-	if err != nil {
-		return fmt.Errorf("enqueue %s: %w", typ, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("enqueue %s: task id %s exists", typ, id)
-	}
-	return nil
 }

@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"slices"
+
+	"github.com/wahaq/wahaq/internal/store"
 )
 
 // Inspector reads tasks, batches and dead letters, and replays or purges
 // dead letters. It is safe for concurrent use.
 type Inspector struct {
 	cfg   Config
-	store *Store
+	store *store.Store
 }
 
 // NewInspector returns an Inspector.
@@ -19,7 +21,7 @@ func NewInspector(cfg Config) (*Inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Inspector{cfg: cfg, store: NewStore(cfg.Redis, StoreOptions{Namespace: cfg.Namespace, Now: cfg.Now})}, nil
+	return &Inspector{cfg: cfg, store: newStore(cfg)}, nil
 }
 
 // Instances returns the configured instance names.
@@ -30,7 +32,11 @@ func (i *Inspector) Task(ctx context.Context, id string) (*Task, error) {
 	if err := ValidateTaskID(id); err != nil {
 		return nil, err
 	}
-	return i.store.Get(ctx, i.cfg.Instances, id)
+	r, err := i.store.Get(ctx, i.cfg.Instances, id)
+	if err != nil {
+		return nil, err
+	}
+	return newTask(r), nil
 }
 
 // Batch returns a batch's status, or ErrNotFound.
@@ -38,7 +44,11 @@ func (i *Inspector) Batch(ctx context.Context, id string) (*Batch, error) {
 	if err := ValidateBatchID(id); err != nil {
 		return nil, err
 	}
-	return i.store.GetBatch(ctx, i.cfg.Instances, id)
+	b, err := i.store.GetBatch(ctx, i.cfg.Instances, id)
+	if err != nil {
+		return nil, err
+	}
+	return newBatch(b), nil
 }
 
 // DeadLetterPage is one page of dead letters.
@@ -72,11 +82,13 @@ func (i *Inspector) DeadLetters(ctx context.Context, instance string, offset, li
 		want := limit - int64(len(page.Tasks))
 		if want > 0 && offset < pos+n {
 			from := max(offset-pos, 0)
-			ts, _, err := i.store.DeadLetters(ctx, in, from, want)
+			rs, _, err := i.store.DeadLetters(ctx, in, from, want)
 			if err != nil {
 				return nil, err
 			}
-			page.Tasks = append(page.Tasks, ts...)
+			for _, r := range rs {
+				page.Tasks = append(page.Tasks, newTask(r))
+			}
 		}
 		pos += n
 	}
@@ -139,10 +151,11 @@ func (i *Inspector) resolve(ctx context.Context, sel Selection) (map[string][]st
 		if err := ValidateTaskID(id); err != nil {
 			return nil, err
 		}
-		t, err := i.store.Get(ctx, insts, id)
+		r, err := i.store.Get(ctx, insts, id)
 		if err != nil {
 			return nil, err
 		}
+		t := newTask(r)
 		if t.State != StateDead {
 			return nil, fmt.Errorf("%w: task %s is %s, not in the dead-letter queue", ErrInvalidInput, id, t.State)
 		}
@@ -154,21 +167,18 @@ func (i *Inspector) resolve(ctx context.Context, sel Selection) (map[string][]st
 	return out, nil
 }
 
+// filterOutcome keeps the ids whose record has outcome o. A Redis error is
+// an error: dropping the ids it hid would requeue or purge nothing and
+// report success.
 func (i *Inspector) filterOutcome(ctx context.Context, instance string, ids []string, o Outcome) ([]string, error) {
+	outcomes, err := i.store.Outcomes(ctx, instance, ids)
+	if err != nil {
+		return nil, err
+	}
 	var keep []string
-	for start := 0; start < len(ids); start += pipelineChunk {
-		chunk := ids[start:min(start+pipelineChunk, len(ids))]
-		pipe := i.store.rdb.Pipeline()
-		k := i.store.keys(instance)
-		cmds := make([]interface{ Val() string }, len(chunk))
-		for j, id := range chunk {
-			cmds[j] = pipe.HGet(ctx, k.record(id), "outcome")
-		}
-		_, _ = pipe.Exec(ctx)
-		for j, c := range cmds {
-			if c.Val() == string(o) {
-				keep = append(keep, chunk[j])
-			}
+	for j, got := range outcomes {
+		if got == string(o) {
+			keep = append(keep, ids[j])
 		}
 	}
 	return keep, nil
@@ -188,7 +198,9 @@ func (i *Inspector) Requeue(ctx context.Context, sel Selection) ([]RequeueResult
 		if err != nil {
 			return out, err
 		}
-		out = append(out, rs...)
+		for _, r := range rs {
+			out = append(out, RequeueResult{ID: r.ID, Status: requeueStatus(r.Code), LiveID: r.LiveID})
+		}
 	}
 	return out, nil
 }

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
 )
 
 // Config configures a Producer or an Inspector. Producers and workers must
@@ -41,6 +44,9 @@ type Config struct {
 	OnEnqueued func(instance string, n int)
 }
 
+// DefaultTaskTimeout is the default of Config.TaskTimeout.
+const DefaultTaskTimeout = 2 * time.Minute
+
 // NoRetries, as Config.MaxRetries, means a transient failure kills the task
 // at once.
 const NoRetries = -1
@@ -67,7 +73,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxRetries = 0
 	}
 	if c.TaskTimeout <= 0 {
-		c.TaskTimeout = 2 * time.Minute
+		c.TaskTimeout = DefaultTaskTimeout
 	}
 	if c.ResultTTL <= 0 {
 		c.ResultTTL = 24 * time.Hour
@@ -84,7 +90,7 @@ func (c Config) withDefaults() (Config, error) {
 // Producer enqueues logouts. It is safe for concurrent use.
 type Producer struct {
 	cfg   Config
-	store *Store
+	store *store.Store
 }
 
 // NewProducer returns a Producer.
@@ -93,11 +99,16 @@ func NewProducer(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Producer{cfg: cfg, store: NewStore(cfg.Redis, StoreOptions{Namespace: cfg.Namespace, Now: cfg.Now})}, nil
+	return &Producer{cfg: cfg, store: newStore(cfg)}, nil
 }
 
-// Store returns the producer's store.
-func (p *Producer) Store() *Store { return p.store }
+func newStore(cfg Config) *store.Store {
+	return store.New(cfg.Redis, store.Options{Namespace: cfg.Namespace, Now: cfg.Now})
+}
+
+// Queue returns the asynq queue name of an instance ("<namespace>:<instance>"),
+// as asynq's tools show it.
+func (p *Producer) Queue(instance string) string { return p.store.Queue(instance) }
 
 // When says when a logout should run: At or In, or neither for now.
 type When struct {
@@ -128,18 +139,6 @@ func (w When) resolve(now time.Time) (time.Time, error) {
 		return now.Add(w.In), nil
 	}
 	return time.Time{}, nil
-}
-
-// ceilUnix is t in whole Unix seconds, rounded up. asynq keeps a scheduled
-// task's time in whole seconds and moves the task to the queue as soon as the
-// current second reaches it, so a truncated time would run a logout up to a
-// second before the time it was scheduled for.
-func ceilUnix(t time.Time) int64 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
-		s++
-	}
-	return s
 }
 
 // LogoutRequest asks for one logout.
@@ -181,7 +180,7 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.store.Enqueue(ctx, []NewTask{{
+	res, err := p.store.Enqueue(ctx, []store.NewTask{{
 		Instance: instance, Session: r.Session, MaxRetries: p.cfg.MaxRetries, ProcessAt: at, Timeout: p.cfg.TaskTimeout,
 	}})
 	if err != nil {
@@ -191,10 +190,11 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 		p.enqueued(instance, 1)
 	}
 	if res[0].Deduplicated {
-		t, err := p.store.Get(ctx, []string{instance}, res[0].ID)
+		r, err := p.store.Get(ctx, []string{instance}, res[0].ID)
 		if err != nil {
 			return nil, err
 		}
+		t := newTask(r)
 		t.Deduplicated = true
 		return t, nil
 	}
@@ -256,7 +256,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 	if err != nil {
 		return nil, err
 	}
-	id := NewID()
+	id := base.NewID()
 	if err := p.store.CreateBatch(ctx, instance, id, at, false); err != nil {
 		return nil, err
 	}
@@ -268,41 +268,13 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 	return info, nil
 }
 
-// FillBatch adds sessions to an open batch created by CreateBatch (a
-// discovery batch) and closes it. maxRetries is the retry limit of the new
-// tasks.
-func (p *Producer) FillBatch(ctx context.Context, instance, batchID string, sessions []string, at time.Time, maxRetries int) (*BatchInfo, error) {
-	return p.fillBatch(ctx, instance, batchID, sessions, at, maxRetries)
-}
-
 func (p *Producer) fillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int) (*BatchInfo, error) {
-	seen := make(map[string]struct{}, len(sessions))
-	ts := make([]NewTask, 0, len(sessions))
-	for _, s := range sessions {
-		if _, dup := seen[s]; dup {
-			continue
-		}
-		seen[s] = struct{}{}
-		ts = append(ts, NewTask{Instance: instance, Session: s, BatchID: id, MaxRetries: maxRetries,
-			ProcessAt: at, Timeout: p.cfg.TaskTimeout})
-	}
-	res, err := p.store.Enqueue(ctx, ts)
+	f, err := p.store.FillBatch(ctx, instance, id, sessions, at, maxRetries, p.cfg.TaskTimeout, p.cfg.ResultTTL)
+	p.enqueued(instance, int(f.Total))
 	if err != nil {
 		return nil, err
 	}
-	info := &BatchInfo{BatchID: id, Requested: len(sessions), Deduplicated: len(sessions) - len(ts)}
-	for _, r := range res {
-		if r.Deduplicated {
-			info.Deduplicated++
-		} else {
-			info.Total++
-		}
-	}
-	p.enqueued(instance, int(info.Total))
-	if err := p.store.CloseBatch(ctx, instance, id, int64(info.Deduplicated), "", p.cfg.ResultTTL); err != nil {
-		return nil, err
-	}
-	return info, nil
+	return &BatchInfo{BatchID: id, Total: f.Total, Requested: f.Requested, Deduplicated: f.Deduplicated}, nil
 }
 
 func (p *Producer) enqueued(instance string, n int) {
@@ -317,5 +289,9 @@ func (p *Producer) Cancel(ctx context.Context, id string) (*Task, error) {
 	if err := ValidateTaskID(id); err != nil {
 		return nil, err
 	}
-	return p.store.Cancel(ctx, p.cfg.Instances, id, p.cfg.ResultTTL)
+	r, err := p.store.Cancel(ctx, p.cfg.Instances, id, p.cfg.ResultTTL)
+	if err != nil {
+		return nil, err
+	}
+	return newTask(r), nil
 }

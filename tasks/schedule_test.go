@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
@@ -36,10 +37,10 @@ func TestScheduledNeverDueEarly(t *testing.T) {
 			cfg := tasks.Config{Redis: rdb, Namespace: ns, Now: func() time.Time { return now }}
 			p, err := tasks.NewProducer(cfg)
 			require.NoError(t, err)
-			task, err := p.Enqueue(ctx, tasks.LogoutRequest{Session: "s-" + tasks.NewID()[:8], When: tasks.When{In: c.in}})
+			task, err := p.Enqueue(ctx, tasks.LogoutRequest{Session: "s-" + uuid.NewString()[:8], When: tasks.When{In: c.in}})
 			require.NoError(t, err)
 			require.Equal(t, tasks.StateScheduled, task.State)
-			q := p.Store().Queue("default")
+			q := p.Queue("default")
 			score, err := rdb.ZScore(ctx, asynqwire.ScheduledKey(q), task.ID).Result()
 			require.NoError(t, err)
 			due := time.Unix(int64(score), 0).UTC()

@@ -11,15 +11,27 @@ package tasks
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/wahaq/wahaq/internal/store"
 )
 
-// TypeLogout is the asynq task type of a logout.
+// TypeLogout is the asynq task type of a logout ("wahaq:logout"), as asynq's
+// tools show it.
 const TypeLogout = "wahaq:logout"
+
+// TypeDiscover is the asynq task type that lists a server's sessions and
+// fills an "all" batch with their logouts ("wahaq:discover"). It runs in the
+// worker because only the worker holds WAHA keys.
+const TypeDiscover = "wahaq:discover"
+
+// DefaultNamespace prefixes wahaq's queue names: the queue of instance I is
+// "wahaq:I".
+const DefaultNamespace = "wahaq"
 
 // State is where a task is in its life.
 type State string
 
-// The states of PRODUCT.md's task model.
+// The states of wahaq's task model, in life order.
 const (
 	StateScheduled State = "scheduled"
 	StatePending   State = "pending"
@@ -86,7 +98,7 @@ type Result struct {
 	SessionAfter json.RawMessage `json:"session_after"`
 }
 
-// Task is the task model of PRODUCT.md, as GET /v1/tasks/{id} and
+// Task is wahaq's task model, as GET /v1/tasks/{id} and
 // `wahaq status --json` return it.
 type Task struct {
 	ID            string     `json:"id"`
@@ -106,4 +118,30 @@ type Task struct {
 	// Deduplicated is set on the answer to an enqueue that found a live task
 	// for the same session and returned it instead of creating a second one.
 	Deduplicated bool `json:"deduplicated,omitempty"`
+}
+
+// newTask turns the engine's record into the public task.
+func newTask(r *store.Record) *Task {
+	t := &Task{ID: r.ID, Instance: r.Instance, Session: r.Session, State: State(r.State), Attempts: r.Attempts,
+		MaxRetries: r.MaxRetries, EnqueuedAt: r.EnqueuedAt, ScheduledFor: r.ScheduledFor, NextAttemptAt: r.NextAttemptAt,
+		FinishedAt: r.FinishedAt}
+	if r.BatchID != "" {
+		b := r.BatchID
+		t.BatchID = &b
+	}
+	if r.Outcome != "" {
+		o := Outcome(r.Outcome)
+		t.Outcome = &o
+	}
+	if r.LastError != "" {
+		e := r.LastError
+		t.LastError = &e
+	}
+	if len(r.Result) > 0 {
+		var res Result
+		if json.Unmarshal(r.Result, &res) == nil {
+			t.Result = &res
+		}
+	}
+	return t
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/redistest"
@@ -38,10 +39,10 @@ func TestValidateNames(t *testing.T) {
 		{"instance empty", tasks.ValidateInstanceName, "", false},
 		{"instance colon", tasks.ValidateInstanceName, "a:b", false},
 		{"instance brace", tasks.ValidateInstanceName, "{a}", false},
-		{"task id uuid", tasks.ValidateTaskID, tasks.NewID(), true},
+		{"task id uuid", tasks.ValidateTaskID, uuid.NewString(), true},
 		{"task id path", tasks.ValidateTaskID, "../x", false},
 		{"task id empty", tasks.ValidateTaskID, "", false},
-		{"batch id uuid", tasks.ValidateBatchID, tasks.NewID(), true},
+		{"batch id uuid", tasks.ValidateBatchID, uuid.NewString(), true},
 		{"batch id too long", tasks.ValidateBatchID, strings.Repeat("b", 65), false},
 	}
 	for _, c := range cases {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -14,7 +15,7 @@ import (
 var (
 	sinkClass   class
 	sinkOutcome tasks.Outcome
-	sinkFinish  tasks.Finish
+	sinkFinish  verdict
 	sinkResult  *tasks.Result
 )
 
@@ -39,7 +40,7 @@ func BenchmarkClassify(b *testing.B) {
 func benchAttempt() (*Worker, *attempt) {
 	w := &Worker{cfg: Config{ResultTTL: 24 * time.Hour, RetryBase: 2 * time.Second, RetryMax: 10 * time.Minute, Now: time.Now}}
 	a := &attempt{ID: "0f8fad5b-d9cb-469f-a165-70867728950e", Number: 1,
-		Payload: tasks.Payload{Instance: "default", Session: "sales-bot-0042", MaxRetries: 10}}
+		Payload: base.Payload{Instance: "default", Session: "sales-bot-0042", MaxRetries: 10}}
 	return w, a
 }
 

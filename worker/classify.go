@@ -2,10 +2,12 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -41,11 +43,41 @@ func classify(err error) (class, tasks.Outcome) {
 	}
 }
 
+// verdict is what the policy decided about one attempt: the record to write.
+type verdict struct {
+	// State is StateRetrying, StateCompleted or StateDead.
+	State tasks.State
+	// Outcome is set for completed and dead tasks.
+	Outcome tasks.Outcome
+	// LastError is the error of this attempt, if any. Never a secret.
+	LastError string
+	// Result is WAHA's answer, if any.
+	Result *tasks.Result
+	// NextAttempt is when a retrying task runs again.
+	NextAttempt time.Time
+	// ResultTTL is how long a completed record is kept.
+	ResultTTL time.Duration
+}
+
+// finish is the verdict in the engine's terms.
+func (v verdict) finish() (store.Finish, error) {
+	f := store.Finish{State: string(v.State), Outcome: string(v.Outcome), LastError: v.LastError,
+		NextAttempt: v.NextAttempt, ResultTTL: v.ResultTTL}
+	if v.Result != nil {
+		b, err := json.Marshal(v.Result)
+		if err != nil {
+			return f, fmt.Errorf("encode result: %w", err)
+		}
+		f.Result = b
+	}
+	return f, nil
+}
+
 // decide turns an attempt's answer into the record to write and the delay
 // before the next attempt (for retrying tasks).
-func (w *Worker) decide(a *attempt, res *wahaclient.LogoutResult, err error) (tasks.Finish, time.Duration) {
+func (w *Worker) decide(a *attempt, res *wahaclient.LogoutResult, err error) (verdict, time.Duration) {
 	cls, outcome := classify(err)
-	f := tasks.Finish{ResultTTL: w.cfg.ResultTTL, Result: resultOf(a, res, err, outcome)}
+	f := verdict{ResultTTL: w.cfg.ResultTTL, Result: resultOf(a, res, err, outcome)}
 	if err != nil {
 		f.LastError = errorText(err)
 	}

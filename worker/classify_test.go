@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -68,7 +69,7 @@ func TestDecide(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 300_000_000, time.UTC)
 	w := testWorker(now)
 	att := func(n, maxRetries int) *attempt {
-		return &attempt{ID: "id", Number: n, Payload: tasks.Payload{Instance: "default", Session: "sales-bot", MaxRetries: maxRetries}}
+		return &attempt{ID: "id", Number: n, Payload: base.Payload{Instance: "default", Session: "sales-bot", MaxRetries: maxRetries}}
 	}
 
 	t.Run("logged out", func(t *testing.T) {
@@ -144,7 +145,7 @@ func TestDecide(t *testing.T) {
 func TestResultJSONShape(t *testing.T) {
 	t.Parallel()
 	w := testWorker(time.Now())
-	f, _ := w.decide(&attempt{Payload: tasks.Payload{Session: "s"}}, nil, apiErr(422, wahaclient.ErrRejected))
+	f, _ := w.decide(&attempt{Payload: base.Payload{Session: "s"}}, nil, apiErr(422, wahaclient.ErrRejected))
 	b, err := json.Marshal(f.Result)
 	require.NoError(t, err)
 	var m map[string]any

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -17,7 +18,7 @@ import (
 // logouts. Running it twice is harmless: a batch that is no longer
 // discovering is left alone.
 func (w *Worker) discover(ctx context.Context, t *asynq.Task) error {
-	var p tasks.DiscoverPayload
+	var p base.DiscoverPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("discover: bad payload: %v: %w", err, asynq.SkipRetry)
 	}
@@ -57,13 +58,14 @@ func (w *Worker) discover(ctx context.Context, t *asynq.Task) error {
 		if len(p.Statuses) > 0 && !slices.Contains(p.Statuses, s.Status) {
 			continue
 		}
-		if tasks.ValidateSessionName(s.Name) != nil {
+		if base.ValidateSessionName(s.Name) != nil {
 			skipped++
 			continue
 		}
 		names = append(names, s.Name)
 	}
-	info, err := w.producer.FillBatch(wctx, p.Instance, p.BatchID, names, time.Time{}, p.MaxRetries)
+	info, err := w.store.FillBatch(wctx, p.Instance, p.BatchID, names, time.Time{}, p.MaxRetries, tasks.DefaultTaskTimeout, w.cfg.ResultTTL)
+	w.OnEnqueued(p.Instance, int(info.Total))
 	if err != nil {
 		return err
 	}

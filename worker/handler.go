@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -19,7 +21,7 @@ import (
 // attempt is one run of one task.
 type attempt struct {
 	ID       string
-	Payload  tasks.Payload
+	Payload  base.Payload
 	Number   int // 1 for the first attempt
 	Instance *instance
 	Log      zerolog.Logger
@@ -76,7 +78,7 @@ func chain(s step, mws ...middleware) step {
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
-	p, err := tasks.DecodePayload(t.Payload())
+	p, err := base.DecodePayload(t.Payload())
 	if err != nil {
 		// Nothing to record it under; asynq archives it for a person.
 		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
@@ -120,14 +122,17 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		}
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
-	err := w.store.Finish(wctx, a.ID, a.Payload, fin)
+	sf, err := fin.finish()
+	if err == nil {
+		err = w.store.Finish(wctx, a.ID, a.Payload, sf)
+	}
 	for pause := 50 * time.Millisecond; err != nil && wctx.Err() == nil; pause = min(pause*2, time.Second) {
 		// Redis is failing over: keep the result rather than run the
 		// logout again.
 		select {
 		case <-wctx.Done():
 		case <-time.After(pause):
-			err = w.store.Finish(wctx, a.ID, a.Payload, fin)
+			err = w.store.Finish(wctx, a.ID, a.Payload, sf)
 		}
 	}
 	if err != nil {
@@ -283,15 +288,14 @@ func plainJSONString(s string) bool {
 	return true
 }
 
-// rateLimit converts a per-second rate into redis_rate's terms; a rate below
-// one per second becomes one per 1/rate seconds.
+// rateLimit converts a per-second rate into redis_rate's terms: n starts
+// (n = the rate rounded up) per the period in which the rate allows n, so a
+// fractional rate is kept exactly (2.5/s is 3 per 1.2 s, one every 400 ms)
+// and a rate below one per second becomes one per 1/rate seconds.
 func rateLimit(perSecond float64) *redis_rate.Limit {
 	if perSecond <= 0 {
 		return nil
 	}
-	if perSecond >= 1 {
-		n := int(perSecond)
-		return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Second}
-	}
-	return &redis_rate.Limit{Rate: 1, Burst: 1, Period: time.Duration(float64(time.Second) / perSecond)}
+	n := int(math.Ceil(perSecond))
+	return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Duration(float64(n) / perSecond * float64(time.Second))}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -401,7 +402,7 @@ func TestCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, tasks.StateCompleted, task.State)
 
-	_, err = env.Producer.Cancel(ctx, tasks.NewID())
+	_, err = env.Producer.Cancel(ctx, uuid.NewString())
 	require.ErrorIs(t, err, tasks.ErrNotFound)
 }
 
@@ -450,7 +451,7 @@ func TestRequeueAfterKeyFixed(t *testing.T) {
 func waitArchived(t *testing.T, env *wahaqtest.Env, atLeast int) *asynq.QueueInfo {
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(env.Redis)
-	q := env.Producer.Store().Queue(env.Instance)
+	q := env.Producer.Queue(env.Instance)
 	deadline := time.Now().Add(wait)
 	for {
 		info, err := insp.GetQueueInfo(q)

@@ -9,8 +9,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/metrics"
-	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/wahaclient"
 )
 
@@ -26,8 +27,7 @@ type instance struct {
 // Worker runs logout tasks. Create it with New, then Run or Start.
 type Worker struct {
 	cfg       Config
-	store     *tasks.Store
-	producer  *tasks.Producer
+	store     *store.Store
 	instances map[string]*instance
 	validator *wahaclient.Validator
 	rate      *redis_rate.Limiter
@@ -48,7 +48,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg:       cfg,
-		store:     tasks.NewStore(cfg.Redis, tasks.StoreOptions{Namespace: cfg.Namespace, Now: cfg.Now}),
+		store:     store.New(cfg.Redis, store.Options{Namespace: cfg.Namespace, Now: cfg.Now}),
 		instances: map[string]*instance{},
 		rate:      redis_rate.NewLimiter(cfg.Redis),
 		metrics:   metrics.New(cfg.Registerer),
@@ -65,18 +65,14 @@ func New(cfg Config) (*Worker, error) {
 		if capacity == 0 {
 			capacity = cfg.InstanceConcurrency
 		}
-		q := w.store.Queue(in.Name)
+		k := w.store.Keys(in.Name)
+		q := k.Queue
 		w.instances[in.Name] = &instance{name: in.Name, client: c, capacity: capacity,
-			limit: rateLimit(in.Rate), rateKey: "wahaq:{" + q + "}:rate"}
+			limit: rateLimit(in.Rate), rateKey: k.Rate()}
 		names = append(names, in.Name)
 		// Equal weights: asynq picks queues at random by weight, so one
 		// server's 50,000-session teardown cannot starve another's logouts.
 		queues[q] = 1
-	}
-	if w.producer, err = tasks.NewProducer(tasks.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names,
-		ResultTTL: cfg.ResultTTL, Now: cfg.Now,
-		OnEnqueued: func(in string, n int) { w.metrics.Enqueued.WithLabelValues(in).Add(float64(n)) }}); err != nil {
-		return nil, err
 	}
 	if cfg.Validation.URL != "" {
 		if w.validator, err = wahaclient.NewValidator(cfg.Validation); err != nil {
@@ -98,17 +94,19 @@ func New(cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Store returns the worker's task store.
-func (w *Worker) Store() *tasks.Store { return w.store }
-
-// Metrics returns the worker's metrics.
-func (w *Worker) Metrics() *metrics.Metrics { return w.metrics }
+// OnEnqueued counts n tasks enqueued for instance in the worker's
+// wahaq_enqueued_total. Pass it as tasks.Config.OnEnqueued so that what a
+// producer in the same process enqueues (the schedule runner's teardowns)
+// counts there too.
+func (w *Worker) OnEnqueued(instance string, n int) {
+	w.metrics.Enqueued.WithLabelValues(instance).Add(float64(n))
+}
 
 // Handler returns the asynq handler for wahaq's task types.
 func (w *Worker) Handler() asynq.Handler {
 	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeLogout, w)
-	mux.HandleFunc(tasks.TypeDiscover, w.discover)
+	mux.Handle(base.TypeLogout, w)
+	mux.HandleFunc(base.TypeDiscover, w.discover)
 	return mux
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/worker"
@@ -74,19 +75,30 @@ func maxRetries(n int) int {
 func (a *app) producer() (*tasks.Producer, error)   { return tasks.NewProducer(a.tasksConfig()) }
 func (a *app) inspector() (*tasks.Inspector, error) { return tasks.NewInspector(a.tasksConfig()) }
 
+// store is the engine on the same Redis and namespace, for the wiring that
+// needs it directly (schedule claims, the queue metrics).
+func (a *app) store() *store.Store {
+	return store.New(a.rdb, store.Options{Namespace: a.settings.Namespace})
+}
+
 // workerConfig maps the settings onto worker.Config.
 func (a *app) workerConfig() worker.Config {
 	s := a.settings
 	insts := make([]worker.Instance, len(a.instances))
+	wahaKeys := make([]string, 0, len(a.instances))
 	for i, in := range a.instances {
 		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate}
+		wahaKeys = append(wahaKeys, in.APIKey)
 	}
 	log := a.log
 	return worker.Config{
 		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
-		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
+		// The validation service's answers lose the WAHA keys too. (The WAHA
+		// clients are built in worker; passing them the validation key needs
+		// a worker.Instance field.)
+		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey, Redact: wahaKeys},
 		Logger:     &log,
 	}
 }

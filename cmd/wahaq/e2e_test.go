@@ -86,20 +86,14 @@ func (p *proc) stop(t *testing.T, within time.Duration) {
 // waitHTTP polls url until it answers want.
 func waitHTTP(t *testing.T, url string, want int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
+		if !assert.NoError(c, err) {
+			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %d within %s (last: %v)", url, want, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		assert.Equal(c, want, resp.StatusCode, url)
+	}, within, 50*time.Millisecond)
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
 	"github.com/wahaq/wahaq/tasks"
@@ -28,7 +28,9 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the HTTP API (plus /healthz, /readyz, /metrics, /openapi.json) and the operator console at /ui/",
-		Long: `Serve the HTTP API of PRODUCT.md. Every /v1 route needs
+		Long: `Serve wahaq's HTTP API: enqueue logouts and bulk teardowns, follow
+tasks and batches, cancel, and work the dead-letter queue (the routes are
+described by GET /openapi.json). Every /v1 route needs
 "Authorization: Bearer <token>" with a token from WAHAQ_API_TOKENS; without
 tokens the API refuses to start unless --insecure-no-auth is given.
 /healthz, /readyz, /metrics and /openapi.json need no token.
@@ -62,11 +64,12 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
+			st := a.store()
 			queues := map[string]string{}
 			for _, in := range a.instances {
-				queues[in.Name] = p.Store().Queue(in.Name)
+				queues[in.Name] = st.Queue(in.Name)
 			}
-			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), p.Store(), queues, a.log))
+			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), st, queues, a.log))
 			h, err := api.New(api.Config{
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, InsecureNoAuth: insecure,
 				Ready:   func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
@@ -84,9 +87,9 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			srv := httpserver.New(h, a.settings.HTTP)
 			ctx := cmd.Context()
-			go schedule.New(p, a.schedules, a.log, nil).Run(ctx)
+			go schedule.New(p, st, a.schedules, a.log, nil).Run(ctx)
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			a.log.Info().Str("addr", ln.Addr().String()).Msg("HTTP API listening")

@@ -23,7 +23,8 @@
 // # What the public API lacks
 //
 // The console uses only tasks.Inspector, tasks.Producer and asynq's
-// Inspector. Three figures are not in the tasks API yet and are found by
+// Inspector (whose task payloads it reads with internal/base, as the demo
+// does). Three figures are not in the tasks API yet and are found by
 // reading asynq's queues (bounded):
 //   - recent batches: the batches of the queues' newest live tasks, kept in
 //     a small journal (Redis sorted set "<namespace>:console:batches", the

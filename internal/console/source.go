@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -152,7 +153,7 @@ func (s *source) rate(instance string, processed int) float64 {
 // liveTasks lists the payloads of asynq's not-final tasks of one server,
 // newest pending first, at most limit per state. states picks the asynq
 // lists to read.
-func (s *source) liveTasks(instance string, states []tasks.State, limit int, visit func(id string, p tasks.Payload, st tasks.State) bool) error {
+func (s *source) liveTasks(instance string, states []tasks.State, limit int, visit func(id string, p base.Payload, st tasks.State) bool) error {
 	q := s.queue(instance)
 	for _, st := range states {
 		var list func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
@@ -177,7 +178,7 @@ func (s *source) liveTasks(instance string, states []tasks.State, limit int, vis
 				return fmt.Errorf("list %s tasks of %s: %w", st, instance, err)
 			}
 			for _, ti := range infos {
-				p, err := tasks.DecodePayload(ti.Payload)
+				p, err := base.DecodePayload(ti.Payload)
 				if err != nil {
 					continue // a discovery task or a foreign one
 				}
@@ -218,7 +219,7 @@ func (s *source) discover(ctx context.Context) {
 		seen := map[string]bool{}
 		n := 0
 		_ = s.liveTasks(srv.Name, []tasks.State{tasks.StatePending, tasks.StateActive, tasks.StateRetrying, tasks.StateScheduled}, scanLimit,
-			func(_ string, p tasks.Payload, _ tasks.State) bool {
+			func(_ string, p base.Payload, _ tasks.State) bool {
 				if p.BatchID != "" {
 					seen[p.BatchID] = true
 				}
@@ -293,7 +294,7 @@ func (s *source) cancelBatch(ctx context.Context, id string) (canceled, started 
 		return 0, 0, err
 	}
 	var ids []string
-	err = s.liveTasks(b.Instance, []tasks.State{tasks.StateScheduled, tasks.StatePending}, cancelScanLimit, func(tid string, p tasks.Payload, _ tasks.State) bool {
+	err = s.liveTasks(b.Instance, []tasks.State{tasks.StateScheduled, tasks.StatePending}, cancelScanLimit, func(tid string, p base.Payload, _ tasks.State) bool {
 		if p.BatchID == id {
 			ids = append(ids, tid)
 		}
@@ -331,7 +332,7 @@ func (s *source) findSession(ctx context.Context, instance, session string) ([]*
 			continue
 		}
 		err := s.liveTasks(srv.Name, []tasks.State{tasks.StateActive, tasks.StatePending, tasks.StateRetrying, tasks.StateScheduled}, scanLimit,
-			func(tid string, p tasks.Payload, _ tasks.State) bool {
+			func(tid string, p base.Payload, _ tasks.State) bool {
 				if p.Session == session {
 					ids = append(ids, tid)
 				}

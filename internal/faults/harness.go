@@ -145,7 +145,7 @@ func StartProc(t testing.TB, dir, name, bin string, args, env []string) *Proc {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(baseEnv(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	setPdeathsig(cmd)
+	redistest.KillWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		t.Fatalf("start %s: %v", name, err)
@@ -259,7 +259,7 @@ type Redis struct {
 	t    testing.TB
 	Addr string
 	Dir  string
-	proc *Proc
+	proc *redistest.Server
 	n    int
 }
 
@@ -274,40 +274,21 @@ func StartRedis(t testing.TB, dir string) *Redis {
 	return r
 }
 
-// Start (re)starts the server on r.Addr and waits until it answers PING with
-// its data loaded.
+// Start (re)starts the server on r.Addr, through the shared launcher, and
+// waits until it answers PING with its data loaded.
 func (r *Redis) Start() {
 	t := r.t
 	t.Helper()
-	bin, err := redistest.ServerBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(r.Addr)
 	r.n++
-	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", r.Dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--logfile", filepath.Join(r.Dir, fmt.Sprintf("redis-%d.log", r.n))}
-	var lastErr error
-	for try := 0; try < 3; try++ {
-		r.proc = StartProc(t, r.Dir, fmt.Sprintf("redis-server-%d-%d", r.n, try), bin, args, nil)
-		c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) && r.proc.Alive() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			lastErr = c.Ping(ctx).Err()
-			cancel()
-			if lastErr == nil {
-				c.Close()
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		c.Close()
-		r.proc.Kill()
-		time.Sleep(200 * time.Millisecond) // the port may linger a moment after a kill
-	}
-	t.Fatalf("redis-server on %s did not come up: %v\n%s", r.Addr, lastErr, tail(filepath.Join(r.Dir, fmt.Sprintf("redis-%d.log", r.n)), 20))
+	logFile := fmt.Sprintf("redis-%d.log", r.n)
+	r.proc = redistest.LaunchT(t, redistest.ServerConfig{
+		Name: fmt.Sprintf("redis-server-%d", r.n), Dir: r.Dir, Addr: r.Addr, LogFile: logFile, Timeout: 15 * time.Second,
+		Args: func(port int, dir string) []string {
+			return []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+				"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+				"--logfile", filepath.Join(dir, logFile)}
+		},
+	})
 }
 
 // Kill kills the server with SIGKILL: no shutdown, no final save; only what

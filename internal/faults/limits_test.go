@@ -39,11 +39,16 @@ func TestThreeWorkersShareOneCap(t *testing.T) {
 	dups, _ := stats.Duplicates()
 	Report(t, Figures{Scenario: "three_workers_cap", Tasks: n, Lost: lostCount(recs, sessions, stats.LogoutCalls, string(tasks.OutcomeLoggedOut)),
 		Duplicates: dups, Dead: int(b.Counts[tasks.StateDead]), Recover: 0,
-		Extra: fmt.Sprintf("max_in_flight=%d cap=%d took=%.1fs ideal=%.1fs", stats.MaxInFlight, capacity, took.Seconds(),
+		Extra: fmt.Sprintf("max_in_flight=%d concurrent_same_session=%d cap=%d took=%.1fs ideal=%.1fs", stats.MaxInFlight, stats.ConcurrentSameSession, capacity, took.Seconds(),
 			(time.Duration((n+capacity-1)/capacity) * 300 * time.Millisecond).Seconds())})
 
 	if stats.MaxInFlight > capacity {
 		t.Errorf("WAHA saw %d logouts in flight at once; the cap is %d", stats.MaxInFlight, capacity)
+	}
+	// Two logouts of one session at once crashed a real WAHA: three workers
+	// must never send them, even when a task is delivered twice.
+	if stats.ConcurrentSameSession != 0 {
+		t.Errorf("WAHA saw %d logouts overlapping another logout of the same session", stats.ConcurrentSameSession)
 	}
 	if stats.MaxInFlight < 2 {
 		t.Errorf("WAHA never saw more than %d logout at once: the workers did not run in parallel", stats.MaxInFlight)

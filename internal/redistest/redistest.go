@@ -13,11 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -120,64 +116,6 @@ func ping(url string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	return c.Ping(ctx).Err()
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// ServerBinary returns the path of redis-server, or an error that says how to
-// get it.
-func ServerBinary() (string, error) {
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		return "", fmt.Errorf("redis-server not found on PATH (install it: apt-get install -y redis-server): %w", err)
-	}
-	return p, nil
-}
-
-// StartServer starts a redis-server on a free loopback port for the life of
-// the process (it dies with its parent) and returns its address. Extra
-// arguments are passed to redis-server as config directives.
-func StartServer(args ...string) (string, error) {
-	bin, err := ServerBinary()
-	if err != nil {
-		return "", err
-	}
-	port, err := FreePort()
-	if err != nil {
-		return "", err
-	}
-	dir, err := os.MkdirTemp("", "wahaq-redis-")
-	if err != nil {
-		return "", err
-	}
-	argv := append([]string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		"--logfile", filepath.Join(dir, "redis.log"),
-	}, args...)
-	cmd := exec.Command(bin, argv...)
-	setPdeathsig(cmd)
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if ping("redis://"+addr) == nil {
-			return addr, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
-	return "", fmt.Errorf("redis-server on %s did not answer within 10s", addr)
 }
 
 // MustURL is URL for code without a testing.TB (runnable examples): it

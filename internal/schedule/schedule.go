@@ -10,12 +10,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
 // Runner enqueues scheduled teardowns.
 type Runner struct {
 	producer  *tasks.Producer
+	claims    *store.Store
 	schedules []config.Schedule
 	log       zerolog.Logger
 	// Interval is how often the runner looks for due ticks. Default 1s.
@@ -23,12 +25,13 @@ type Runner struct {
 	now      func() time.Time
 }
 
-// New returns a Runner. now may be nil (time.Now).
-func New(p *tasks.Producer, schedules []config.Schedule, log zerolog.Logger, now func() time.Time) *Runner {
+// New returns a Runner that enqueues with p and claims ticks in claims (the
+// same Redis and namespace as p). now may be nil (time.Now).
+func New(p *tasks.Producer, claims *store.Store, schedules []config.Schedule, log zerolog.Logger, now func() time.Time) *Runner {
 	if now == nil {
 		now = time.Now
 	}
-	return &Runner{producer: p, schedules: schedules, log: log, Interval: time.Second, now: now}
+	return &Runner{producer: p, claims: claims, schedules: schedules, log: log, Interval: time.Second, now: now}
 }
 
 // Run checks for due ticks until ctx is done. Ticks that fell due while no
@@ -70,7 +73,7 @@ func (r *Runner) Check(ctx context.Context, from, to time.Time) int {
 
 func (r *Runner) fire(ctx context.Context, sc config.Schedule, tick time.Time) bool {
 	log := r.log.With().Str("schedule", sc.Name).Str("instance", sc.Instance).Time("tick", tick).Logger()
-	ok, err := r.producer.Store().ClaimTick(ctx, sc.Instance, sc.Name, tick)
+	ok, err := r.claims.ClaimTick(ctx, sc.Instance, sc.Name, tick)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot claim schedule tick")
 		return false

@@ -13,8 +13,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/redistest"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -34,9 +36,10 @@ func replicas(t *testing.T, ns string, n int, scs []config.Schedule) []*Runner {
 	t.Helper()
 	out := make([]*Runner, n)
 	for i := range out {
-		p, err := tasks.NewProducer(tasks.Config{Redis: redistest.Client(t), Namespace: ns})
+		rdb := redistest.Client(t)
+		p, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
 		require.NoError(t, err)
-		out[i] = New(p, scs, zerolog.Nop(), nil)
+		out[i] = New(p, store.New(rdb, store.Options{Namespace: ns}), scs, zerolog.Nop(), nil)
 	}
 	return out
 }
@@ -137,7 +140,7 @@ schedules:
 	require.Len(t, pending, ticks)
 	batches := map[string]bool{}
 	for _, ti := range pending {
-		var p tasks.DiscoverPayload
+		var p base.DiscoverPayload
 		require.NoError(t, json.Unmarshal(ti.Payload, &p))
 		require.Equal(t, "default", p.Instance)
 		require.Equal(t, []string{"WORKING"}, p.Statuses)
@@ -322,7 +325,8 @@ schedules:
 `)
 	p, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
 	require.NoError(t, err)
-	r := New(p, scs, zerolog.Nop(), nil)
+	claims := store.New(rdb, store.Options{Namespace: ns})
+	r := New(p, claims, scs, zerolog.Nop(), nil)
 	r.Interval = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -336,7 +340,7 @@ schedules:
 	}
 
 	// No schedules: Run returns at once.
-	empty := New(p, nil, zerolog.Nop(), nil)
+	empty := New(p, claims, nil, zerolog.Nop(), nil)
 	returned := make(chan struct{})
 	go func() { empty.Run(context.Background()); close(returned) }()
 	select {

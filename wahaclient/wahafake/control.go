@@ -26,7 +26,8 @@ import (
 //	                             -> {"names":[...]}
 //	DELETE /_fake/sessions/{name}
 //	GET  /_fake/stats            -> {"logout_calls":{"s":1},"total_logout_calls":N,"max_in_flight":N,
-//	                                 "in_flight":N,"calls_by_status":{"201":N}}
+//	                                 "in_flight":N,"calls_by_status":{"201":N},
+//	                                 "concurrent_same_session":N}
 //	POST /_fake/reset-stats
 const controlHelp = `wahafake control API (not part of WAHA; never needs the API key)
 GET    /_fake/                 this text
@@ -53,6 +54,9 @@ type Stats struct {
 	InFlight int `json:"in_flight"`
 	// CallsByStatus counts logout calls by answered status ("0" = reset).
 	CallsByStatus map[string]int `json:"calls_by_status"`
+	// ConcurrentSameSession counts logouts that overlapped another logout
+	// of the same session (see Server.ConcurrentSameSession).
+	ConcurrentSameSession int `json:"concurrent_same_session"`
 }
 
 // Stats returns the counters in the control API's shape.
@@ -65,6 +69,8 @@ func (s *Server) Stats() Stats {
 		MaxInFlight:      s.maxInFlight,
 		InFlight:         s.inFlight,
 		CallsByStatus:    make(map[string]int, len(s.byStatus)),
+
+		ConcurrentSameSession: s.concurrent,
 	}
 	for k, v := range s.calls {
 		st.LogoutCalls[k] = v

@@ -62,14 +62,14 @@ func TestControlAPI(t *testing.T) {
 		InFlight:         0,
 		CallsByStatus:    map[string]int{"0": 1, "201": 3, "401": 2, "502": 1, "503": 2},
 	}, st)
-	require.Regexp(t, `^\{"logout_calls":\{.*\},"total_logout_calls":9,"max_in_flight":1,"in_flight":0,"calls_by_status":\{.*\}\}$`, got.body)
+	require.Regexp(t, `^\{"logout_calls":\{.*\},"total_logout_calls":9,"max_in_flight":1,"in_flight":0,"calls_by_status":\{.*\},"concurrent_same_session":0\}$`, got.body)
 
 	require.Equal(t, ok, call(t, "DELETE", u+"/_fake/sessions/s-0003", "", "").body)
 	_, found = srv.Session("s-0003")
 	require.False(t, found)
 
 	require.Equal(t, ok, call(t, "POST", u+"/_fake/reset-stats", "", "").body)
-	require.JSONEq(t, `{"logout_calls":{},"total_logout_calls":0,"max_in_flight":0,"in_flight":0,"calls_by_status":{}}`, call(t, "GET", u+"/_fake/stats", "", "").body)
+	require.JSONEq(t, `{"logout_calls":{},"total_logout_calls":0,"max_in_flight":0,"in_flight":0,"calls_by_status":{},"concurrent_same_session":0}`, call(t, "GET", u+"/_fake/stats", "", "").body)
 
 	help := call(t, "GET", u+"/_fake/", "", "")
 	require.Equal(t, 200, help.status)

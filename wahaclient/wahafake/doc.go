@@ -1,8 +1,8 @@
 // Package wahafake is an in-process fake WAHA server for tests: a real HTTP
 // server on loopback that answers the session calls wahaq makes exactly like
-// WAHA does (status codes, bodies and key orders as observed on a real
-// server; see shared waha-api.md), plus knobs to script failures and counters
-// to assert on.
+// WAHA does (status codes, bodies, key orders and headers as observed on a
+// real WAHA Core 2024.10.8 and read in WAHA's source), plus knobs to script
+// failures and counters to assert on.
 //
 // Typical use:
 //
@@ -14,15 +14,24 @@
 //
 // What it serves:
 //
-//	GET  /api/sessions[?all=true]          200 list (STOPPED left out without all; 400 for a bad all)
-//	GET  /api/sessions/{s}                 200 session, 404 Session not found (422 on Core)
-//	POST /api/sessions/{s}/logout          201 session after logout (absent when Legacy)
-//	POST /api/sessions/logout {"name"}     201 empty body, deletes the session (absent when NoDeprecatedRoute)
-//	anything else                          404 {"message":"Cannot METHOD /path",...}
+//	GET  /api/sessions[?all=true]          200 list, entries without engine (STOPPED left out without all; 400 for a bad all)
+//	GET  /api/sessions/{s}                 200 session with engine, 404 Session not found (also on Core)
+//	POST /api/sessions/{s}/logout          201 session after logout, 404, 422 on Core (absent when Legacy)
+//	POST /api/sessions/logout {"name"}     201 empty body, deletes the session, 201 again once deleted;
+//	                                       400 "Unexpected token ..." for a body that is not JSON,
+//	                                       422 without a name (Core's message on Core) (absent when NoDeprecatedRoute)
+//	anything else                          404 {"statusCode":404,"message":"Cannot METHOD /path","error":"Not Found"}
+//
+// Every WAHA answer carries Express's X-Powered-By, Access-Control-Allow-Origin: *,
+// ETag and Keep-Alive: timeout=5 headers.
 //
 // A logout of a STOPPED session is fast and leaves it STOPPED; a logout of a
 // running one takes Options.LogoutLatency, answers STARTING and leaves the
 // session in SCAN_QR_CODE with me null. Logouts of one session are serialised.
+// Two logouts of one running session at once crashed a real WAHA, so the fake
+// counts overlapping logouts of a session in ConcurrentSameSession (tests
+// assert it stays 0), and Options.CrashOnConcurrentLogout drops the later
+// call's connection as the real server did.
 //
 // Authentication follows WAHA: X-Api-Key or ?x-api-key=, 401 for a missing or
 // wrong key, 403 for a scoped key used outside its sessions. Faults (Script,

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -144,4 +146,191 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 func retryAfterSeconds(d time.Duration) string {
 	secs := int64((d + time.Second - 1) / time.Second)
 	return strconv.FormatInt(max(secs, 1), 10)
+}
+
+type flakySpec struct {
+	rate   float64
+	status int
+}
+
+// test).
+func (s *Server) Script(session string, faults ...Fault) {
+	for _, f := range faults {
+		if err := f.validate(); err != nil {
+			panic("wahafake: Script: " + err.Error())
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(faults) == 0 {
+		delete(s.scripts, session)
+		return
+	}
+	s.scripts[session] = append([]Fault(nil), faults...)
+}
+
+// SetFlaky makes a share (0..1) of the session's logout calls fail with status
+// (0 means 503), drawn from the server's seeded RNG. A rate of 0 clears it.
+func (s *Server) SetFlaky(session string, failureRate float64, status int) {
+	if status == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	if err := (Fault{Status: status}).validate(); err != nil {
+		panic("wahafake: SetFlaky: " + err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if failureRate <= 0 {
+		delete(s.flaky, session)
+		return
+	}
+	s.flaky[session] = flakySpec{rate: min(failureRate, 1), status: status}
+}
+
+// SetDefaultFault applies f to every logout of every session while set ("WAHA
+// answers 503 for everyone", "keys revoked: 401 for everyone"); nil clears it.
+// It takes precedence over scripts. With Times > 0 it applies to that many
+// calls and then clears itself.
+func (s *Server) SetDefaultFault(f *Fault) {
+	if f != nil {
+		if err := f.validate(); err != nil {
+			panic("wahafake: SetDefaultFault: " + err.Error())
+		}
+		cp := *f
+		f = &cp
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.defaultFault = f
+}
+
+// LogoutCalls is the number of logout calls received for session on either
+// nextFault picks the fault for this call: the default fault, else the
+// session's script, else its flakiness. It consumes one use.
+func (s *Server) nextFault(name string) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.defaultFault; f != nil {
+		out := *f
+		if f.Times > 0 {
+			f.Times--
+			if f.Times == 0 {
+				s.defaultFault = nil
+			}
+		}
+		return &out
+	}
+	if script := s.scripts[name]; len(script) > 0 {
+		out := script[0]
+		if script[0].Times > 0 {
+			script[0].Times--
+			if script[0].Times == 0 {
+				script = script[1:]
+			}
+		}
+		if len(script) == 0 {
+			delete(s.scripts, name)
+		} else {
+			s.scripts[name] = script
+		}
+		return &out
+	}
+	if fl, ok := s.flaky[name]; ok && s.rng.Float64() < fl.rate {
+		return &Fault{Status: fl.status}
+	}
+	return nil
+}
+
+// applyFault serves f if it ends the call; handled is false when the call
+// should go on normally (no fault, or a delay-only fault).
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) (status int, handled bool) {
+	if f == nil {
+		return 0, false
+	}
+	if f.Delay > 0 && !sleepCtx(r, f.Delay) {
+		return StatusClientClosed, true
+	}
+	if f.Reset {
+		resetConn(w)
+		return 0, true
+	}
+	if f.Status == 0 {
+		return 0, false
+	}
+	if f.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterSeconds(f.RetryAfter))
+	}
+	writeFault(w, r, f)
+	return f.Status, true
+}
+
+// resetConn closes the connection without an answer; SO_LINGER 0 makes the
+// kernel send a RST, like a crashing process or a dropping proxy.
+func resetConn(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		// Not hijackable (HTTP/2): the closest thing is to abort the handler.
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+func writeFault(w http.ResponseWriter, r *http.Request, f *Fault) {
+	st := f.Status
+	text := http.StatusText(st)
+	if f.Message != "" {
+		writeJSON(w, st, errorBody{StatusCode: st, Message: f.Message, Error: text})
+		return
+	}
+	switch st {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		writeAuth(w, st)
+	case http.StatusNotFound:
+		sessionNotFound(w)
+	case http.StatusUnprocessableEntity:
+		coreRejected(w)
+	case http.StatusInternalServerError:
+		var b internalErrorBody
+		b.StatusCode = 500
+		b.Timestamp = time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+		b.Exception.Message = "Internal server error (scripted by wahafake)"
+		b.Exception.Name = "Error"
+		b.Exception.Stack = "Error: Internal server error (scripted by wahafake)\n    at SessionsController.logout"
+		b.Request.Path = r.URL.Path
+		b.Request.Method = r.Method
+		b.Request.Body = map[string]any{}
+		b.Request.Query = map[string]string{}
+		b.Version.Version = "2024.10.8"
+		b.Version.Engine = "NOWEB"
+		b.Version.Tier = "CORE"
+		writeJSON(w, st, b)
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(st)
+		_, _ = fmt.Fprintf(w, "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%d %s</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n", st, text, st, text)
+	default:
+		writeJSON(w, st, errorBody{StatusCode: st, Message: text, Error: text})
+	}
+}
+
+// sleepCtx waits d or until the client goes away; false means it went away.
+func sleepCtx(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }

@@ -1,0 +1,149 @@
+package base
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Payload is the asynq payload of a logout task. It names the WAHA server and
+// the session, and never carries a secret: keys stay in the worker's
+// environment.
+type Payload struct {
+	// Instance is the name of the WAHA server.
+	Instance string `json:"instance"`
+	// Session is the WAHA session name.
+	Session string `json:"session"`
+	// BatchID is the batch the task belongs to, if any.
+	BatchID string `json:"batch_id,omitempty"`
+	// MaxRetries is the retry limit fixed when the task was enqueued.
+	MaxRetries int `json:"max_retries"`
+}
+
+// Encode returns the payload as JSON.
+func (p Payload) Encode() []byte {
+	// Names are validated before a payload is built (no quotes, no escapes),
+	// so a hand-rolled append is exact and allocates once.
+	b := make([]byte, 0, 64+len(p.Instance)+len(p.Session)+len(p.BatchID))
+	b = append(b, `{"instance":"`...)
+	b = append(b, p.Instance...)
+	b = append(b, `","session":"`...)
+	b = append(b, p.Session...)
+	if p.BatchID != "" {
+		b = append(b, `","batch_id":"`...)
+		b = append(b, p.BatchID...)
+	}
+	b = append(b, `","max_retries":`...)
+	b = appendInt(b, p.MaxRetries)
+	b = append(b, '}')
+	return b
+}
+
+func appendInt(b []byte, n int) []byte {
+	if n < 0 {
+		b = append(b, '-')
+		n = -n
+	}
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, tmp[i:]...)
+}
+
+// DecodePayload parses and validates a payload. A payload that does not
+// decode, or names an invalid instance or session, is an error wrapping
+// ErrInvalidInput: retrying it cannot help.
+func DecodePayload(b []byte) (Payload, error) {
+	if p, ok := decodeFast(b); ok {
+		return p, nil
+	}
+	return decodeSlow(b)
+}
+
+// decodeSlow is DecodePayload for any input: encoding/json, then the
+// validators.
+func decodeSlow(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Payload{}, fmt.Errorf("%w: payload is not valid JSON: %v", ErrInvalidInput, err)
+	}
+	if err := ValidateInstanceName(p.Instance); err != nil {
+		return Payload{}, err
+	}
+	if err := ValidateSessionName(p.Session); err != nil {
+		return Payload{}, err
+	}
+	if p.BatchID != "" {
+		if err := ValidateID("batch id", p.BatchID); err != nil {
+			return Payload{}, err
+		}
+	}
+	if p.MaxRetries < 0 {
+		return Payload{}, fmt.Errorf("%w: max_retries %d is negative", ErrInvalidInput, p.MaxRetries)
+	}
+	return p, nil
+}
+
+// decodeFast parses exactly what Encode writes, with names that pass
+// validation, with one allocation (the names share one string). Anything
+// else (another key order or spacing, escapes, invalid names, a number out of
+// range) returns false and goes through encoding/json and the validators, so
+// both paths accept the same payloads and return the same values.
+func decodeFast(b []byte) (Payload, bool) {
+	var p Payload
+	rest, ok := strings.CutPrefix(string(b), `{"instance":"`)
+	if !ok {
+		return p, false
+	}
+	if p.Instance, rest, ok = strings.Cut(rest, `"`); !ok || !nameOK(p.Instance, MaxInstanceNameLen) {
+		return p, false
+	}
+	if rest, ok = strings.CutPrefix(rest, `,"session":"`); !ok {
+		return p, false
+	}
+	if p.Session, rest, ok = strings.Cut(rest, `"`); !ok || !nameOK(p.Session, MaxSessionNameLen) {
+		return p, false
+	}
+	if after, isBatch := strings.CutPrefix(rest, `,"batch_id":"`); isBatch {
+		if p.BatchID, rest, ok = strings.Cut(after, `"`); !ok || !nameOK(p.BatchID, MaxIDLen) {
+			return p, false
+		}
+	}
+	if rest, ok = strings.CutPrefix(rest, `,"max_retries":`); !ok {
+		return p, false
+	}
+	digits, ok := strings.CutSuffix(rest, "}")
+	// At most 9 digits (no overflow), no sign, no leading zero: numbers on
+	// which JSON and this loop agree.
+	if !ok || len(digits) == 0 || len(digits) > 9 || (digits[0] == '0' && len(digits) > 1) {
+		return p, false
+	}
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return p, false
+		}
+		p.MaxRetries = p.MaxRetries*10 + int(c-'0')
+	}
+	return p, true
+}
+
+// DiscoverPayload is the payload of a discovery task.
+type DiscoverPayload struct {
+	// Instance is the WAHA server whose sessions are listed.
+	Instance string `json:"instance"`
+	// BatchID is the batch to fill.
+	BatchID string `json:"batch_id"`
+	// Statuses keeps only sessions in these statuses; empty keeps all.
+	Statuses []string `json:"statuses,omitempty"`
+	// MaxRetries is the retry limit of the logouts it enqueues, fixed when
+	// the batch was requested.
+	MaxRetries int `json:"max_retries"`
+}

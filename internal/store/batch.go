@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/base"
+)
+
+// Field names of a batch hash (Keys.Batch) besides its counters: one counter
+// per state (named as the state), "total", and "o:<outcome>" per outcome of
+// its completed and dead tasks.
+const (
+	BatchTotal       = "total"
+	BatchInstance    = "instance"
+	BatchCreated     = "created"
+	BatchSched       = "sched"
+	BatchOpen        = "open"        // set while tasks are still being added
+	BatchDiscovering = "discovering" // set while the worker lists sessions
+	BatchDedup       = "dedup"
+	BatchError       = "error"
+	// BatchOutcomePrefix prefixes the outcome counters.
+	BatchOutcomePrefix = "o:"
+)
+
+// batchLua holds the batch counter moves every script shares. A batch counts
+// its tasks per state and its final tasks per outcome; each state change of a
+// task moves one count.
+//
+// batch_move(key, from, to) moves one task from state from to state to.
+// batch_outcome(key, outcome, delta) adds delta to an outcome's count.
+// batch_done(key, ttl) sets the batch to expire once every task in it is
+// final and the batch is closed.
+const batchLua = `
+local function batch_move(key, from, to)
+  redis.call('HINCRBY', key, from, -1)
+  redis.call('HINCRBY', key, to, 1)
+end
+local function batch_outcome(key, outcome, delta)
+  redis.call('HINCRBY', key, 'o:' .. outcome, delta)
+end
+local function batch_done(key, ttl)
+  local v = redis.call('HMGET', key, 'total', 'completed', 'dead', 'canceled', 'open')
+  if v[5] then return end
+  local fin = (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0)
+  if fin >= (tonumber(v[1]) or 0) then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+`
+
+// Batch is a batch hash as read from Redis. tasks turns it into a
+// tasks.Batch.
+type Batch struct {
+	ID, Instance string
+	Total        int64
+	// Counts are the tasks per state; a state absent has none.
+	Counts map[string]int64
+	// Outcomes are the final tasks per outcome.
+	Outcomes map[string]int64
+	// Done is true when the batch is closed and every task in it is final.
+	Done, Discovering bool
+	CreatedAt         time.Time
+	ScheduledFor      *time.Time
+	Deduplicated      int64
+	Error             string
+}
+
+// CreateBatch writes a new, open batch. Enqueue adds its tasks; CloseBatch
+// marks it complete. An open batch never reads done.
+func (s *Store) CreateBatch(ctx context.Context, instance, id string, scheduledFor time.Time, discovering bool) error {
+	k := s.Keys(instance)
+	f := []any{BatchInstance, instance, BatchCreated, s.now().UnixMilli(), BatchOpen, 1, BatchTotal, 0}
+	if !scheduledFor.IsZero() {
+		f = append(f, BatchSched, scheduledFor.UnixMilli())
+	}
+	if discovering {
+		f = append(f, BatchDiscovering, 1)
+	}
+	return s.rdb.HSet(ctx, k.Batch(id), f...).Err()
+}
+
+// CloseBatch marks a batch as holding all its tasks, records how many
+// requested sessions were deduplicated onto live tasks, and an error if the
+// batch could not be filled. A batch whose tasks are all final already starts
+// its expiry.
+func (s *Store) CloseBatch(ctx context.Context, instance, id string, deduplicated int64, errMsg string, ttl time.Duration) error {
+	k := s.Keys(instance)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, k.Batch(id), BatchOpen, BatchDiscovering)
+		p.HSet(ctx, k.Batch(id), BatchDedup, deduplicated)
+		if errMsg != "" {
+			p.HSet(ctx, k.Batch(id), BatchError, errMsg)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("close batch %s: %w", id, err)
+	}
+	b, err := s.GetBatch(ctx, []string{instance}, id)
+	if err == nil && b.Done {
+		err = s.rdb.Expire(ctx, k.Batch(id), ttl).Err()
+	}
+	return err
+}
+
+// GetBatch reads a batch from any of the instances, or returns an error
+// wrapping base.ErrNotFound.
+func (s *Store) GetBatch(ctx context.Context, instances []string, id string) (*Batch, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(instances))
+	for i, inst := range instances {
+		cmds[i] = pipe.HGetAll(ctx, s.Keys(inst).Batch(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("get batch %s: %w", id, err)
+	}
+	for i, c := range cmds {
+		if m := c.Val(); len(m) > 0 {
+			return s.decodeBatch(id, instances[i], m), nil
+		}
+	}
+	return nil, fmt.Errorf("batch %s: %w", id, base.ErrNotFound)
+}
+
+func (s *Store) decodeBatch(id, instance string, m map[string]string) *Batch {
+	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	b := &Batch{ID: id, Instance: instance, Total: num(BatchTotal), Counts: map[string]int64{}, Outcomes: map[string]int64{},
+		Deduplicated: num(BatchDedup), Error: m[BatchError], Discovering: m[BatchDiscovering] != ""}
+	for _, st := range States {
+		b.Counts[st] = num(st)
+	}
+	for f := range m {
+		if o, ok := strings.CutPrefix(f, BatchOutcomePrefix); ok {
+			b.Outcomes[o] = num(f)
+		}
+	}
+	if c := msTime(m[BatchCreated]); c != nil {
+		b.CreatedAt = *c
+	}
+	b.ScheduledFor = msTime(m[BatchSched])
+	if b.ScheduledFor != nil && !b.ScheduledFor.After(s.now()) {
+		b.Counts[StatePending] += b.Counts[StateScheduled]
+		b.Counts[StateScheduled] = 0
+	}
+	final := b.Counts[StateCompleted] + b.Counts[StateDead] + b.Counts[StateCanceled]
+	b.Done = m[BatchOpen] == "" && final >= b.Total
+	return b
+}

@@ -1,0 +1,51 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Filled is what FillBatch did.
+type Filled struct {
+	// Total is how many tasks were created.
+	Total int64
+	// Requested is how many sessions were named.
+	Requested int
+	// Deduplicated is how many named sessions already had a live task or
+	// were named twice.
+	Deduplicated int
+}
+
+// FillBatch adds one logout per session to an open batch (CreateBatch),
+// sessions named twice counting once, then closes it. Names must be
+// validated already. maxRetries and timeout go into the new tasks; ttl is
+// how long the batch is kept once done.
+func (s *Store) FillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int,
+	timeout, ttl time.Duration) (Filled, error) {
+	seen := make(map[string]struct{}, len(sessions))
+	ts := make([]NewTask, 0, len(sessions))
+	for _, sess := range sessions {
+		if _, dup := seen[sess]; dup {
+			continue
+		}
+		seen[sess] = struct{}{}
+		ts = append(ts, NewTask{Instance: instance, Session: sess, BatchID: id, MaxRetries: maxRetries,
+			ProcessAt: at, Timeout: timeout})
+	}
+	res, err := s.Enqueue(ctx, ts)
+	if err != nil {
+		return Filled{}, err
+	}
+	f := Filled{Requested: len(sessions), Deduplicated: len(sessions) - len(ts)}
+	for _, r := range res {
+		if r.Deduplicated {
+			f.Deduplicated++
+		} else {
+			f.Total++
+		}
+	}
+	if err := s.CloseBatch(ctx, instance, id, int64(f.Deduplicated), "", ttl); err != nil {
+		return f, err
+	}
+	return f, nil
+}

@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/base"
+)
+
+// finishScript records the end of an attempt: retrying, completed or dead.
+// It frees the task's slot; a final task leaves the dedup entry, a completed
+// one expires, a dead one joins the dead letters. Applied twice (its reply
+// lost in a Redis crash, then sent again) it counts the outcome once.
+//
+// KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dedup, KEYS[5]
+// dead letters.
+// ARGV[1] id, ARGV[2] new state, ARGV[3] outcome ("" when retrying), ARGV[4]
+// now (ms), ARGV[5] next attempt (ms), ARGV[6] last error, ARGV[7] result
+// JSON, ARGV[8] result TTL (s), ARGV[9] batch id.
+// Returns 1.
+var finishScript = redis.NewScript(batchLua + `
+redis.call('ZREM', KEYS[1], ARGV[1])
+local old = redis.call('HGET', KEYS[2], 'state')
+-- set only when the task was already final: the same Finish applied twice
+-- (its reply lost in a Redis crash, then sent again) must count once
+local oldOutcome = redis.call('HGET', KEYS[2], 'outcome')
+local new = ARGV[2]
+redis.call('HSET', KEYS[2], 'state', new)
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'err', ARGV[6]) else redis.call('HDEL', KEYS[2], 'err') end
+if new == 'retrying' then
+  redis.call('HSET', KEYS[2], 'next', ARGV[5])
+else
+  redis.call('HSET', KEYS[2], 'outcome', ARGV[3], 'fin', ARGV[4])
+  redis.call('HDEL', KEYS[2], 'next')
+  if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'result', ARGV[7]) end
+  if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
+  if new == 'completed' then
+    redis.call('EXPIRE', KEYS[2], ARGV[8])
+    redis.call('ZREM', KEYS[5], ARGV[1])
+  else
+    redis.call('PERSIST', KEYS[2])
+    redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
+  end
+end
+if ARGV[9] ~= '' and old and redis.call('EXISTS', KEYS[3]) == 1 then
+  if old ~= new then batch_move(KEYS[3], old, new) end
+  if new ~= 'retrying' then
+    if oldOutcome and (old == 'completed' or old == 'dead') then
+      batch_outcome(KEYS[3], oldOutcome, -1)
+    end
+    batch_outcome(KEYS[3], ARGV[3], 1)
+    batch_done(KEYS[3], ARGV[8])
+  end
+end
+return 1
+`)
+
+// Finish records the end of an attempt and frees the task's slot.
+type Finish struct {
+	// State is StateRetrying, StateCompleted or StateDead.
+	State string
+	// Outcome is set for completed and dead tasks.
+	Outcome string
+	// LastError is the error of this attempt, if any. Never a secret.
+	LastError string
+	// Result is WAHA's answer as JSON (a tasks.Result), if any.
+	Result []byte
+	// NextAttempt is when a retrying task runs again.
+	NextAttempt time.Time
+	// ResultTTL is how long a completed record is kept.
+	ResultTTL time.Duration
+}
+
+// Finish applies f to the task.
+func (s *Store) Finish(ctx context.Context, id string, p base.Payload, f Finish) error {
+	k := s.Keys(p.Instance)
+	var next int64
+	if !f.NextAttempt.IsZero() {
+		next = f.NextAttempt.UnixMilli()
+	}
+	err := finishScript.Run(ctx, s.rdb,
+		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters()},
+		id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID).Err()
+	if err != nil {
+		return fmt.Errorf("finish task %s: %w", id, err)
+	}
+	return nil
+}

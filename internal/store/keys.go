@@ -1,0 +1,76 @@
+package store
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/wahaq/wahaq/internal/asynqwire"
+)
+
+// Keys names every Redis key of one queue: wahaq's own and the asynq keys
+// wahaq's scripts touch. All share asynq's hash tag "{<queue>}", so one
+// script may touch any of them on Redis Cluster. This is the one place the
+// layout is written down.
+//
+//	wahaq:{<queue>}:t:<id>                 task record (hash, fields Field*)
+//	wahaq:{<queue>}:d:<session>            dedup: id of the session's live task
+//	wahaq:{<queue>}:b:<batch id>           batch counters (hash)
+//	wahaq:{<queue>}:dlq                    dead letters (zset, score = time of death, ms)
+//	wahaq:{<queue>}:slots                  concurrency slots (zset, score = lease end, ms)
+//	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
+//	wahaq:{<queue>}:cron:<schedule>:<unix> claim of one schedule tick
+//
+// <queue> is "<namespace>:<instance>".
+type Keys struct {
+	// Queue is the asynq queue name.
+	Queue  string
+	prefix string
+}
+
+// KeysFor returns the keys of an instance's queue in namespace ns.
+func KeysFor(ns, instance string) Keys {
+	q := ns + ":" + instance
+	return Keys{Queue: q, prefix: "wahaq:{" + q + "}:"}
+}
+
+// Record is the task record of id.
+func (k Keys) Record(id string) string { return k.prefix + "t:" + id }
+
+// Dedup is the key holding the id of the session's live task.
+func (k Keys) Dedup(session string) string { return k.prefix + "d:" + session }
+
+// Batch is the counters hash of batch id.
+func (k Keys) Batch(id string) string { return k.prefix + "b:" + id }
+
+// DeadLetters is wahaq's dead-letter set.
+func (k Keys) DeadLetters() string { return k.prefix + "dlq" }
+
+// Slots is the instance's concurrency semaphore.
+func (k Keys) Slots() string { return k.prefix + "slots" }
+
+// Rate is the instance's rate limiter key (redis_rate).
+func (k Keys) Rate() string { return k.prefix + "rate" }
+
+// CronClaim is the claim of one tick of a recurring schedule.
+func (k Keys) CronClaim(schedule string, tick time.Time) string {
+	return k.prefix + "cron:" + schedule + ":" + strconv.FormatInt(tick.Unix(), 10)
+}
+
+// AsynqTask is asynq's hash of task id.
+func (k Keys) AsynqTask(id string) string { return asynqwire.TaskKey(k.Queue, id) }
+
+// AsynqTaskPrefix is asynq's task hash key without the id (scripts append
+// ids they learn inside Redis).
+func (k Keys) AsynqTaskPrefix() string { return asynqwire.TaskKeyPrefix(k.Queue) }
+
+// Pending is asynq's pending list.
+func (k Keys) Pending() string { return asynqwire.PendingKey(k.Queue) }
+
+// Scheduled is asynq's scheduled set.
+func (k Keys) Scheduled() string { return asynqwire.ScheduledKey(k.Queue) }
+
+// Retry is asynq's retry set.
+func (k Keys) Retry() string { return asynqwire.RetryKey(k.Queue) }
+
+// Archived is asynq's archive set.
+func (k Keys) Archived() string { return asynqwire.ArchivedKey(k.Queue) }

@@ -1,0 +1,147 @@
+package wahafake
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"sort"
+	"strings"
+)
+
+// routes builds the WAHA side on a ServeMux, the way NestJS on Express
+// routes it: the session routes under /api, the control API under /_fake/,
+// and 404 "Cannot METHOD /path" for anything else (the "/" pattern matches
+// every method, so a known path with the wrong method is a 404 too, not the
+// mux's 405). Legacy and NoDeprecatedRoute leave a route out, which is how
+// those servers answer it.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/_fake", s.serveControl)
+	mux.HandleFunc("/_fake/", s.serveControl)
+	mux.HandleFunc("GET /api/sessions", s.handleList)
+	// Express matches routes without strict trailing slashes.
+	mux.HandleFunc("GET /api/sessions/{$}", s.handleList)
+	mux.HandleFunc("GET /api/sessions/{session}", s.handleGet)
+	if !s.opts.Legacy {
+		mux.HandleFunc("POST /api/sessions/{session}/logout", func(w http.ResponseWriter, r *http.Request) {
+			s.serveLogout(w, r, r.PathValue("session"), false)
+		})
+	}
+	if !s.opts.NoDeprecatedRoute {
+		mux.HandleFunc("POST /api/sessions/logout", func(w http.ResponseWriter, r *http.Request) {
+			s.serveLogout(w, r, "", true)
+		})
+	}
+	mux.HandleFunc("/", routeMissing)
+	return mux
+}
+
+// ServeHTTP serves the routes (see routes), counting active requests so
+// Close can wait for them, with the headers every Express answer carries.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.active++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.active--
+		s.mu.Unlock()
+	}()
+	if !strings.HasPrefix(r.URL.Path, "/_fake") {
+		expressHeaders(w.Header())
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// routeMissing is NestJS's answer for a route the server does not have: that
+// is how an old server says it lacks the current logout route.
+func routeMissing(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, errorBody{StatusCode: 404, Message: "Cannot " + r.Method + " " + r.URL.Path, Error: "Not Found"})
+}
+
+// authorize checks the key for an action on target ("" for the session list).
+// It returns 0, 401 or 403.
+func (s *Server) authorize(r *http.Request, target string) int {
+	key := r.Header.Get("X-Api-Key")
+	if key == "" {
+		key = r.URL.Query().Get("x-api-key")
+	}
+	s.mu.Lock()
+	required := s.apiKey
+	scope, isScoped := s.scoped[key]
+	s.mu.Unlock()
+	if key != "" && isScoped {
+		if target == "" || !scope[target] {
+			return http.StatusForbidden
+		}
+		return 0
+	}
+	if required == "" || subtle.ConstantTimeCompare([]byte(key), []byte(required)) == 1 {
+		return 0
+	}
+	return http.StatusUnauthorized
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	if st := s.authorize(r, ""); st != 0 {
+		writeAuth(w, st)
+		return
+	}
+	all := false
+	if vals, ok := r.URL.Query()["all"]; ok {
+		switch vals[0] {
+		case "true", "True", "1":
+			all = true
+		case "false", "False", "0":
+		default:
+			writeJSON(w, http.StatusBadRequest, errorBody{StatusCode: 400, Message: []string{"all must be a boolean value"}, Error: "Bad Request"})
+			return
+		}
+	}
+	s.mu.Lock()
+	out := make([]wireSession, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		if s.opts.Core && sess.name != DefaultSession {
+			continue
+		}
+		if sess.status == StatusStopped && !all {
+			continue
+		}
+		// A real list carries no engine key, even for a running session;
+		// only GET of one session shows it.
+		out = append(out, wireSession{Name: sess.name, Status: sess.status, Config: nullJSON, Me: copyMe(sess.me)})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("session")
+	if st := s.authorize(r, name); st != 0 {
+		writeAuth(w, st)
+		return
+	}
+	// On Core only the logout route answers 422 for another name; GET says
+	// 404 like for any unknown session (observed on Core 2024.10.8).
+	if s.opts.Core && name != DefaultSession {
+		sessionNotFound(w)
+		return
+	}
+	s.mu.Lock()
+	sess, ok := s.sessions[name]
+	var ws wireSession
+	if ok {
+		ws = wireSession{Name: sess.name, Status: sess.status, Config: nullJSON, Me: copyMe(sess.me), Engine: engineOf(sess.status)}
+	}
+	s.mu.Unlock()
+	if !ok {
+		sessionNotFound(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, ws)
+}
+
+// serveLogout wraps both logout routes with the bookkeeping tests assert on.
+// The counters are updated just before the answer is written (see
+// trackedWriter), so a client that has its answer always sees them current,
+// and a sequential client never shows up as two calls in flight.

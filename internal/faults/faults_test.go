@@ -835,7 +835,7 @@ func TestSecretsAndAccess(t *testing.T) {
 	add("wahaq dlq list --json", out+errOut)
 	out, errOut, _ = CLI(t, r.bins, env, 30*time.Second, "dlq", "list")
 	add("wahaq dlq list", out+errOut)
-	code, body = api.Do(t, "GET", "/metrics", "", nil)
+	_, body = api.Do(t, "GET", "/metrics", "", nil)
 	add("API /metrics", string(body))
 	worker.Signal(syscall.SIGTERM)
 	api.Proc.Signal(syscall.SIGTERM)

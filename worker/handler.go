@@ -36,6 +36,8 @@ type answer struct {
 	RetryAfter time.Duration
 	// RedisDown: NotStarted because Redis did not answer.
 	RedisDown bool
+	// Called: the WAHA server was called (the breaker counts only these).
+	Called bool
 }
 
 // outageWait is how long an attempt waits for Redis to answer again (a
@@ -95,6 +97,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return w.record(ctx, a, answer{Err: fmt.Errorf("%w: instance %q is not configured on this worker", tasks.ErrInvalidInput, p.Instance)}, 0, true)
 	}
 	a.Instance = inst
+	defer w.held.remove(inst.name, id)
 	start := w.cfg.Now()
 	ans := w.pipeline(ctx, a)
 	return w.record(ctx, a, ans, w.cfg.Now().Sub(start), false)
@@ -181,31 +184,20 @@ func (w *Worker) throttle(next step) step {
 				return answer{NotStarted: true, RetryAfter: max(res.RetryAfter, 5*time.Millisecond)}
 			}
 		}
-		deadline := time.Now().Add(w.cfg.SlotWait)
-		waited := false
-		for pause := 2 * time.Millisecond; ; pause = min(pause*2, 50*time.Millisecond) {
-			ok, err := w.store.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
-			if err != nil {
-				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
-			}
-			if ok {
-				return next(ctx, a)
-			}
-			if !waited {
-				waited = true
-				w.metrics.LimiterWaits.WithLabelValues(in.name, "concurrency").Inc()
-			}
-			if time.Now().After(deadline) {
-				// Hand the task back rather than hold a worker slot that
-				// tasks of other servers could use.
-				return answer{NotStarted: true, RetryAfter: 100 * time.Millisecond}
-			}
-			select {
-			case <-ctx.Done():
-				return answer{NotStarted: true, RetryAfter: 100 * time.Millisecond}
-			case <-time.After(pause):
-			}
+		ok, err := w.store.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
+		if err != nil {
+			return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
 		}
+		if !ok {
+			// The cap is full: hand the task back at once rather than hold
+			// a worker slot that tasks of other servers could use. The
+			// start script has closed the queue's gate, so asynq does not
+			// deliver it (or its queue mates) again until a slot frees.
+			w.metrics.LimiterWaits.WithLabelValues(in.name, "concurrency").Inc()
+			return answer{NotStarted: true}
+		}
+		w.held.add(in.name, a.ID)
+		return next(ctx, a)
 	}
 }
 
@@ -237,7 +229,7 @@ func (w *Worker) logout(ctx context.Context, a *attempt) answer {
 		}
 	}
 	w.metrics.Responses.WithLabelValues(a.Instance.name, code).Inc()
-	return answer{Result: res, Err: err}
+	return answer{Result: res, Err: err, Called: true}
 }
 
 // statusCode is strconv.Itoa without the allocation for WAHA's usual answers.

@@ -42,6 +42,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 	m.Retries.WithLabelValues("i").Inc()
 	m.LimiterWaits.WithLabelValues("i", "cap").Inc()
 	m.Enqueued.WithLabelValues("i").Inc()
+	m.CircuitState.WithLabelValues("i").Set(0)
 	families, err := reg.Gather()
 	if err != nil {
 		panic(err)

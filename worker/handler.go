@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -279,15 +280,14 @@ func plainJSONString(s string) bool {
 	return true
 }
 
-// rateLimit converts a per-second rate into redis_rate's terms; a rate below
-// one per second becomes one per 1/rate seconds.
+// rateLimit converts a per-second rate into redis_rate's terms: n starts
+// (n = the rate rounded up) per the period in which the rate allows n, so a
+// fractional rate is kept exactly (2.5/s is 3 per 1.2 s, one every 400 ms)
+// and a rate below one per second becomes one per 1/rate seconds.
 func rateLimit(perSecond float64) *redis_rate.Limit {
 	if perSecond <= 0 {
 		return nil
 	}
-	if perSecond >= 1 {
-		n := int(perSecond)
-		return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Second}
-	}
-	return &redis_rate.Limit{Rate: 1, Burst: 1, Period: time.Duration(float64(time.Second) / perSecond)}
+	n := int(math.Ceil(perSecond))
+	return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Duration(float64(n) / perSecond * float64(time.Second))}
 }

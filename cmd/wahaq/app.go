@@ -85,15 +85,20 @@ func (a *app) store() *store.Store {
 func (a *app) workerConfig() worker.Config {
 	s := a.settings
 	insts := make([]worker.Instance, len(a.instances))
+	wahaKeys := make([]string, 0, len(a.instances))
 	for i, in := range a.instances {
 		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate}
+		wahaKeys = append(wahaKeys, in.APIKey)
 	}
 	log := a.log
 	return worker.Config{
 		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
-		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
+		// The validation service's answers lose the WAHA keys too. (The WAHA
+		// clients are built in worker; passing them the validation key needs
+		// a worker.Instance field.)
+		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey, Redact: wahaKeys},
 		Logger:     &log,
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
 	"github.com/wahaq/wahaq/tasks"
@@ -82,7 +82,7 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			srv := httpserver.New(h, a.settings.HTTP)
 			ctx := cmd.Context()
 			go schedule.New(p, st, a.schedules, a.log, nil).Run(ctx)
 			errc := make(chan error, 1)

@@ -122,20 +122,28 @@ func TestGate(t *testing.T) {
 }
 
 // TestGateExpiresWithTheLease: a worker that dies holding the last slot
-// cannot keep its queue closed beyond the slot's lease.
+// cannot keep its queue closed beyond the slot's lease: the gate's expiry
+// is the lease's end, and once the lease is over another task takes the slot
+// (a clock moved forward stands for the wait, so no timing is assumed).
 func TestGateExpiresWithTheLease(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.Client(t)
-	st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+	ns := redistest.Namespace(t)
+	st := store.New(rdb, store.Options{Namespace: ns})
 	k := st.Keys("default")
-	ok, err := st.Start(ctx, "a", base.Payload{Instance: "default", Session: "a", MaxRetries: 1}, 1, 1, 300*time.Millisecond)
+	const lease = time.Minute
+	ok, err := st.Start(ctx, "a", base.Payload{Instance: "default", Session: "a", MaxRetries: 1}, 1, 1, lease)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, store.GateMarker, rdb.Get(ctx, k.Paused()).Val())
-	require.Eventually(t, func() bool { return rdb.Exists(ctx, k.Paused()).Val() == 0 }, 5*time.Second, 20*time.Millisecond)
-	// The lease is over: another task takes the slot.
-	ok, err = st.Start(ctx, "b", base.Payload{Instance: "default", Session: "b", MaxRetries: 1}, 1, 1, time.Minute)
+	ttl := rdb.PTTL(ctx, k.Paused()).Val()
+	require.Greater(t, ttl, time.Duration(0))
+	require.LessOrEqual(t, ttl, lease, "the gate ends with the lease")
+
+	later := store.New(rdb, store.Options{Namespace: ns, Now: func() time.Time { return time.Now().Add(2 * lease) }})
+	ok, err = later.Start(ctx, "b", base.Payload{Instance: "default", Session: "b", MaxRetries: 1}, 1, 1, lease)
 	require.NoError(t, err)
-	require.True(t, ok)
+	require.True(t, ok, "the dead worker's lease is over: another task takes the slot")
+	require.EqualValues(t, 1, rdb.ZCard(ctx, k.Slots()).Val())
 }

@@ -30,7 +30,7 @@ const (
 	// BreakerOpen is how long an open breaker keeps its server's tasks
 	// from being called; then one trial call (half-open) decides whether it
 	// closes or opens again.
-	BreakerOpen = 30 * time.Second
+	BreakerOpen = 5 * time.Second
 )
 
 // Circuit states as wahaq_circuit_state reports them.

@@ -42,6 +42,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 	m.Retries.WithLabelValues("i").Inc()
 	m.LimiterWaits.WithLabelValues("i", "cap").Inc()
 	m.Enqueued.WithLabelValues("i").Inc()
+	m.CircuitState.WithLabelValues("i").Set(0)
 	families, err := reg.Gather()
 	if err != nil {
 		panic(err)
@@ -87,7 +88,7 @@ func TestExportedMetricsAreRead(t *testing.T) {
 	require.Equal(t, []string{"instance", "outcome"}, metricLabels["wahaq_tasks_total"])
 	require.Equal(t, []string{"instance", "state"}, metricLabels["wahaq_queue_tasks"])
 	require.Equal(t, map[string]bool{"wahaq_logout_duration_seconds": true}, histograms)
-	require.Len(t, metricLabels, 10)
+	require.Len(t, metricLabels, 11)
 	for name := range uncharted {
 		require.Contains(t, metricLabels, name, "uncharted lists only exported metrics")
 	}

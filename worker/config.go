@@ -33,6 +33,10 @@ type Instance struct {
 	// worker process; fractions are kept (2.5 is one start every 400 ms).
 	// Defaults to no rate cap.
 	Rate float64
+	// Timeout bounds one call to this server (the instances file's
+	// timeout), so that a server that never answers holds a worker's task
+	// slots for at most this long. Defaults to DefaultInstanceTimeout (30s).
+	Timeout time.Duration
 	// HTTPClient overrides the WAHA client's HTTP client (tests, proxies).
 	// Defaults to wahaclient's.
 	HTTPClient *http.Client
@@ -49,11 +53,6 @@ const (
 	DefaultRetryBase = 2 * time.Second
 	// DefaultRetryMax is the largest backoff between attempts.
 	DefaultRetryMax = 10 * time.Minute
-	// DefaultSlotWait is how long a task waits for a concurrency slot.
-	DefaultSlotWait = 2 * time.Second
-	// DefaultSlotLease is how long a dead worker's slot stays taken; longer
-	// than tasks.DefaultTaskTimeout.
-	DefaultSlotLease = 3 * time.Minute
 	// DefaultPollInterval is how often an idle worker looks for tasks.
 	DefaultPollInterval = 10 * time.Millisecond
 	// DefaultDelayedInterval is how often due scheduled and retrying tasks
@@ -63,6 +62,10 @@ const (
 	// SIGTERM.
 	DefaultShutdownGrace = 30 * time.Second
 )
+// DefaultInstanceTimeout bounds one WAHA call when Instance.Timeout is zero:
+// a real logout takes about 3 s, so 30 s is room for a slow one without
+// letting a hung server hold slots for a minute.
+const DefaultInstanceTimeout = 30 * time.Second
 
 // Config configures a Worker. Every field documents its default.
 type Config struct {
@@ -88,13 +91,15 @@ type Config struct {
 	// ResultTTL is how long completed results stay readable
 	// (WAHAQ_RESULT_TTL). Defaults to tasks.DefaultResultTTL (24h).
 	ResultTTL time.Duration
-	// SlotWait is how long a task waits in the handler for a free
-	// concurrency slot before it is handed back to the queue (without
-	// spending a retry). Defaults to DefaultSlotWait (2s).
+	// SlotWait is ignored: a task whose server's cap is full is handed back
+	// to the queue at once (spending no retry) and its queue is gated until
+	// a slot frees, instead of waiting on a worker slot.
+	//
+	// Deprecated: kept so that existing configurations compile.
 	SlotWait time.Duration
 	// SlotLease bounds how long a slot stays taken if its worker dies
-	// holding it. Defaults to DefaultSlotLease (3m, longer than the default
-	// task timeout of 2m).
+	// holding it; a running call's slot is renewed every third of it.
+	// Defaults to DefaultSlotLease (10s).
 	SlotLease time.Duration
 	// PollInterval is how often an idle worker looks for new tasks; asynq's
 	// own default of 1s would add up to a second to every logout. Defaults
@@ -140,8 +145,8 @@ func (c Config) withDefaults() (Config, error) {
 		if in.BaseURL == "" {
 			return c, fmt.Errorf("worker: instance %q has no base URL", in.Name)
 		}
-		if in.Concurrency < 0 || in.Rate < 0 {
-			return c, fmt.Errorf("worker: instance %q: concurrency and rate must not be negative", in.Name)
+		if in.Concurrency < 0 || in.Rate < 0 || in.Timeout < 0 {
+			return c, fmt.Errorf("worker: instance %q: concurrency, rate and timeout must not be negative", in.Name)
 		}
 	}
 	if c.Namespace == "" {
@@ -155,7 +160,6 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("worker: retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
 	}
 	setDefault(&c.ResultTTL, tasks.DefaultResultTTL)
-	setDefault(&c.SlotWait, DefaultSlotWait)
 	setDefault(&c.SlotLease, DefaultSlotLease)
 	setDefault(&c.PollInterval, DefaultPollInterval)
 	setDefault(&c.DelayedInterval, DefaultDelayedInterval)

@@ -37,6 +37,8 @@ type answer struct {
 	RetryAfter time.Duration
 	// RedisDown: NotStarted because Redis did not answer.
 	RedisDown bool
+	// Called: the WAHA server was called (the breaker counts only these).
+	Called bool
 }
 
 // outageWait is how long an attempt waits for Redis to answer again (a
@@ -103,6 +105,7 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 		return w.record(ctx, a, answer{Err: fmt.Errorf("%w: instance %q is not configured on this worker", tasks.ErrInvalidInput, p.Instance)}, 0, true)
 	}
 	a.Instance = inst
+	defer w.held.remove(inst.name, id)
 	start := w.cfg.Now()
 	ans := w.pipeline(ctx, a)
 	return w.record(ctx, a, ans, w.cfg.Now().Sub(start), false)

@@ -53,33 +53,24 @@ func (w *Worker) limitRate(next step) step {
 
 // start takes a concurrency slot of the instance (across every worker
 // process) and marks the task active: one script, so no slot is ever held
-// by a task its record does not show active. It waits up to SlotWait for a
-// slot, then hands the task back rather than hold a worker that tasks of
-// other servers could use. The slot is given back when the attempt is
+// by a task its record does not show active. When the cap is full the task
+// is handed back at once rather than hold a worker slot that tasks of other
+// servers could use: the start script has closed the queue's gate, so asynq
+// does not deliver it (or its queue mates) again until a slot frees. The
+// slot is renewed while the call runs and given back when the attempt is
 // recorded.
 func (w *Worker) start(next step) step {
 	return func(ctx context.Context, a *attempt) answer {
 		in := a.Instance
-		var err error
-		waited := false
-		ok := poll(ctx, w.cfg.Now, w.cfg.Now().Add(w.cfg.SlotWait), slotPause, func() bool {
-			var got bool
-			got, err = w.starter.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
-			if err != nil {
-				return true // stop polling: Redis is not answering
-			}
-			if !got && !waited {
-				waited = true
-				w.metrics.LimiterWaits.WithLabelValues(in.name, "concurrency").Inc()
-			}
-			return got
-		})
+		ok, err := w.starter.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
 		switch {
 		case err != nil:
 			return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
 		case !ok:
-			return answer{NotStarted: true, RetryAfter: handBack}
+			w.metrics.LimiterWaits.WithLabelValues(in.name, "concurrency").Inc()
+			return answer{NotStarted: true}
 		}
+		w.held.add(in.name, a.ID)
 		return next(ctx, a)
 	}
 }
@@ -112,5 +103,5 @@ func (w *Worker) logout(ctx context.Context, a *attempt) answer {
 		}
 	}
 	w.metrics.Responses.WithLabelValues(a.Instance.name, code).Inc()
-	return answer{Result: res, Err: err}
+	return answer{Result: res, Err: err, Called: true}
 }

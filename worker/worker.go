@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
@@ -22,6 +24,7 @@ type instance struct {
 	capacity int
 	limit    *redis_rate.Limit
 	rateKey  string
+	breaker  *breaker
 }
 
 // Worker runs logout tasks. Create it with New, then Run or Start.
@@ -37,8 +40,18 @@ type Worker struct {
 	srv       *asynq.Server
 	pipeline  step
 
-	mu      sync.Mutex
-	started bool
+	// held are the tasks this process holds a concurrency slot for.
+	held inflight
+	// running counts handler calls in progress.
+	running atomic.Int64
+	// force, closed by Force, ends Shutdown's wait for running calls.
+	force     chan struct{}
+	forceOnce sync.Once
+
+	mu          sync.Mutex
+	started     bool
+	stopRenewal context.CancelFunc
+	renewDone   chan struct{}
 }
 
 // New returns a Worker for cfg.
@@ -54,11 +67,16 @@ func New(cfg Config) (*Worker, error) {
 		rate:      redis_rate.NewLimiter(cfg.Redis),
 		metrics:   metrics.New(cfg.Registerer),
 		log:       *cfg.Logger,
+		force:     make(chan struct{}),
 	}
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}
 	for _, in := range cfg.Instances {
-		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient})
+		timeout := in.Timeout
+		if timeout <= 0 {
+			timeout = DefaultInstanceTimeout
+		}
+		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Timeout: timeout})
 		if err != nil {
 			return nil, fmt.Errorf("worker: instance %q: %w", in.Name, err)
 		}
@@ -69,7 +87,7 @@ func New(cfg Config) (*Worker, error) {
 		k := w.store.Keys(in.Name)
 		q := k.Queue
 		w.instances[in.Name] = &instance{name: in.Name, client: c, capacity: capacity,
-			limit: rateLimit(in.Rate), rateKey: k.Rate()}
+			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name)}
 		names = append(names, in.Name)
 		// Equal weights: asynq picks queues at random by weight, so one
 		// server's 50,000-session teardown cannot starve another's logouts.
@@ -83,13 +101,15 @@ func New(cfg Config) (*Worker, error) {
 		}
 		w.validator = v
 	}
-	w.pipeline = chain(w.logout, w.limitRate, w.start, w.validate)
+	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   queues,
-		RetryDelayFunc:           w.retryDelay,
-		IsFailure:                isFailure,
-		ShutdownTimeout:          cfg.ShutdownGrace,
+		Concurrency:    cfg.Concurrency,
+		Queues:         queues,
+		RetryDelayFunc: w.retryDelay,
+		IsFailure:      isFailure,
+		// Shutdown waits ShutdownGrace itself (it can be cut short by
+		// Force); asynq then only has to hand back what still runs.
+		ShutdownTimeout:          handBackWait,
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: cfg.DelayedInterval,
 		Logger:                   asynqLogger{w.log},
@@ -111,7 +131,12 @@ func (w *Worker) Handler() asynq.Handler {
 	mux := asynq.NewServeMux()
 	mux.Handle(base.TypeLogout, w)
 	mux.HandleFunc(base.TypeDiscover, w.discover)
-	return mux
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		// Counted so that Shutdown knows when nothing runs any more.
+		w.running.Add(1)
+		defer w.running.Add(-1)
+		return mux.ProcessTask(ctx, t)
+	})
 }
 
 // Start starts processing in the background. Stop it with Shutdown.
@@ -122,23 +147,61 @@ func (w *Worker) Start() error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	w.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopRenewal, w.renewDone = cancel, make(chan struct{})
+	go func() {
+		defer close(w.renewDone)
+		w.renewLoop(ctx)
+	}()
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Int("instances", len(w.instances)).Msg("worker started")
 	return nil
 }
 
+// handBackWait is how long asynq waits, once Shutdown has stopped waiting,
+// before it pushes the tasks still running back to their queues.
+const handBackWait = 500 * time.Millisecond
+
 // Shutdown stops taking tasks, lets in-flight logouts finish within
-// ShutdownGrace, and hands back to the queue those that do not; the logout
-// is idempotent, so running one again later is safe.
+// ShutdownGrace (or until Force), and hands back to the queue those that do
+// not, freeing their concurrency slots; the logout is idempotent, so running
+// one again later is safe.
 func (w *Worker) Shutdown() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.started {
 		return
 	}
+	w.srv.Stop()
+	grace := time.NewTimer(w.cfg.ShutdownGrace)
+	defer grace.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for w.running.Load() > 0 {
+		select {
+		case <-w.force:
+			w.log.Warn().Int64("in_flight", w.running.Load()).Msg("second signal: forcing the stop; handing in-flight tasks back to the queue")
+			break wait
+		case <-grace.C:
+			w.log.Warn().Int64("in_flight", w.running.Load()).Dur("grace", w.cfg.ShutdownGrace).Msg("shutdown grace is over; handing in-flight tasks back to the queue")
+			break wait
+		case <-tick.C:
+		}
+	}
 	w.srv.Shutdown()
+	// asynq has pushed what still ran back to pending; free its slots now
+	// rather than when their leases end.
+	w.stopRenewal()
+	<-w.renewDone
+	w.releaseHeld()
 	w.started = false
 	w.log.Info().Msg("worker stopped")
 }
+
+// Force cuts short a Shutdown in progress (or the next one): the logouts
+// still running are handed back to the queue at once instead of after
+// ShutdownGrace. Call it on a second SIGTERM.
+func (w *Worker) Force() { w.forceOnce.Do(func() { close(w.force) }) }
 
 // Run processes tasks until ctx is done, then shuts down gracefully.
 func (w *Worker) Run(ctx context.Context) error {

@@ -89,7 +89,7 @@ func (a *app) workerConfig() worker.Config {
 	insts := make([]worker.Instance, len(a.instances))
 	wahaKeys := make([]string, 0, len(a.instances))
 	for i, in := range a.instances {
-		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate}
+		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate, Timeout: in.Timeout}
 		wahaKeys = append(wahaKeys, in.APIKey)
 	}
 	log := a.log

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -109,6 +112,17 @@ address cannot be listened on; 2 bad settings (a missing key among them).`,
 				go func() { serveErr <- srv.Serve(ln) }()
 				a.log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
 			}
+			// A second SIGINT/SIGTERM forces the stop: the first cancels ctx
+			// (run's NotifyContext); this channel sees both, and while it is
+			// registered the second one does not kill the process outright.
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			go func() {
+				<-sigs
+				<-sigs
+				w.Force()
+			}()
 			if err := w.Start(); err != nil {
 				if srv != nil {
 					_ = srv.Close()

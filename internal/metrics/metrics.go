@@ -28,6 +28,9 @@ type Metrics struct {
 	LimiterWaits *prometheus.CounterVec
 	// Enqueued counts tasks created by this process.
 	Enqueued *prometheus.CounterVec
+	// CircuitState is each server's circuit breaker in this process: 0
+	// closed, 1 half-open, 2 open.
+	CircuitState *prometheus.GaugeVec
 }
 
 // New registers wahaq's metrics on reg (a new registry when nil).
@@ -52,9 +55,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		Enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wahaq_enqueued_total", Help: "Logout tasks created by this process.",
 		}, []string{"instance"}),
+		CircuitState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wahaq_circuit_state", Help: "Circuit breaker of each WAHA server in this worker: 0 closed, 1 half-open, 2 open (its tasks are handed back without calling it).",
+		}, []string{"instance"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued)
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState)
 	}
 	return m
 }

@@ -15,14 +15,17 @@ import (
 // one expires, a dead one joins the dead letters. Applied twice (its reply
 // lost in a Redis crash, then sent again) it counts the outcome once.
 //
+// Freeing the slot opens the queue's gate (gate.go) if wahaq closed it.
+//
 // KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dedup, KEYS[5]
-// dead letters.
+// dead letters, KEYS[6] asynq's paused key.
 // ARGV[1] id, ARGV[2] new state, ARGV[3] outcome ("" when retrying), ARGV[4]
 // now (ms), ARGV[5] next attempt (ms), ARGV[6] last error, ARGV[7] result
 // JSON, ARGV[8] result TTL (s), ARGV[9] batch id.
 // Returns 1.
-var finishScript = redis.NewScript(batchLua + `
+var finishScript = redis.NewScript(batchLua + gateLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
+gate_open(KEYS[6])
 local old = redis.call('HGET', KEYS[2], 'state')
 -- set only when the task was already final: the same Finish applied twice
 -- (its reply lost in a Redis crash, then sent again) must count once
@@ -82,7 +85,7 @@ func (s *Store) Finish(ctx context.Context, id string, p base.Payload, f Finish)
 		next = f.NextAttempt.UnixMilli()
 	}
 	err := finishScript.Run(ctx, s.rdb,
-		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters()},
+		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Paused()},
 		id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID).Err()
 	if err != nil {
 		return fmt.Errorf("finish task %s: %w", id, err)

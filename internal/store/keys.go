@@ -19,6 +19,7 @@ import (
 //	wahaq:{<queue>}:slots                  concurrency slots (zset, score = lease end, ms)
 //	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
 //	wahaq:{<queue>}:cron:<schedule>:<unix> claim of one schedule tick
+//	asynq:{<queue>}:paused                 asynq's pause; wahaq's gate when its value is GateMarker (gate.go)
 //
 // <queue> is "<namespace>:<instance>".
 type Keys struct {

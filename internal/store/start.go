@@ -20,19 +20,26 @@ import (
 // tools) or delivered twice; it leaves the dead letters, loses its outcome,
 // and its batch counts it active again.
 //
-// KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dead letters.
+// When it takes the last slot, or finds none free, it closes the queue's
+// gate (gate.go) so that asynq stops dequeuing the server's tasks until
+// Finish frees a slot.
+//
+// KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dead letters,
+// KEYS[5] asynq's paused key.
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] lease until (ms), ARGV[4] cap (0 =
 // none), ARGV[5] attempt, ARGV[6] instance, ARGV[7] session, ARGV[8] batch
 // id, ARGV[9] max retries.
 // Returns startStarted, or startCapped when the cap is reached (nothing
 // changed).
-var startScript = redis.NewScript(batchLua + `
+var startScript = redis.NewScript(batchLua + gateLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
 local cap = tonumber(ARGV[4])
 if cap > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= cap then
+  gate_close(KEYS[1], KEYS[5])
   return 0
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then gate_close(KEYS[1], KEYS[5]) end
 local old = redis.call('HGET', KEYS[2], 'state')
 if not old then
   redis.call('HSET', KEYS[2], 'instance', ARGV[6], 'session', ARGV[7], 'max', ARGV[9], 'enq', ARGV[2])
@@ -70,7 +77,7 @@ func (s *Store) Start(ctx context.Context, id string, p base.Payload, attempt, c
 	k := s.Keys(p.Instance)
 	now := s.now()
 	n, err := startScript.Run(ctx, s.rdb,
-		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.DeadLetters()},
+		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.DeadLetters(), k.Paused()},
 		id, now.UnixMilli(), now.Add(lease).UnixMilli(), capacity, attempt,
 		p.Instance, p.Session, p.BatchID, p.MaxRetries).Int()
 	if err != nil {

@@ -1,0 +1,112 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/asynqwire"
+)
+
+// GateMarker is the value wahaq writes into asynq's paused key of a queue
+// whose server's concurrency cap is full. asynq's dequeue skips a queue
+// whose paused key exists (internal/rdb's dequeueCmd), so while the gate is
+// closed no worker dequeues a task that could only wait for a slot. An
+// operator's pause (asynq's Inspector.PauseQueue, `asynq queue pause`)
+// writes a Unix time instead; wahaq never sets, extends or lifts a pause
+// whose value is not GateMarker.
+const GateMarker = "wahaq-gate"
+
+// gateLua closes and opens the gate. The gate expires with the earliest
+// slot lease, so a worker that dies holding the last slot cannot keep its
+// queue closed for longer than that lease; renewing the leases extends it.
+const gateLua = `
+local function gate_close(slots, paused)
+  local cur = redis.call('GET', paused)
+  if cur and cur ~= '` + GateMarker + `' then return end
+  local first = redis.call('ZRANGE', slots, 0, 0, 'WITHSCORES')
+  if not first[2] then return end
+  if not cur then redis.call('SET', paused, '` + GateMarker + `') end
+  redis.call('PEXPIREAT', paused, math.floor(tonumber(first[2])))
+end
+local function gate_open(paused)
+  if redis.call('GET', paused) == '` + GateMarker + `' then redis.call('DEL', paused) end
+end
+`
+
+// renewScript extends the slot leases of tasks still running, and the
+// gate's expiry with them. A lease that already ran out is not renewed (its
+// slot may belong to another task by now).
+//
+// KEYS[1] semaphore, KEYS[2] asynq's paused key.
+// ARGV[1] lease until (ms), ARGV[2..] task ids.
+// Returns the number of leases renewed.
+var renewScript = redis.NewScript(gateLua + `
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    n = n + 1
+  end
+end
+if redis.call('GET', KEYS[2]) == '` + GateMarker + `' then gate_close(KEYS[1], KEYS[2]) end
+return n
+`)
+
+// Paused is asynq's paused key of the queue: wahaq's gate, or an
+// operator's pause.
+func (k Keys) Paused() string { return asynqwire.QueuePrefix(k.Queue) + "paused" }
+
+// RenewSlots extends to lease from now the slots that the tasks ids of
+// instance hold, and returns how many it renewed (a slot whose lease already
+// ran out is lost, not renewed). One call renews every slot of one instance
+// a worker holds.
+func (s *Store) RenewSlots(ctx context.Context, instance string, ids []string, lease time.Duration) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	k := s.Keys(instance)
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, s.now().Add(lease).UnixMilli())
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	n, err := renewScript.Run(ctx, s.rdb, []string{k.Slots(), k.Paused()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("renew slots of %s: %w", instance, err)
+	}
+	return n, nil
+}
+
+// releaseScript frees slots without recording anything: a worker forced to
+// stop hands its tasks back to asynq, and their slots must not wait for
+// their leases to run out.
+//
+// KEYS[1] semaphore, KEYS[2] asynq's paused key.
+// ARGV[1..] task ids.
+// Returns the number of slots freed.
+var releaseScript = redis.NewScript(gateLua + `
+local n = redis.call('ZREM', KEYS[1], unpack(ARGV))
+gate_open(KEYS[2])
+return n
+`)
+
+// ReleaseSlots frees the slots the tasks ids of instance hold, and opens
+// the queue's gate if wahaq closed it.
+func (s *Store) ReleaseSlots(ctx context.Context, instance string, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	k := s.Keys(instance)
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	n, err := releaseScript.Run(ctx, s.rdb, []string{k.Slots(), k.Paused()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("release slots of %s: %w", instance, err)
+	}
+	return n, nil
+}

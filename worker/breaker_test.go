@@ -70,6 +70,9 @@ func TestCircuitBreaker(t *testing.T) {
 				return
 			}
 			require.Eventually(t, func() bool { return state() == 2 }, 20*time.Second, 10*time.Millisecond)
+			// Calls that began before the breaker opened may still be
+			// answering; count from when none is in flight.
+			require.Eventually(t, func() bool { return env.Fake.InFlight() == 0 }, 10*time.Second, 5*time.Millisecond)
 			calls := env.Fake.TotalLogoutCalls()
 			// The failed tasks come back within RetryMax; the breaker
 			// hands them back without calling the server.

@@ -121,26 +121,17 @@ func TestStartStep(t *testing.T) {
 		require.Equal(t, 2, st.cap, "the instance's cap")
 		require.Zero(t, counter(t, w.metrics.LimiterWaits.WithLabelValues("eu", "concurrency")))
 	})
-	t.Run("a slot frees up while waiting", func(t *testing.T) {
+	t.Run("cap full: handed back at once, without waiting", func(t *testing.T) {
 		t.Parallel()
 		w, _ := stepWorker(t)
-		st := &fakeStarter{replies: []bool{false, false, true}}
+		st := &fakeStarter{replies: []bool{false, true}}
 		w.starter = st
 		var ran bool
-		require.Equal(t, answer{}, w.start(reached(&ran))(context.Background(), stepAttempt()))
-		require.True(t, ran)
-		require.Equal(t, 3, st.calls)
-		require.Equal(t, 1.0, counter(t, w.metrics.LimiterWaits.WithLabelValues("eu", "concurrency")), "one wait counted once")
-	})
-	t.Run("no slot within SlotWait: handed back", func(t *testing.T) {
-		t.Parallel()
-		w, now := stepWorker(t)
-		st := &fakeStarter{replies: []bool{false}}
-		w.starter = w.starterMovingClock(st, now)
-		var ran bool
 		got := w.start(reached(&ran))(context.Background(), stepAttempt())
-		require.Equal(t, answer{NotStarted: true, RetryAfter: handBack}, got)
+		require.Equal(t, answer{NotStarted: true}, got)
 		require.False(t, ran)
+		require.Equal(t, 1, st.calls, "one try: the queue's gate, not the handler, waits for a slot")
+		require.Equal(t, 1.0, counter(t, w.metrics.LimiterWaits.WithLabelValues("eu", "concurrency")))
 	})
 	t.Run("Redis down", func(t *testing.T) {
 		t.Parallel()
@@ -149,16 +140,6 @@ func TestStartStep(t *testing.T) {
 		var ran bool
 		got := w.start(reached(&ran))(context.Background(), stepAttempt())
 		require.Equal(t, answer{NotStarted: true, RetryAfter: time.Second, RedisDown: true}, got)
-		require.False(t, ran)
-	})
-	t.Run("context ends while waiting", func(t *testing.T) {
-		t.Parallel()
-		w, _ := stepWorker(t)
-		w.starter = &fakeStarter{replies: []bool{false}}
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		var ran bool
-		require.Equal(t, answer{NotStarted: true, RetryAfter: handBack}, w.start(reached(&ran))(ctx, stepAttempt()))
 		require.False(t, ran)
 	})
 }

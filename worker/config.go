@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/reconcile"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -74,6 +75,11 @@ type Config struct {
 	// before they are handed back to the queue (WAHAQ_SHUTDOWN_GRACE).
 	// Default 30s.
 	ShutdownGrace time.Duration
+	// ReconcileInterval is how often this worker repairs records, claims,
+	// batches and queues that disagree with asynq's queues
+	// (WAHAQ_RECONCILE_INTERVAL); negative turns it off. Defaults to
+	// reconcile.DefaultInterval (30s).
+	ReconcileInterval time.Duration
 	// Validation, when its URL is set, is the subscription/key check run
 	// before each logout (WAHA_VALIDATION_URL, WAHA_VALIDATION_API_KEY).
 	Validation wahaclient.ValidatorConfig
@@ -124,6 +130,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.PollInterval, 10*time.Millisecond)
 	setDefault(&c.DelayedInterval, 250*time.Millisecond)
 	setDefault(&c.ShutdownGrace, 30*time.Second)
+	if c.ReconcileInterval == 0 { // negative means off, so not setDefault
+		c.ReconcileInterval = reconcile.DefaultInterval
+	}
 	if c.Logger == nil {
 		l := zerolog.Nop()
 		c.Logger = &l

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -36,6 +37,9 @@ type answer struct {
 	RetryAfter time.Duration
 	// RedisDown: NotStarted because Redis did not answer.
 	RedisDown bool
+	// Dropped: NotStarted because the delivery must not run at all (the
+	// task ended already); asynq is told it is done.
+	Dropped bool
 }
 
 // outageWait is how long an attempt waits for Redis to answer again (a
@@ -105,6 +109,9 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // asynq what to do next. It runs even when ctx has expired: the record must
 // be written whatever happened to the attempt.
 func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Duration, claim bool) error {
+	if ans.Dropped {
+		return nil
+	}
 	if ans.NotStarted {
 		if ans.RedisDown {
 			w.awaitRedis(ctx)
@@ -119,6 +126,9 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		if _, err := w.store.Start(wctx, a.ID, a.Payload, a.Number, 0, w.cfg.SlotLease); err != nil {
 			return err
 		}
+	}
+	if w.operatorCanceled(ctx, ans.Err) {
+		return w.recordOperatorCancel(wctx, a)
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
 	sf, err := fin.finish()
@@ -157,7 +167,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		return nil
 	case tasks.StateDead:
 		ev.Msg("task dead-lettered")
-		return fmt.Errorf("%s: %w", fin.Outcome, asynq.SkipRetry)
+		return &deadError{outcome: string(fin.Outcome), reason: fin.LastError}
 	default:
 		ev.Dur("retry_in", delay).Msg("logout failed; will retry")
 		w.metrics.Retries.WithLabelValues(a.Payload.Instance).Inc()
@@ -184,12 +194,22 @@ func (w *Worker) throttle(next step) step {
 		deadline := time.Now().Add(w.cfg.SlotWait)
 		waited := false
 		for pause := 2 * time.Millisecond; ; pause = min(pause*2, 50*time.Millisecond) {
-			ok, err := w.store.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
+			r, err := w.store.Begin(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
 			if err != nil {
 				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
 			}
-			if ok {
+			switch r.Code {
+			case store.StartStarted:
+				a.Number = r.Attempt
 				return next(ctx, a)
+			case store.StartInFlight:
+				// asynq delivered an id that is running elsewhere: never two
+				// attempts at once. Hand it back; it runs if that attempt's
+				// worker died and its slot lease runs out.
+				a.Log.Warn().Msg("second delivery of a task in flight handed back")
+				return answer{NotStarted: true, RetryAfter: w.cfg.SlotWait}
+			case store.StartEnded, store.StartSuperseded:
+				return w.dropped(a, r)
 			}
 			if !waited {
 				waited = true

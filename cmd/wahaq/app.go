@@ -93,8 +93,9 @@ func (a *app) workerConfig() worker.Config {
 		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
-		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
-		Logger:     &log,
+		ReconcileInterval: s.ReconcileInterval,
+		Validation:        wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
+		Logger:            &log,
 	}
 }
 

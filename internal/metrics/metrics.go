@@ -28,6 +28,8 @@ type Metrics struct {
 	LimiterWaits *prometheus.CounterVec
 	// Enqueued counts tasks created by this process.
 	Enqueued *prometheus.CounterVec
+	// Reconciled counts the reconciler's repairs by instance and kind.
+	Reconciled *prometheus.CounterVec
 }
 
 // New registers wahaq's metrics on reg (a new registry when nil).
@@ -52,9 +54,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		Enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wahaq_enqueued_total", Help: "Logout tasks created by this process.",
 		}, []string{"instance"}),
+		Reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_reconciled_total", Help: "Records, claims, batches and queues the reconciler repaired because they disagreed with asynq's queues, by kind.",
+		}, []string{"instance", "kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued)
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.Reconciled)
 	}
 	return m
 }

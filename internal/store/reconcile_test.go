@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
@@ -231,4 +232,10 @@ func TestStartScriptDeliveries(t *testing.T) {
 			}
 		})
 	}
+}
+
+func redisZ(member string) redis.Z { return redisZAt(member, time.Now()) }
+
+func redisZAt(member string, at time.Time) redis.Z {
+	return redis.Z{Score: float64(at.UnixMilli()), Member: member}
 }

@@ -28,6 +28,10 @@ type Batch struct {
 	Deduplicated int64 `json:"deduplicated"`
 	// Error says why a discovery failed, when it did.
 	Error string `json:"error,omitempty"`
+	// Interrupted is true when the batch's producer stopped before the
+	// batch was complete and a worker's reconciler closed it with the
+	// tasks enqueued until then.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // newBatch turns the engine's batch into the public one: every state and
@@ -35,7 +39,8 @@ type Batch struct {
 func newBatch(b *store.Batch) *Batch {
 	out := &Batch{BatchID: b.ID, Instance: b.Instance, Total: b.Total, Counts: make(map[State]int64, len(AllStates)),
 		Outcomes: make(map[Outcome]int64, len(AllOutcomes)), Done: b.Done, Discovering: b.Discovering,
-		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error}
+		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error,
+		Interrupted: b.Interrupted}
 	for _, st := range AllStates {
 		out.Counts[st] = b.Counts[string(st)]
 	}

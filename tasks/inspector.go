@@ -121,8 +121,8 @@ func (i *Inspector) resolve(ctx context.Context, sel Selection) (map[string][]st
 	if sel.All == (len(sel.IDs) > 0) {
 		return nil, fmt.Errorf("%w: give either ids or all, not both or neither", ErrInvalidInput)
 	}
-	if sel.Outcome != "" && !slices.Contains([]Outcome{OutcomeAuthFailed, OutcomeRejected, OutcomeRetriesExhausted}, sel.Outcome) {
-		return nil, fmt.Errorf("%w: outcome %q is not a dead-letter outcome (auth_failed, rejected, retries_exhausted)", ErrInvalidInput, sel.Outcome)
+	if sel.Outcome != "" && !slices.Contains([]Outcome{OutcomeAuthFailed, OutcomeRejected, OutcomeRetriesExhausted, OutcomeArchived}, sel.Outcome) {
+		return nil, fmt.Errorf("%w: outcome %q is not a dead-letter outcome (auth_failed, rejected, retries_exhausted, archived)", ErrInvalidInput, sel.Outcome)
 	}
 	insts, err := i.pick(sel.Instance)
 	if err != nil {

@@ -68,10 +68,13 @@ const (
 	OutcomeRejected Outcome = "rejected"
 	// OutcomeRetriesExhausted: transient failures past the retry limit.
 	OutcomeRetriesExhausted Outcome = "retries_exhausted"
+	// OutcomeArchived: archived in asynq's tools (asynqmon, the asynq CLI)
+	// outside wahaq; the reconciler moved it to the dead-letter queue.
+	OutcomeArchived Outcome = "archived"
 )
 
 // AllOutcomes lists every outcome.
-var AllOutcomes = []Outcome{OutcomeLoggedOut, OutcomeNotFound, OutcomeAuthFailed, OutcomeRejected, OutcomeRetriesExhausted}
+var AllOutcomes = []Outcome{OutcomeLoggedOut, OutcomeNotFound, OutcomeAuthFailed, OutcomeRejected, OutcomeRetriesExhausted, OutcomeArchived}
 
 // State returns the final state a task with this outcome is in.
 func (o Outcome) State() State {

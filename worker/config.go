@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/reconcile"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -62,6 +63,7 @@ const (
 	// SIGTERM.
 	DefaultShutdownGrace = 30 * time.Second
 )
+
 // DefaultInstanceTimeout bounds one WAHA call when Instance.Timeout is zero:
 // a real logout takes about 3 s, so 30 s is room for a slow one without
 // letting a hung server hold slots for a minute.
@@ -113,6 +115,11 @@ type Config struct {
 	// before they are handed back to the queue (WAHAQ_SHUTDOWN_GRACE).
 	// Defaults to DefaultShutdownGrace (30s).
 	ShutdownGrace time.Duration
+	// ReconcileInterval is how often this worker repairs records, claims,
+	// batches and queues that disagree with asynq's queues
+	// (WAHAQ_RECONCILE_INTERVAL); negative turns it off. Defaults to
+	// reconcile.DefaultInterval (30s).
+	ReconcileInterval time.Duration
 	// Validation, when its URL is set, is the subscription/key check run
 	// before each logout (WAHA_VALIDATION_URL, WAHA_VALIDATION_API_KEY).
 	// Defaults to no check.
@@ -164,6 +171,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.PollInterval, DefaultPollInterval)
 	setDefault(&c.DelayedInterval, DefaultDelayedInterval)
 	setDefault(&c.ShutdownGrace, DefaultShutdownGrace)
+	if c.ReconcileInterval == 0 { // negative means off, so not setDefault
+		c.ReconcileInterval = reconcile.DefaultInterval
+	}
 	if c.Logger == nil {
 		l := zerolog.Nop()
 		c.Logger = &l

@@ -39,6 +39,9 @@ type answer struct {
 	RedisDown bool
 	// Called: the WAHA server was called (the breaker counts only these).
 	Called bool
+	// Dropped: NotStarted because the delivery must not run at all (the
+	// task ended already); asynq is told it is done.
+	Dropped bool
 }
 
 // outageWait is how long an attempt waits for Redis to answer again (a
@@ -116,6 +119,9 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 // asynq what to do next. It runs even when ctx has expired: the record must
 // be written whatever happened to the attempt.
 func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Duration, claim bool) error {
+	if ans.Dropped {
+		return nil
+	}
 	if ans.NotStarted {
 		if ans.RedisDown {
 			w.awaitRedis(ctx)
@@ -130,6 +136,9 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		if _, err := w.starter.Start(wctx, a.ID, a.Payload, a.Number, 0, w.cfg.SlotLease); err != nil {
 			return err
 		}
+	}
+	if w.operatorCanceled(ctx, ans.Err) {
+		return w.recordOperatorCancel(wctx, a)
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
 	sf, err := fin.finish()
@@ -164,7 +173,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		return nil
 	case tasks.StateDead:
 		ev.Msg("task dead-lettered")
-		return fmt.Errorf("%s: %w", fin.Outcome, asynq.SkipRetry)
+		return &deadError{outcome: string(fin.Outcome), reason: fin.LastError}
 	default:
 		ev.Dur("retry_in", delay).Msg("logout failed; will retry")
 		w.metrics.Retries.WithLabelValues(a.Payload.Instance).Inc()

@@ -488,7 +488,7 @@ func TestBatch(t *testing.T) {
 	}, b.Counts)
 	require.Equal(t, map[tasks.Outcome]int64{
 		tasks.OutcomeLoggedOut: 17, tasks.OutcomeNotFound: 2, tasks.OutcomeAuthFailed: 1,
-		tasks.OutcomeRejected: 0, tasks.OutcomeRetriesExhausted: 0,
+		tasks.OutcomeRejected: 0, tasks.OutcomeRetriesExhausted: 0, tasks.OutcomeArchived: 0,
 	}, b.Outcomes)
 	require.EqualValues(t, 1, b.Deduplicated)
 	for _, s := range append(slices.Clone(names), "extra") {

@@ -8,6 +8,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/wahaclient"
 )
 
@@ -21,6 +22,12 @@ type (
 	// starter is the engine's start script (store.Store.Start).
 	starter interface {
 		Start(ctx context.Context, id string, p base.Payload, attempt, capacity int, lease time.Duration) (bool, error)
+	}
+	// beginner is a starter that also says why a task did not start
+	// (store.Store.Begin): a second delivery of a task in flight, or of one
+	// that already ended.
+	beginner interface {
+		Begin(ctx context.Context, id string, p base.Payload, attempt, capacity int, lease time.Duration) (store.StartResult, error)
 	}
 	// checker is the validation service (wahaclient.Validator).
 	checker interface {
@@ -62,15 +69,35 @@ func (w *Worker) limitRate(next step) step {
 func (w *Worker) start(next step) step {
 	return func(ctx context.Context, a *attempt) answer {
 		in := a.Instance
-		ok, err := w.starter.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
+		var err error
+		var r store.StartResult
+		b, explains := w.starter.(beginner)
+		var ok bool
+		if explains {
+			r, err = b.Begin(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
+			ok = r.Code == store.StartStarted
+		} else {
+			ok, err = w.starter.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
+		}
 		switch {
 		case err != nil:
 			return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
+		case r.Code == store.StartInFlight:
+			// asynq delivered an id that is running elsewhere (issue 10):
+			// never two attempts at once. Hand it back; it runs if that
+			// attempt's worker died and its slot lease runs out.
+			a.Log.Warn().Msg("second delivery of a task in flight handed back")
+			return answer{NotStarted: true, RetryAfter: w.cfg.SlotLease}
+		case r.Code == store.StartEnded || r.Code == store.StartSuperseded:
+			return w.dropped(a, r)
 		case !ok:
 			w.metrics.LimiterWaits.WithLabelValues(in.name, "concurrency").Inc()
 			return answer{NotStarted: true}
 		}
 		w.held.add(in.name, a.ID)
+		if r.Attempt > 0 {
+			a.Number = r.Attempt // fresh retries after a run from asynq's archive
+		}
 		return next(ctx, a)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/metrics"
+	"github.com/wahaq/wahaq/internal/reconcile"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -39,6 +40,9 @@ type Worker struct {
 	log       zerolog.Logger
 	srv       *asynq.Server
 	pipeline  step
+	recon     *reconcile.Reconciler
+	stopRecon context.CancelFunc
+	reconDone chan struct{}
 
 	// held are the tasks this process holds a concurrency slot for.
 	held inflight
@@ -52,6 +56,9 @@ type Worker struct {
 	started     bool
 	stopRenewal context.CancelFunc
 	renewDone   chan struct{}
+	// stopping is set once Shutdown begins: a canceled attempt then is the
+	// shutdown's, not an operator's.
+	stopping atomic.Bool
 }
 
 // New returns a Worker for cfg.
@@ -102,6 +109,10 @@ func New(cfg Config) (*Worker, error) {
 		w.validator = v
 	}
 	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
+	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names,
+		ResultTTL: cfg.ResultTTL, Metrics: w.metrics, Logger: &w.log, Now: cfg.Now}); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
 		Queues:         queues,
@@ -153,6 +164,15 @@ func (w *Worker) Start() error {
 		defer close(w.renewDone)
 		w.renewLoop(ctx)
 	}()
+	w.stopping.Store(false)
+	if w.cfg.ReconcileInterval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		w.stopRecon, w.reconDone = cancel, make(chan struct{})
+		go func() {
+			defer close(w.reconDone)
+			w.recon.Run(ctx, w.cfg.ReconcileInterval)
+		}()
+	}
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Int("instances", len(w.instances)).Msg("worker started")
 	return nil
 }
@@ -170,6 +190,12 @@ func (w *Worker) Shutdown() {
 	defer w.mu.Unlock()
 	if !w.started {
 		return
+	}
+	w.stopping.Store(true)
+	if w.stopRecon != nil {
+		w.stopRecon()
+		<-w.reconDone
+		w.stopRecon = nil
 	}
 	w.srv.Stop()
 	grace := time.NewTimer(w.cfg.ShutdownGrace)
@@ -213,11 +239,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// Reconcile walks the whole namespace once and repairs every record, dedup
+// claim, batch and queue that disagrees with asynq's queues, as the
+// background reconciler does every ReconcileInterval. It returns how many
+// repairs it made.
+func (w *Worker) Reconcile(ctx context.Context) (int, error) {
+	reps, err := w.recon.Sweep(ctx)
+	return len(reps), err
+}
+
 // asynqLogger sends asynq's own logs to zerolog.
 type asynqLogger struct{ l zerolog.Logger }
 
 func (a asynqLogger) Debug(args ...any) { a.l.Debug().Msg(fmt.Sprint(args...)) }
 func (a asynqLogger) Info(args ...any)  { a.l.Info().Msg(fmt.Sprint(args...)) }
-func (a asynqLogger) Warn(args ...any)  { a.l.Warn().Msg(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any) {
+	if msg := fmt.Sprint(args...); !quietAsynqLog(msg) {
+		a.l.Warn().Msg(msg)
+	}
+}
 func (a asynqLogger) Error(args ...any) { a.l.Error().Msg(fmt.Sprint(args...)) }
 func (a asynqLogger) Fatal(args ...any) { a.l.Fatal().Msg(fmt.Sprint(args...)) }

@@ -97,6 +97,7 @@ func (a *app) workerConfig() worker.Config {
 		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
+		ReconcileInterval: s.ReconcileInterval,
 		// The validation service's answers lose the WAHA keys too. (The WAHA
 		// clients are built in worker; passing them the validation key needs
 		// a worker.Instance field.)

@@ -222,7 +222,7 @@ func printBatch(w io.Writer, b *tasks.Batch, asJSON bool) error {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "batch %s on %s: %s, %d of %d tasks final\n", b.BatchID, b.Instance, status, finalCount(b), b.Total)
 	fmt.Fprintf(&sb, "  completed %d%s\n", c[tasks.StateCompleted], outcomeList(b, tasks.OutcomeLoggedOut, tasks.OutcomeNotFound))
-	fmt.Fprintf(&sb, "  dead      %d%s\n", c[tasks.StateDead], outcomeList(b, tasks.OutcomeAuthFailed, tasks.OutcomeRejected, tasks.OutcomeRetriesExhausted))
+	fmt.Fprintf(&sb, "  dead      %d%s\n", c[tasks.StateDead], outcomeList(b, tasks.OutcomeAuthFailed, tasks.OutcomeRejected, tasks.OutcomeRetriesExhausted, tasks.OutcomeArchived))
 	fmt.Fprintf(&sb, "  canceled  %d\n", c[tasks.StateCanceled])
 	if !b.Done {
 		fmt.Fprintf(&sb, "  to go     %d (scheduled %d, pending %d, active %d, retrying %d)\n", b.Total-finalCount(b),

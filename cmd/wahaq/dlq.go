@@ -35,7 +35,8 @@ func newDLQCmd() *cobra.Command {
 		Short: "Look at, replay or purge the dead-letter queue",
 		Long: `The dead-letter queue holds the tasks that ended dead: auth_failed (401/403
 from WAHA or the validation service), rejected (WAHA refused for good) and
-retries_exhausted. Nothing leaves it until a person requeues or purges it.`,
+retries_exhausted, and archived (archived in asynq's tools; a worker's
+reconciler moved it here). Nothing leaves it until a person requeues or purges it.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("unknown dlq subcommand %q: use list, requeue or purge", args[0])
@@ -138,7 +139,7 @@ func (s *selectionFlags) add(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&s.all, "all", false, "every dead letter (of --instance, with --outcome, when given)")
 	f.StringVar(&s.instance, "instance", "", "only this WAHA server's dead letters")
-	f.StringVar(&s.outcome, "outcome", "", "only dead letters with this outcome: auth_failed, rejected or retries_exhausted")
+	f.StringVar(&s.outcome, "outcome", "", "only dead letters with this outcome: auth_failed, rejected, retries_exhausted or archived")
 }
 
 func (s *selectionFlags) selection(verb string, ids []string) (tasks.Selection, error) {
@@ -147,9 +148,9 @@ func (s *selectionFlags) selection(verb string, ids []string) (tasks.Selection, 
 		return sel, usagef("give task ids to %s, or --all, not both or neither", verb)
 	}
 	switch sel.Outcome {
-	case "", tasks.OutcomeAuthFailed, tasks.OutcomeRejected, tasks.OutcomeRetriesExhausted:
+	case "", tasks.OutcomeAuthFailed, tasks.OutcomeRejected, tasks.OutcomeRetriesExhausted, tasks.OutcomeArchived:
 	default:
-		return sel, usagef("--outcome %q is not a dead-letter outcome: use auth_failed, rejected or retries_exhausted", s.outcome)
+		return sel, usagef("--outcome %q is not a dead-letter outcome: use auth_failed, rejected, retries_exhausted or archived", s.outcome)
 	}
 	for _, id := range ids {
 		if err := tasks.ValidateTaskID(id); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/wahaq/wahaq/internal/httpserver"
+	"github.com/wahaq/wahaq/internal/reconcile"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/worker"
 )
@@ -43,6 +44,7 @@ type Settings struct {
 	RetryMax            time.Duration // WAHAQ_RETRY_MAX, default 10m
 	ResultTTL           time.Duration // WAHAQ_RESULT_TTL, default 24h
 	ShutdownGrace       time.Duration // WAHAQ_SHUTDOWN_GRACE, default 30s
+	ReconcileInterval   time.Duration // WAHAQ_RECONCILE_INTERVAL, default reconcile.DefaultInterval (30s)
 	APITokens           []string      // WAHAQ_API_TOKENS, comma-separated
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
 	LogLevel            string        // LOG_LEVEL, default info
@@ -75,6 +77,7 @@ var table = []setting{
 	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false},
 	{"WAHAQ_RESULT_TTL", "result-ttl", shortDuration(tasks.DefaultResultTTL), "how long results stay pollable", false},
 	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", shortDuration(worker.DefaultShutdownGrace), "how long in-flight logouts may finish after SIGTERM", false},
+	{"WAHAQ_RECONCILE_INTERVAL", "reconcile-interval", shortDuration(reconcile.DefaultInterval), "how often workers repair records that disagree with asynq's queues (tasks deleted or archived in asynq's tools, stale claims, batches left open)", false},
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
 	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
@@ -160,6 +163,7 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		RetryMax:            dur("WAHAQ_RETRY_MAX"),
 		ResultTTL:           dur("WAHAQ_RESULT_TTL"),
 		ShutdownGrace:       dur("WAHAQ_SHUTDOWN_GRACE"),
+		ReconcileInterval:   dur("WAHAQ_RECONCILE_INTERVAL"),
 		APITokens:           splitList(v["WAHAQ_API_TOKENS"]),
 		Namespace:           v["WAHAQ_NAMESPACE"],
 		LogLevel:            v["LOG_LEVEL"],

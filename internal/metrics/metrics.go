@@ -31,6 +31,8 @@ type Metrics struct {
 	// CircuitState is each server's circuit breaker in this process: 0
 	// closed, 1 half-open, 2 open.
 	CircuitState *prometheus.GaugeVec
+	// Reconciled counts the reconciler's repairs by instance and kind.
+	Reconciled *prometheus.CounterVec
 }
 
 // New registers wahaq's metrics on reg (a new registry when nil).
@@ -58,9 +60,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		CircuitState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wahaq_circuit_state", Help: "Circuit breaker of each WAHA server in this worker: 0 closed, 1 half-open, 2 open (its tasks are handed back without calling it).",
 		}, []string{"instance"}),
+		Reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_reconciled_total", Help: "Records, claims, batches and queues the reconciler repaired because they disagreed with asynq's queues, by kind.",
+		}, []string{"instance", "kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState)
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled)
 	}
 	return m
 }

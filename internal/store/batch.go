@@ -24,6 +24,11 @@ const (
 	BatchDiscovering = "discovering" // set while the worker lists sessions
 	BatchDedup       = "dedup"
 	BatchError       = "error"
+	// BatchHeartbeat is when a producer last added to an open batch (ms).
+	BatchHeartbeat = "hb"
+	// BatchInterrupted is set on a batch the reconciler closed because its
+	// producer stopped filling it.
+	BatchInterrupted = "interrupted"
 	// BatchOutcomePrefix prefixes the outcome counters.
 	BatchOutcomePrefix = "o:"
 )
@@ -65,10 +70,13 @@ type Batch struct {
 	Outcomes map[string]int64
 	// Done is true when the batch is closed and every task in it is final.
 	Done, Discovering bool
-	CreatedAt         time.Time
-	ScheduledFor      *time.Time
-	Deduplicated      int64
-	Error             string
+	// Interrupted is true when the reconciler closed the batch because its
+	// producer stopped filling it.
+	Interrupted  bool
+	CreatedAt    time.Time
+	ScheduledFor *time.Time
+	Deduplicated int64
+	Error        string
 }
 
 // CreateBatch writes a new, open batch. Enqueue adds its tasks; CloseBatch
@@ -131,7 +139,7 @@ func (s *Store) GetBatch(ctx context.Context, instances []string, id string) (*B
 func (s *Store) decodeBatch(id, instance string, m map[string]string) *Batch {
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
 	b := &Batch{ID: id, Instance: instance, Total: num(BatchTotal), Counts: map[string]int64{}, Outcomes: map[string]int64{},
-		Deduplicated: num(BatchDedup), Error: m[BatchError], Discovering: m[BatchDiscovering] != ""}
+		Deduplicated: num(BatchDedup), Error: m[BatchError], Discovering: m[BatchDiscovering] != "", Interrupted: m[BatchInterrupted] != ""}
 	for _, st := range States {
 		b.Counts[st] = num(st)
 	}

@@ -75,3 +75,7 @@ func (k Keys) Retry() string { return asynqwire.RetryKey(k.Queue) }
 
 // Archived is asynq's archive set.
 func (k Keys) Archived() string { return asynqwire.ArchivedKey(k.Queue) }
+
+// Prefix is the start of every wahaq key of the queue ("wahaq:{<queue>}:");
+// scripts append record, dedup and batch names they learn inside Redis.
+func (k Keys) Prefix() string { return k.prefix }

@@ -52,12 +52,20 @@ if live and live ~= ARGV[1] then
     return {2, live}
   end
 end
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[2], 'msg', ARGV[2], 'state', 'pending', 'pending_since', ARGV[3])
-redis.call('LPUSH', KEYS[4], ARGV[1])
+-- (issue 10) already run from asynq's archive: it is queued once already;
+-- pushing it again would run the id twice at once
+local ast = redis.call('HGET', KEYS[2], 'state')
+local queued = ast == 'pending' or ast == 'scheduled' or ast == 'retry'
+if not queued then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HSET', KEYS[2], 'msg', ARGV[2], 'state', 'pending', 'pending_since', ARGV[3])
+  redis.call('LPUSH', KEYS[4], ARGV[1])
+end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', 0)
-redis.call('HDEL', KEYS[1], 'outcome', 'fin', 'result', 'err', 'next', 'sched')
+redis.call('HDEL', KEYS[1], 'outcome', 'fin', 'result', 'err', 'next', 'sched', 'aoff', 'rst')
+-- asynq's message keeps its retry count: the start counts from there
+if queued then redis.call('HSET', KEYS[1], 'rst', 1) end
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('SET', KEYS[6], ARGV[1])

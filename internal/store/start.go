@@ -15,43 +15,75 @@ import (
 // worker that dies holding one frees it when the lease runs out.
 //
 // A record that is missing (the task came from asynq's own tools) is created
-// from the payload. A record that is already final (dead, completed or
-// canceled) is a restart: the task was run again from outside wahaq (asynq's
-// tools) or delivered twice; it leaves the dead letters, loses its outcome,
-// and its batch counts it active again.
+// from the payload. A dead record is a restart: the dead letter was run again
+// from asynq's archive. Like a requeue, it takes the session's dedup claim
+// back with fresh retries (the attempt offset "aoff" makes asynq's retry
+// count start again), or, when the session has another live task, closes
+// itself (canceled) in that task's favour. A record marked "rst" was revived
+// by the reconciler and gets fresh retries the same way.
 //
 // When it takes the last slot, or finds none free, it closes the queue's
 // gate (gate.go) so that asynq stops dequeuing the server's tasks until
 // Finish frees a slot.
 //
+// Never two attempts of one id at once: an active record whose slot lease
+// has not run out is in flight elsewhere (asynq delivered the id twice), so
+// this delivery is refused. A completed or canceled record was delivered
+// again after it ended: there is nothing to do.
+//
 // KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dead letters,
-// KEYS[5] asynq's paused key.
+// KEYS[5] dedup, KEYS[6] asynq's paused key.
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] lease until (ms), ARGV[4] cap (0 =
-// none), ARGV[5] attempt, ARGV[6] instance, ARGV[7] session, ARGV[8] batch
-// id, ARGV[9] max retries.
-// Returns startStarted, or startCapped when the cap is reached (nothing
-// changed).
+// none), ARGV[5] attempt (asynq's retry count + 1), ARGV[6] instance,
+// ARGV[7] session, ARGV[8] batch id, ARGV[9] max retries, ARGV[10] asynq
+// task key prefix, ARGV[11] TTL of a superseded record (s).
+// Returns the attempt number (>= 1) when started, startCapped when the cap is
+// reached, startInFlight, startEnded or {startSuperseded, live id}: nothing
+// was started.
 var startScript = redis.NewScript(batchLua + gateLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+local old = redis.call('HGET', KEYS[2], 'state')
+if old == 'active' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+if old == 'completed' or old == 'canceled' then return -2 end
+local batch = ARGV[8] ~= '' and old and redis.call('EXISTS', KEYS[3]) == 1
+if old == 'dead' then
+  -- run again from asynq's archive: a requeue, unless another task holds the session
+  local live = redis.call('GET', KEYS[5])
+  if live and live ~= ARGV[1] then
+    local lst = redis.call('HGET', ARGV[10] .. live, 'state')
+    if lst and lst ~= 'archived' and lst ~= 'completed' then
+      redis.call('ZREM', KEYS[4], ARGV[1])
+      redis.call('HSET', KEYS[2], 'state', 'canceled', 'err', 'superseded by live task ' .. live)
+      redis.call('EXPIRE', KEYS[2], ARGV[11])
+      if batch then batch_move(KEYS[3], 'dead', 'canceled') end
+      return {-3, live}
+    end
+  end
+end
 local cap = tonumber(ARGV[4])
 if cap > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= cap then
-  gate_close(KEYS[1], KEYS[5])
+  gate_close(KEYS[1], KEYS[6])
   return 0
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then gate_close(KEYS[1], KEYS[5]) end
-local old = redis.call('HGET', KEYS[2], 'state')
+if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then gate_close(KEYS[1], KEYS[6]) end
 if not old then
   redis.call('HSET', KEYS[2], 'instance', ARGV[6], 'session', ARGV[7], 'max', ARGV[9], 'enq', ARGV[2])
   if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'batch', ARGV[8]) end
 end
-redis.call('HSET', KEYS[2], 'state', 'active', 'attempts', ARGV[5])
+if old == 'dead' or redis.call('HGET', KEYS[2], 'rst') then
+  -- fresh retries: count attempts from this delivery on
+  redis.call('HSET', KEYS[2], 'aoff', tonumber(ARGV[5]) - 1)
+  redis.call('HDEL', KEYS[2], 'rst')
+end
+local attempt = tonumber(ARGV[5]) - (tonumber(redis.call('HGET', KEYS[2], 'aoff')) or 0)
+if attempt < 1 then attempt = 1 end
+redis.call('HSET', KEYS[2], 'state', 'active', 'attempts', attempt)
 redis.call('HDEL', KEYS[2], 'next')
-local batch = ARGV[8] ~= '' and old and redis.call('EXISTS', KEYS[3]) == 1
-if old == 'dead' or old == 'completed' or old == 'canceled' then
-  -- run again from outside wahaq (asynq's tools) or a duplicate delivery
+if old == 'dead' then
   redis.call('PERSIST', KEYS[2])
   redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('SET', KEYS[5], ARGV[1])
   local oo = redis.call('HGET', KEYS[2], 'outcome')
   redis.call('HDEL', KEYS[2], 'outcome', 'fin', 'result')
   if batch then
@@ -60,28 +92,87 @@ if old == 'dead' or old == 'completed' or old == 'canceled' then
   end
 end
 if batch and old ~= 'active' then batch_move(KEYS[3], old, 'active') end
-return 1
+return attempt
 `)
 
-// Replies of startScript.
+// supersededTTL is how long a dead letter closed in favour of a live task
+// by a restart keeps its record: the default result TTL.
+const supersededTTL = 24 * time.Hour
+
+// Replies of startScript other than an attempt number.
 const (
-	startCapped  = 0
-	startStarted = 1
+	startCapped     = 0
+	startInFlight   = -1
+	startEnded      = -2
+	startSuperseded = -3
 )
+
+// StartCode says what Begin did.
+type StartCode int
+
+// Start codes.
+const (
+	// StartStarted: the slot is taken and the task is active.
+	StartStarted StartCode = iota
+	// StartCapped: the instance's cap is reached; nothing changed.
+	StartCapped
+	// StartInFlight: another attempt of the same id holds a live slot
+	// lease (a second delivery); nothing changed. Hand it back.
+	StartInFlight
+	// StartEnded: the task is already completed or canceled (a delivery
+	// after its end); nothing to do.
+	StartEnded
+	// StartSuperseded: a dead letter run again from asynq's archive while
+	// the session has another live task; it was closed (canceled) in that
+	// task's favour.
+	StartSuperseded
+)
+
+// StartResult is what Begin did.
+type StartResult struct {
+	Code StartCode
+	// Attempt is the attempt number as wahaq counts it (fresh retries
+	// after a restart), set when Code is StartStarted.
+	Attempt int
+	// LiveID is the session's live task when Code is StartSuperseded.
+	LiveID string
+}
 
 // Start takes a concurrency slot of the instance for the task and marks it
 // active. It returns false, and changes nothing, when the instance already
-// has capacity logouts in flight (capacity 0 means no cap). The slot is a
-// lease that ends at lease from now, or at Finish.
+// has capacity logouts in flight (capacity 0 means no cap) or the task
+// cannot start (see Begin). The slot is a lease that ends at lease from
+// now, or at Finish.
 func (s *Store) Start(ctx context.Context, id string, p base.Payload, attempt, capacity int, lease time.Duration) (bool, error) {
+	r, err := s.Begin(ctx, id, p, attempt, capacity, lease)
+	return r.Code == StartStarted, err
+}
+
+// Begin is Start with the reason when the task did not start.
+func (s *Store) Begin(ctx context.Context, id string, p base.Payload, attempt, capacity int, lease time.Duration) (StartResult, error) {
 	k := s.Keys(p.Instance)
 	now := s.now()
-	n, err := startScript.Run(ctx, s.rdb,
-		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.DeadLetters(), k.Paused()},
+	v, err := startScript.Run(ctx, s.rdb,
+		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.DeadLetters(), k.Dedup(p.Session), k.Paused()},
 		id, now.UnixMilli(), now.Add(lease).UnixMilli(), capacity, attempt,
-		p.Instance, p.Session, p.BatchID, p.MaxRetries).Int()
+		p.Instance, p.Session, p.BatchID, p.MaxRetries, k.AsynqTaskPrefix(), ttlSeconds(supersededTTL)).Result()
 	if err != nil {
-		return false, fmt.Errorf("start task %s: %w", id, err)
+		return StartResult{Code: StartCapped}, fmt.Errorf("start task %s: %w", id, err)
 	}
-	return n == startStarted, nil
+	switch v := v.(type) {
+	case int64:
+		switch {
+		case v > 0:
+			return StartResult{Code: StartStarted, Attempt: int(v)}, nil
+		case v == startInFlight:
+			return StartResult{Code: StartInFlight}, nil
+		case v == startEnded:
+			return StartResult{Code: StartEnded}, nil
+		}
+		return StartResult{Code: StartCapped}, nil
+	case []any:
+		live, _ := v[1].(string)
+		return StartResult{Code: StartSuperseded, LiveID: live}, nil
+	}
+	return StartResult{Code: StartCapped}, fmt.Errorf("start task %s: unexpected reply %v", id, v)
 }

@@ -57,15 +57,17 @@ func TestStartScript(t *testing.T) {
 		require.Equal(t, []string{id}, f.zmembers(f.k.Slots()))
 	})
 
-	t.Run("the slot holder starts again at the cap", func(t *testing.T) {
+	// issue 10: a second delivery of an id whose attempt holds a live slot
+	// lease never starts a second attempt at the same time.
+	t.Run("the slot holder is not started twice", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
 		p, id := f.enqueue("s1", "")
 		f.start(id, p)
-		ok, err := f.st.Start(f.ctx, id, p, 2, 1, time.Minute)
+		r, err := f.st.Begin(f.ctx, id, p, 2, 1, time.Minute)
 		require.NoError(t, err)
-		require.True(t, ok)
-		require.Equal(t, "2", f.hash(f.k.Record(id))["attempts"])
+		require.Equal(t, store.StartInFlight, r.Code)
+		require.Equal(t, "1", f.hash(f.k.Record(id))["attempts"])
 	})
 
 	t.Run("a task from asynq's tools gets a record", func(t *testing.T) {
@@ -82,13 +84,12 @@ func TestStartScript(t *testing.T) {
 		require.Equal(t, "", b["active"])
 	})
 
-	// The restart branch: a final task runs again (asynq's tools, or a
-	// duplicate delivery). It leaves the dead letters and its outcome, and
-	// its batch counts it active again.
+	// The restart branch: a dead letter runs again (asynq's tools). It
+	// leaves the dead letters and its outcome, and its batch counts it
+	// active again. A completed or canceled task delivered again is not
+	// started (issue 10; TestStartScriptDeliveries).
 	for _, c := range []struct{ from, outcome string }{
 		{store.StateDead, "auth_failed"},
-		{store.StateCompleted, "logged_out"},
-		{store.StateCanceled, ""},
 	} {
 		t.Run("restart from "+c.from, func(t *testing.T) {
 			t.Parallel()

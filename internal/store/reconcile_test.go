@@ -1,0 +1,241 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/redistest"
+	"github.com/wahaq/wahaq/internal/store"
+)
+
+// seed writes a record, its claim and its batch (counting it in state st)
+// and, when ast is set, asynq's task hash in state ast, listed where asynq
+// lists it.
+func seed(t *testing.T, st *store.Store, id, state, ast string) store.Keys {
+	t.Helper()
+	ctx := context.Background()
+	k := st.Keys("default")
+	rdb := st.Redis()
+	require.NoError(t, rdb.HSet(ctx, k.Record(id), "state", state, "session", "s1", "batch", "b1", "max", 3).Err())
+	require.NoError(t, rdb.Set(ctx, k.Dedup("s1"), id, 0).Err())
+	require.NoError(t, rdb.HSet(ctx, k.Batch("b1"), "total", 1, state, 1).Err())
+	if ast != "" {
+		require.NoError(t, rdb.HSet(ctx, k.AsynqTask(id), "state", ast, "msg", "x").Err())
+		switch ast {
+		case "pending":
+			require.NoError(t, rdb.LPush(ctx, k.Pending(), id).Err())
+		case "retry":
+			require.NoError(t, rdb.ZAdd(ctx, k.Retry(), redisZ(id)).Err())
+		case "archived":
+			require.NoError(t, rdb.ZAdd(ctx, k.Archived(), redisZ(id)).Err())
+		}
+	}
+	if state == "dead" {
+		require.NoError(t, rdb.ZAdd(ctx, k.DeadLetters(), redisZ(id)).Err())
+	}
+	return k
+}
+
+func TestReconcileTasksScript(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, state, ast, kind string
+		// wantState is the record's state afterwards, wantClaim whether the
+		// session's claim still names the task, wantAsynq whether asynq's
+		// task still exists, wantDead whether it is in the dead letters.
+		wantState                      string
+		wantClaim, wantAsynq, wantDead bool
+		wantBatchState                 string
+	}{
+		{"pending, asynq task gone", "pending", "", store.RepairGone, "canceled", false, false, false, "canceled"},
+		{"retrying, asynq task gone", "retrying", "", store.RepairGone, "canceled", false, false, false, "canceled"},
+		{"scheduled, asynq pending (on time)", "scheduled", "pending", store.RepairNone, "scheduled", true, true, false, "scheduled"},
+		{"pending, archived in asynq", "pending", "archived", store.RepairArchived, "dead", false, true, true, "dead"},
+		{"dead, run from asynq's archive", "dead", "pending", store.RepairRevived, "pending", true, true, false, "pending"},
+		{"dead, still archived", "dead", "archived", store.RepairNone, "dead", true, true, true, "dead"},
+		{"canceled, asynq retry (operator cancel)", "canceled", "retry", store.RepairStray, "canceled", true, false, false, "canceled"},
+		{"active, asynq task present", "active", "active", store.RepairNone, "active", true, true, false, "active"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb := redistest.Client(t)
+			st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+			k := seed(t, st, "t1", tc.state, tc.ast)
+			reps, err := st.ReconcileTasks(ctx, "default", []string{"t1"}, time.Hour)
+			require.NoError(t, err)
+			if tc.kind == store.RepairNone {
+				require.Empty(t, reps)
+			} else {
+				require.Equal(t, []store.Repair{{Kind: tc.kind, Instance: "default", ID: "t1"}}, reps)
+			}
+			require.Equal(t, tc.wantState, rdb.HGet(ctx, k.Record("t1"), "state").Val())
+			require.Equal(t, tc.wantClaim, rdb.Get(ctx, k.Dedup("s1")).Val() == "t1", "claim")
+			require.Equal(t, tc.wantAsynq, rdb.Exists(ctx, k.AsynqTask("t1")).Val() == 1, "asynq task")
+			require.Equal(t, tc.wantDead, rdb.ZScore(ctx, k.DeadLetters(), "t1").Err() == nil, "dead letters")
+			require.Equal(t, "1", rdb.HGet(ctx, k.Batch("b1"), tc.wantBatchState).Val(), "batch counts it %s", tc.wantBatchState)
+			if tc.kind == store.RepairArchived {
+				require.Equal(t, store.OutcomeArchived, rdb.HGet(ctx, k.Record("t1"), "outcome").Val())
+				require.Equal(t, "1", rdb.HGet(ctx, k.Batch("b1"), "o:archived").Val())
+			}
+			// idempotent: a second pass (another replica) repairs nothing
+			again, err := st.ReconcileTasks(ctx, "default", []string{"t1"}, time.Hour)
+			require.NoError(t, err)
+			require.Empty(t, again)
+		})
+	}
+}
+
+func TestReleaseStaleClaimsScript(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, state, ast string
+		released         bool
+	}{
+		{"record missing", "", "", true},
+		{"completed", "completed", "", true},
+		{"dead and archived", "dead", "archived", true},
+		{"pending", "pending", "pending", false},
+		{"dead but queued again by asynq", "dead", "pending", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb := redistest.Client(t)
+			st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+			k := st.Keys("default")
+			if tc.state != "" {
+				seed(t, st, "t1", tc.state, tc.ast)
+			} else {
+				require.NoError(t, rdb.Set(ctx, k.Dedup("s1"), "t1", 0).Err())
+			}
+			reps, err := st.ReleaseStaleClaims(ctx, "default", []string{"s1"})
+			require.NoError(t, err)
+			require.Equal(t, tc.released, len(reps) == 1)
+			require.Equal(t, !tc.released, rdb.Exists(ctx, k.Dedup("s1")).Val() == 1)
+		})
+	}
+}
+
+func TestCloseStaleBatchesScript(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	cases := []struct {
+		name   string
+		fields []any
+		closed bool
+	}{
+		{"open, producer silent", []any{"open", 1, "created", now.Add(-time.Hour).UnixMilli(), "total", 3}, true},
+		{"open, recent heartbeat", []any{"open", 1, "created", now.Add(-time.Hour).UnixMilli(), "hb", now.UnixMilli()}, false},
+		{"open, discovering", []any{"open", 1, "discovering", 1, "created", now.Add(-time.Hour).UnixMilli()}, false},
+		{"closed", []any{"created", now.Add(-time.Hour).UnixMilli(), "total", 1}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb := redistest.Client(t)
+			st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+			k := st.Keys("default")
+			require.NoError(t, rdb.HSet(ctx, k.Batch("b1"), tc.fields...).Err())
+			reps, err := st.CloseStaleBatches(ctx, "default", []string{"b1"}, 5*time.Minute, time.Hour)
+			require.NoError(t, err)
+			require.Equal(t, tc.closed, len(reps) == 1)
+			b, err := st.GetBatch(ctx, []string{"default"}, "b1")
+			require.NoError(t, err)
+			require.Equal(t, tc.closed, b.Interrupted)
+			if tc.closed {
+				require.Equal(t, int64(3), b.Total, "the total it really holds")
+				require.Equal(t, store.BatchInterruptedError, b.Error)
+			}
+		})
+	}
+}
+
+func TestRegisterQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+	k := st.Keys("default")
+	t.Cleanup(func() { rdb.SRem(context.Background(), asynqwire.AllQueues, k.Queue) })
+	ok, err := st.RegisterQueue(ctx, "default")
+	require.NoError(t, err)
+	require.False(t, ok, "an empty queue is not registered")
+	require.NoError(t, rdb.LPush(ctx, k.Pending(), "t1").Err())
+	ok, err = st.RegisterQueue(ctx, "default")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, rdb.SIsMember(ctx, asynqwire.AllQueues, k.Queue).Val())
+	ok, err = st.RegisterQueue(ctx, "default")
+	require.NoError(t, err)
+	require.False(t, ok, "already registered")
+}
+
+func TestStartScriptDeliveries(t *testing.T) {
+	t.Parallel()
+	p := base.Payload{Instance: "default", Session: "s1", BatchID: "b1", MaxRetries: 3}
+	cases := []struct {
+		name, state string
+		other       bool // the session's claim names another live task
+		slot        bool // a live slot lease of this id
+		want        store.StartCode
+		wantAttempt int
+	}{
+		{"pending", "pending", false, false, store.StartStarted, 5},
+		{"active with a live slot (second delivery)", "active", false, true, store.StartInFlight, 0},
+		{"active, slot expired (crashed worker)", "active", false, false, store.StartStarted, 5},
+		{"completed", "completed", false, false, store.StartEnded, 0},
+		{"canceled", "canceled", false, false, store.StartEnded, 0},
+		{"dead, run from asynq: fresh retries", "dead", false, false, store.StartStarted, 1},
+		{"dead, session has another live task", "dead", true, false, store.StartSuperseded, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb := redistest.Client(t)
+			st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+			k := seed(t, st, "t1", tc.state, "")
+			if tc.slot {
+				require.NoError(t, rdb.ZAdd(ctx, k.Slots(), redisZAt("t1", time.Now().Add(time.Hour))).Err())
+			}
+			if tc.other {
+				require.NoError(t, rdb.Set(ctx, k.Dedup("s1"), "t2", 0).Err())
+				require.NoError(t, rdb.HSet(ctx, k.AsynqTask("t2"), "state", "pending").Err())
+			}
+			r, err := st.Begin(ctx, "t1", p, 5, 4, time.Minute)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, r.Code)
+			require.Equal(t, tc.wantAttempt, r.Attempt)
+			switch tc.want {
+			case store.StartStarted:
+				require.Equal(t, "active", rdb.HGet(ctx, k.Record("t1"), "state").Val())
+				if tc.state == "dead" {
+					require.Equal(t, "t1", rdb.Get(ctx, k.Dedup("s1")).Val(), "the claim is taken back")
+					require.Error(t, rdb.ZScore(ctx, k.DeadLetters(), "t1").Err(), "left the dead letters")
+				}
+			case store.StartSuperseded:
+				require.Equal(t, "t2", r.LiveID)
+				require.Equal(t, "canceled", rdb.HGet(ctx, k.Record("t1"), "state").Val())
+				require.Equal(t, "1", rdb.HGet(ctx, k.Batch("b1"), "canceled").Val())
+			default:
+				require.Equal(t, tc.state, rdb.HGet(ctx, k.Record("t1"), "state").Val(), "unchanged")
+			}
+		})
+	}
+}
+
+func redisZ(member string) redis.Z { return redisZAt(member, time.Now()) }
+
+func redisZAt(member string, at time.Time) redis.Z {
+	return redis.Z{Score: float64(at.UnixMilli()), Member: member}
+}

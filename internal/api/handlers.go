@@ -278,6 +278,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error, notFoun
 		s.problem(w, http.StatusNotFound, notFound)
 	case errors.Is(err, tasks.ErrAlreadyStarted):
 		s.problem(w, http.StatusConflict, errorString(err))
+	case s.failUnavailable(w, r, err):
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		s.log.Debug().Err(err).Str("method", r.Method).Str("path", routePath(r.Pattern)).Msg("request canceled by the client")

@@ -67,6 +67,9 @@ type Batch struct {
 	Outcomes map[string]int64
 	// Done is true when the batch is closed and every task in it is final.
 	Done, Discovering bool
+	// Open is true while the batch may still gain tasks (CreateBatch until
+	// closed).
+	Open bool
 	// Interrupted is true when the batch was closed before its producer had
 	// enqueued every task; Total is what it holds.
 	Interrupted  bool
@@ -125,7 +128,7 @@ func (s *Store) decodeBatch(id, instance string, m map[string]string) *Batch {
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
 	b := &Batch{ID: id, Instance: instance, Total: num(BatchTotal), Counts: map[string]int64{}, Outcomes: map[string]int64{},
 		Deduplicated: num(BatchDedup), Error: m[BatchError], Discovering: m[BatchDiscovering] != "",
-		Interrupted: m[BatchInterrupted] != ""}
+		Interrupted: m[BatchInterrupted] != "", Open: m[BatchOpen] != ""}
 	for _, st := range States {
 		b.Counts[st] = num(st)
 	}

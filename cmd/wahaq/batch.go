@@ -239,7 +239,7 @@ func printBatch(w io.Writer, b *tasks.Batch, asJSON bool) error {
 		fmt.Fprintf(&sb, "  interrupted: closed before its producer had enqueued every session; it holds %d tasks\n", b.Total)
 	}
 	if b.Error != "" {
-		fmt.Fprintf(&sb, "  error: %s\n", b.Error)
+		fmt.Fprintf(&sb, "  error: %s\n", oneLine(b.Error, 0))
 	}
 	if c[tasks.StateDead] > 0 {
 		sb.WriteString("  dead tasks are in the dead-letter queue: wahaq dlq list\n")

@@ -10,7 +10,7 @@ func (s *server) deleteBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	c, err := s.cfg.Producer.CancelBatch(r.Context(), id)
 	if err != nil {
-		s.fail(w, r, err, fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80)))
+		s.fail(w, r, err, details{notFound: fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80))})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, c)

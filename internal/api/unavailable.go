@@ -73,15 +73,16 @@ func (s *server) failUnavailable(w http.ResponseWriter, r *http.Request, err err
 	}
 	s.log.Error().Err(err).Str("method", r.Method).Str("path", routePath(r.Pattern)).Int("status", status).Msg("request failed")
 	if !isBatch {
-		s.problem(w, status, detail)
+		s.problem(w, r, status, detail)
 		return true
 	}
 	detail = "the batch was created but not every logout could be enqueued; it is closed with the enqueued ones " +
 		"(follow it at /v1/batches/{id}, cancel it with DELETE /v1/batches/{id}): " + detail
 	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Type", problemType(r.Header.Values("Accept")))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Add("Vary", "Accept")
 	h.Set("Location", "/v1/batches/"+be.BatchID)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(batchProblem{

@@ -95,10 +95,47 @@ func (s *Store) closeBatch(ctx context.Context, instance, id, dedup, errMsg stri
 	}
 	n, err := closeBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.OpenBatches()},
 		id, s.now().UnixMilli(), ttlSeconds(ttl), dedup, errMsg, flag(interrupted), flag(onlyExpired)).Int()
+	if err != nil && !onlyExpired {
+		// A producer closing its own batch must not leave it open because
+		// the script call failed (a blip): the same writes as a transaction,
+		// then the expiry check. Applied twice they change nothing more.
+		err = s.closeBatchTx(ctx, instance, id, dedup, errMsg, interrupted, ttl)
+		n = closeDone
+	}
 	if err != nil {
 		return 0, fmt.Errorf("close batch %s: %w", id, err)
 	}
 	return n, nil
+}
+
+func (s *Store) closeBatchTx(ctx context.Context, instance, id, dedup, errMsg string, interrupted bool, ttl time.Duration) error {
+	k := s.Keys(instance)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, k.Batch(id), BatchOpen, BatchDiscovering)
+		p.ZRem(ctx, k.OpenBatches(), id)
+		if dedup != "" {
+			p.HSet(ctx, k.Batch(id), BatchDedup, dedup)
+		}
+		if errMsg != "" {
+			p.HSet(ctx, k.Batch(id), BatchError, errMsg)
+		}
+		if interrupted {
+			p.HSet(ctx, k.Batch(id), BatchInterrupted, 1)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	b, err := s.GetBatch(ctx, []string{instance}, id)
+	if err == nil && b.Done {
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Expire(ctx, k.Batch(id), ttl)
+			p.Expire(ctx, k.BatchTasks(id), ttl)
+			return nil
+		})
+	}
+	return err
 }
 
 // CloseBatch marks a batch as holding all its tasks, records how many

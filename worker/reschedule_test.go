@@ -28,7 +28,7 @@ func TestNowMeansNow(t *testing.T) {
 	require.Equal(t, later.ID, now.ID)
 	require.True(t, now.Deduplicated)
 	require.True(t, now.Rescheduled)
-	require.Equal(t, tasks.StatePending, now.State)
+	require.Contains(t, []tasks.State{tasks.StatePending, tasks.StateActive}, now.State, "a worker may have it already")
 	require.Nil(t, now.ScheduledFor)
 
 	done := env.WaitTask(t, now.ID, wait)

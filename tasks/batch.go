@@ -19,8 +19,11 @@ type Batch struct {
 	// Done is true when every task of the batch is completed, dead or
 	// canceled, and the batch has all its tasks (a discovery batch is not
 	// done before the server's sessions are listed).
-	Done         bool       `json:"done"`
-	Discovering  bool       `json:"discovering,omitempty"`
+	Done        bool `json:"done"`
+	Discovering bool `json:"discovering,omitempty"`
+	// Interrupted is true when the batch was closed before its producer had
+	// enqueued every task (a failure, a kill): Total is what it holds.
+	Interrupted  bool       `json:"interrupted,omitempty"`
 	CreatedAt    time.Time  `json:"created_at"`
 	ScheduledFor *time.Time `json:"scheduled_for"`
 	// Deduplicated counts sessions of the request that already had a live
@@ -28,19 +31,14 @@ type Batch struct {
 	Deduplicated int64 `json:"deduplicated"`
 	// Error says why a discovery failed, when it did.
 	Error string `json:"error,omitempty"`
-	// Interrupted is true when the batch's producer stopped before the
-	// batch was complete and a worker's reconciler closed it with the
-	// tasks enqueued until then.
-	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // newBatch turns the engine's batch into the public one: every state and
 // every outcome has a count, zero when none.
 func newBatch(b *store.Batch) *Batch {
 	out := &Batch{BatchID: b.ID, Instance: b.Instance, Total: b.Total, Counts: make(map[State]int64, len(AllStates)),
-		Outcomes: make(map[Outcome]int64, len(AllOutcomes)), Done: b.Done, Discovering: b.Discovering,
-		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error,
-		Interrupted: b.Interrupted}
+		Outcomes: make(map[Outcome]int64, len(AllOutcomes)), Done: b.Done, Discovering: b.Discovering, Interrupted: b.Interrupted,
+		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error}
 	for _, st := range AllStates {
 		out.Counts[st] = b.Counts[string(st)]
 	}

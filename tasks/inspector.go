@@ -39,12 +39,15 @@ func (i *Inspector) Task(ctx context.Context, id string) (*Task, error) {
 	return newTask(r), nil
 }
 
-// Batch returns a batch's status, or ErrNotFound.
+// Batch returns a batch's status, or ErrNotFound. A batch found open whose
+// producer's lease has ended (the producer died part way) is closed first,
+// marked interrupted, as the reconciler would: it then reads done once the
+// tasks it holds are final.
 func (i *Inspector) Batch(ctx context.Context, id string) (*Batch, error) {
 	if err := ValidateBatchID(id); err != nil {
 		return nil, err
 	}
-	b, err := i.store.GetBatch(ctx, i.cfg.Instances, id)
+	b, err := getBatchClosingAbandoned(ctx, i.store, i.cfg, id)
 	if err != nil {
 		return nil, err
 	}

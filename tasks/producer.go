@@ -130,9 +130,11 @@ func (p *Producer) Queue(instance string) string { return p.store.Queue(instance
 
 // When says when a logout should run: At or In, or neither for now.
 type When struct {
-	// At is an absolute time; it must not be in the past.
+	// At is an absolute time; it must not be in the past nor more than
+	// DefaultMaxSchedule (366 days) ahead.
 	At time.Time
-	// In is a delay from now; it must not be negative.
+	// In is a delay from now; it must not be negative nor more than
+	// DefaultMaxSchedule.
 	In time.Duration
 }
 
@@ -150,9 +152,16 @@ func (w When) resolve(now time.Time) (time.Time, error) {
 			// as pending anyway; the answer must say so too.
 			return time.Time{}, nil
 		}
+		if w.At.After(now.Add(DefaultMaxSchedule)) {
+			return time.Time{}, fmt.Errorf("%w: at %s is more than %d days ahead; schedule at most %d days ahead",
+				ErrInvalidInput, w.At.UTC().Format(time.RFC3339), DefaultMaxSchedule/(24*time.Hour), DefaultMaxSchedule/(24*time.Hour))
+		}
 		return w.At, nil
 	case w.In < 0:
 		return time.Time{}, fmt.Errorf("%w: in %s is negative", ErrInvalidInput, w.In)
+	case w.In > DefaultMaxSchedule:
+		return time.Time{}, fmt.Errorf("%w: in %s is more than %d days; schedule at most %d days ahead",
+			ErrInvalidInput, w.In, DefaultMaxSchedule/(24*time.Hour), DefaultMaxSchedule/(24*time.Hour))
 	case w.In > 0:
 		return now.Add(w.In), nil
 	}
@@ -183,8 +192,15 @@ func (p *Producer) checkInstance(instance string) (string, error) {
 
 // Enqueue enqueues one logout and returns the task. When the session already
 // has a scheduled, pending, active or retrying logout, that task is returned
-// with Deduplicated set and nothing new is created. Invalid input is an error
-// wrapping ErrInvalidInput.
+// with Deduplicated set and nothing new is created. Now means now: when that
+// task is scheduled later than this request asks, it is pulled forward to
+// this request's time (Rescheduled set, ScheduledFor updated: nil for now);
+// a request for a later time joins the earlier task. Invalid input is an
+// error wrapping ErrInvalidInput.
+//
+// Enqueue is safe to retry after a timeout: if the first call's task was
+// written, the retry finds it through the session's dedup claim and returns
+// it (Deduplicated).
 func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) {
 	instance, err := p.checkInstance(r.Instance)
 	if err != nil {
@@ -214,6 +230,7 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 		}
 		t := newTask(r)
 		t.Deduplicated = true
+		t.Rescheduled = res[0].Rescheduled
 		return t, nil
 	}
 	t := &Task{ID: res[0].ID, Instance: instance, Session: r.Session, State: StatePending,
@@ -233,6 +250,10 @@ type BatchRequest struct {
 	// Sessions are the session names. Duplicates count once.
 	Sessions []string
 	When
+	// OnCreated, when set, is called with the batch id once the batch
+	// exists, before its first task is written, so that a caller can name
+	// the batch even if it is killed while the tasks are enqueued.
+	OnCreated func(batchID string)
 }
 
 // BatchInfo is the answer to a batch enqueue.
@@ -253,7 +274,9 @@ type BatchInfo struct {
 
 // EnqueueBatch enqueues one logout per session as one batch. Every name is
 // validated before anything is written: one bad name rejects the whole
-// request and enqueues nothing.
+// request and enqueues nothing. Once the batch exists, a failure part way
+// is a *BatchError naming the batch and how many logouts it holds; the batch
+// is closed with those and reads done once they are final.
 func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo, error) {
 	instance, err := p.checkInstance(r.Instance)
 	if err != nil {
@@ -278,19 +301,13 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 	if err := p.store.CreateBatch(ctx, instance, id, at, false); err != nil {
 		return nil, err
 	}
-	info, err := p.fillBatch(ctx, instance, id, r.Sessions, at, p.cfg.MaxRetries)
-	if err != nil {
-		_ = p.store.CloseBatch(context.WithoutCancel(ctx), instance, id, 0, err.Error(), p.cfg.ResultTTL)
-		return nil, err
+	if r.OnCreated != nil {
+		r.OnCreated(id)
 	}
-	return info, nil
-}
-
-func (p *Producer) fillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int) (*BatchInfo, error) {
-	f, err := p.store.FillBatch(ctx, instance, id, sessions, at, maxRetries, p.cfg.TaskTimeout, p.cfg.ResultTTL)
+	f, err := p.store.FillBatch(ctx, instance, id, r.Sessions, at, p.cfg.MaxRetries, p.cfg.TaskTimeout, p.cfg.ResultTTL)
 	p.enqueued(instance, int(f.Total))
 	if err != nil {
-		return nil, err
+		return nil, p.interrupted(ctx, instance, id, f.Total, err)
 	}
 	return &BatchInfo{BatchID: id, Total: f.Total, Requested: f.Requested, Deduplicated: f.Deduplicated}, nil
 }

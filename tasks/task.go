@@ -121,6 +121,9 @@ type Task struct {
 	// Deduplicated is set on the answer to an enqueue that found a live task
 	// for the same session and returned it instead of creating a second one.
 	Deduplicated bool `json:"deduplicated,omitempty"`
+	// Rescheduled is set with Deduplicated when the live task was scheduled
+	// later than the enqueue asked and was pulled forward to its time.
+	Rescheduled bool `json:"rescheduled,omitempty"`
 }
 
 // newTask turns the engine's record into the public task.

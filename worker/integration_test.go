@@ -337,17 +337,21 @@ func TestDedup(t *testing.T) {
 	env.Fake.AddSession("later", wahafake.StatusWorking)
 	env.Fake.AddSession("now", wahafake.StatusWorking)
 
-	// Twice while scheduled: one task.
+	// Twice while scheduled, the second for a later time: one task, at the
+	// earlier time. (A request for an earlier time pulls it forward: see
+	// reschedule_test.go.)
 	first, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "later", When: tasks.When{In: time.Hour}})
 	require.NoError(t, err)
 	require.Equal(t, tasks.StateScheduled, first.State)
 	require.False(t, first.Deduplicated)
-	second, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "later"})
+	second, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "later", When: tasks.When{In: 2 * time.Hour}})
 	require.NoError(t, err)
 	require.Equal(t, first.ID, second.ID)
 	require.True(t, second.Deduplicated)
 	require.Equal(t, tasks.StateScheduled, second.State)
 	require.NotNil(t, second.ScheduledFor)
+	require.Equal(t, *first.ScheduledFor, *second.ScheduledFor)
+	require.False(t, second.Rescheduled)
 
 	// After completion a new enqueue is a new task.
 	a, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "now"})

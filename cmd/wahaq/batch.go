@@ -29,7 +29,7 @@ func newBatchCmd() *cobra.Command {
 		asJSON  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "batch BATCH_ID [--wait [--timeout D]] [--json]",
+		Use:   "batch BATCH_ID [--wait [--timeout D]] [--json] | batch cancel BATCH_ID",
 		Short: "Show a bulk teardown's progress: counts by state and outcome",
 		Long: `Show a bulk teardown (a batch made by wahaq bulk, POST /v1/batches or a
 schedule): how many of its tasks are in each state and outcome. --json prints
@@ -75,6 +75,7 @@ a malformed id.`,
 	f.BoolVar(&wait, "wait", false, "follow the batch until every task is completed, dead or canceled")
 	f.DurationVar(&timeout, "timeout", 0, "with --wait: give up after this long (0: wait as long as it takes)")
 	f.BoolVar(&asJSON, "json", false, "print the batch as JSON (the HTTP API's shape)")
+	cmd.AddCommand(newBatchCancelCmd())
 	return cmd
 }
 
@@ -233,6 +234,9 @@ func printBatch(w io.Writer, b *tasks.Batch, asJSON bool) error {
 	}
 	if b.Deduplicated > 0 {
 		fmt.Fprintf(&sb, "  %d requested sessions already had a logout task and are not part of this batch\n", b.Deduplicated)
+	}
+	if b.Interrupted {
+		fmt.Fprintf(&sb, "  interrupted: closed before its producer had enqueued every session; it holds %d tasks\n", b.Total)
 	}
 	if b.Error != "" {
 		fmt.Fprintf(&sb, "  error: %s\n", oneLine(b.Error, 0))

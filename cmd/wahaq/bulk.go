@@ -43,8 +43,19 @@ terminal, a line every 2 seconds otherwise). --json prints the batch answer
 as the HTTP API returns it (POST /v1/batches), and with --wait also the
 finished batch, as a second line.
 
+The batch id is printed to stderr as soon as the batch exists, before its
+first logout is written. If the enqueue fails part way (Redis fails or runs
+out of memory, the command is interrupted), the batch is closed with the
+logouts enqueued so far, marked interrupted, and the error names the batch
+and that count: follow it with wahaq batch ID, cancel the rest with wahaq
+batch cancel ID. A batch whose producer was killed is closed the same way by
+the workers' reconciler within seconds.
+
+--in/--at may be at most 366 days ahead.
+
 Exit codes: 0 enqueued (with --wait: done); 1 failure (Redis does not answer,
-the session listing of --all failed); 2 bad usage or bad input.`,
+the session listing of --all failed, the enqueue was interrupted part way);
+2 bad usage or bad input.`,
 		Example: `  wahaq bulk --instance default --session bot-1 --session bot-2
   wahaq bulk --instance eu --sessions-file sessions.txt --at 2025-07-01T18:00:00Z
   grep -v keep all.txt | wahaq bulk --instance eu --sessions-file - --wait
@@ -88,7 +99,17 @@ the session listing of --all failed); 2 bad usage or bad input.`,
 			if all {
 				info, err = p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when})
 			} else {
-				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when})
+				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when,
+					OnCreated: func(id string) {
+						// Before the first task is written: whatever happens next,
+						// the operator can follow or cancel this batch.
+						fmt.Fprintf(cmd.ErrOrStderr(), "batch %s: enqueueing %d logouts on %s\n", id, len(sessions), instance)
+					}})
+			}
+			var be *tasks.BatchError
+			if errors.As(err, &be) {
+				return fmt.Errorf("%w\n  follow it: wahaq batch %s --wait\n  cancel what has not started: wahaq batch cancel %s",
+					err, be.BatchID, be.BatchID)
 			}
 			if err != nil {
 				return a.cliErr(ctx, err)

@@ -216,10 +216,16 @@ var errInterrupted = errors.New("interrupted")
 // does not answer, as the sentence of app.ping (exit 1, no stack, no
 // password).
 func (a *app) cliErr(ctx context.Context, err error) error {
-	var ue usageError
+	var (
+		ue usageError
+		be *tasks.BatchError
+	)
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &be):
+		// It names the batch and its count: keep them, whatever the cause.
+		return err
 	case errors.As(err, &ue), errors.Is(err, tasks.ErrInvalidInput), errors.Is(err, tasks.ErrNotFound),
 		errors.Is(err, tasks.ErrAlreadyStarted), errors.Is(err, config.ErrBadConfig),
 		errors.Is(err, errInterrupted), errors.Is(err, errWaitTimeout):

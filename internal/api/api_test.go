@@ -758,13 +758,16 @@ func TestInternalErrors(t *testing.T) {
 		{"GET", "/v1/dlq", ""},
 		{"POST", "/v1/dlq/requeue", `{"all":true}`},
 		{"DELETE", "/v1/dlq", `{"all":true}`},
+		{"DELETE", "/v1/batches/abc", ""},
 	} {
 		r := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 		r.Header.Set("Authorization", "Bearer "+tokenA)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
-		p := requireProblem(t, w, http.StatusInternalServerError)
-		require.Equal(t, genericDetail, p.Detail, "%s %s", c.method, c.path)
+		// Redis unreachable is a 503 a client may retry, not a 500.
+		p := requireProblem(t, w, http.StatusServiceUnavailable)
+		require.Contains(t, p.Detail, "redis is unavailable", "%s %s", c.method, c.path)
+		require.Equal(t, "2", w.Header().Get("Retry-After"), "%s %s", c.method, c.path)
 		require.NotContains(t, w.Body.String(), "127.0.0.1")
 	}
 	out := logs.String()

@@ -304,6 +304,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error, d detai
 			detail = d.conflict
 		}
 		s.problem(w, r, status, detail)
+	case s.failUnavailable(w, r, err):
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		s.log.Debug().Err(err).Str("method", r.Method).Str("path", routePath(r.Pattern)).Msg("request canceled by the client")

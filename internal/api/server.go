@@ -11,6 +11,7 @@
 //	POST   /v1/logouts        enqueue one logout
 //	POST   /v1/batches        enqueue a bulk teardown (named sessions or "all")
 //	GET    /v1/batches/{id}   a batch's counts
+//	DELETE /v1/batches/{id}   cancel every task of a batch that has not started
 //	GET    /v1/tasks/{id}     a task
 //	DELETE /v1/tasks/{id}     cancel a task that has not started
 //	GET    /v1/dlq            dead letters, paged
@@ -56,8 +57,11 @@
 //     (templating tools such as n8n send empty strings for unset fields).
 //   - A request the tasks package calls invalid (tasks.ErrInvalidInput)
 //     answers 400, an unknown id 404, canceling a started task 409 (statusOf
-//     is the one place that maps them); anything else is logged and
-//     answered 500 with a generic detail.
+//     is the one place that maps them); Redis unreachable (or out of
+//     memory) 503 with Retry-After, within Config.RequestTimeout; anything
+//     else is logged and answered 500 with a generic detail. A batch created
+//     but not filled answers with its "batch_id" and "enqueued" count as
+//     extension members.
 //   - The server itself (timeouts, header limits) is built in cmd with
 //     internal/httpserver; a handler that waits longer than the write
 //     timeout calls httpserver.ExtendWrite.
@@ -107,6 +111,10 @@ type Config struct {
 	Logger *zerolog.Logger
 	// MaxBodyBytes bounds request bodies. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// RequestTimeout bounds each request's work (its context): a Redis that
+	// is down or frozen answers 503 with Retry-After within it. Defaults to
+	// DefaultRequestTimeout (4 s).
+	RequestTimeout time.Duration
 }
 
 // readyTimeout bounds one /readyz check.
@@ -130,6 +138,7 @@ var routes = []route{
 	{method: http.MethodPost, pattern: "/v1/logouts", body: true, handle: (*server).postLogout},
 	{method: http.MethodPost, pattern: "/v1/batches", body: true, handle: (*server).postBatch},
 	{method: http.MethodGet, pattern: "/v1/batches/{id}", handle: (*server).getBatch},
+	{method: http.MethodDelete, pattern: "/v1/batches/{id}", handle: (*server).deleteBatch},
 	{method: http.MethodGet, pattern: "/v1/tasks/{id}", handle: (*server).getTask},
 	{method: http.MethodDelete, pattern: "/v1/tasks/{id}", handle: (*server).deleteTask},
 	{method: http.MethodGet, pattern: "/v1/dlq", handle: (*server).getDLQ},
@@ -160,6 +169,9 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	s := &server{cfg: cfg, log: zerolog.Nop(), mux: http.NewServeMux()}
 	if cfg.Logger != nil {
 		s.log = *cfg.Logger
@@ -175,7 +187,7 @@ func New(cfg Config) (http.Handler, error) {
 		if rt.enabled != nil && !rt.enabled(s) {
 			continue
 		}
-		s.mux.Handle(rt.method+" "+rt.pattern, s.wrap(rt))
+		s.mux.Handle(rt.method+" "+rt.pattern, withTimeout(s.wrap(rt), cfg.RequestTimeout))
 	}
 	return s, nil
 }

@@ -273,6 +273,7 @@ func NewRedis(rawURL string, clusterAddrs []string) (redis.UniversalClient, erro
 				opt.Username, opt.Password, opt.TLSConfig = o.Username, o.Password, o.TLSConfig
 			}
 		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.ContextTimeoutEnabled = bounded(opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout)
 		return redis.NewClusterClient(opt), nil
 	}
 	if strings.HasPrefix(rawURL, "redis-sentinel://") {
@@ -280,6 +281,7 @@ func NewRedis(rawURL string, clusterAddrs []string) (redis.UniversalClient, erro
 		if err != nil {
 			return nil, err
 		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.ContextTimeoutEnabled = bounded(opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout)
 		c := redis.NewFailoverClient(opt)
 		c.AddHook(sentinelHook{master: opt.MasterName, sentinels: opt.SentinelAddrs})
 		return c, nil
@@ -288,7 +290,27 @@ func NewRedis(rawURL string, clusterAddrs []string) (redis.UniversalClient, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: REDIS_URL: %v", ErrBadConfig, redactErr(err, rawURL))
 	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.ContextTimeoutEnabled = bounded(opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout)
 	return redis.NewClient(opt), nil
+}
+
+// DefaultRedisTimeout bounds one dial, read or write to Redis unless the URL
+// sets its own (dial_timeout, read_timeout, write_timeout): with go-redis'
+// defaults (5 s dial, 3 s read, 3 retries) a frozen Redis held a request
+// for 10 s or more. Callers' context deadlines apply too (the HTTP API's
+// request timeout), so a Redis that does not answer fails within seconds.
+const DefaultRedisTimeout = 2 * time.Second
+
+// bounded fills unset timeouts with DefaultRedisTimeout and makes go-redis
+// honour context deadlines.
+func bounded(dial, read, write time.Duration) (time.Duration, time.Duration, time.Duration, bool) {
+	or := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return DefaultRedisTimeout
+		}
+		return d
+	}
+	return or(dial), or(read), or(write), true
 }
 
 // parseSentinelURL reads

@@ -40,7 +40,8 @@ const (
 // batch_move(key, from, to) moves one task from state from to state to.
 // batch_outcome(key, outcome, delta) adds delta to an outcome's count.
 // batch_done(key, ttl) sets the batch to expire once every task in it is
-// final and the batch is closed.
+// final and the batch is closed; its task list (Keys.BatchTasks) goes with
+// it.
 const batchLua = `
 local function batch_move(key, from, to)
   redis.call('HINCRBY', key, from, -1)
@@ -55,6 +56,7 @@ local function batch_done(key, ttl)
   local fin = (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0)
   if fin >= (tonumber(v[1]) or 0) then
     redis.call('EXPIRE', key, ttl)
+    redis.call('EXPIRE', key .. ':ids', ttl) -- Keys.BatchTasks
   end
 end
 `
@@ -70,8 +72,11 @@ type Batch struct {
 	Outcomes map[string]int64
 	// Done is true when the batch is closed and every task in it is final.
 	Done, Discovering bool
-	// Interrupted is true when the reconciler closed the batch because its
-	// producer stopped filling it.
+	// Open is true while the batch may still gain tasks (CreateBatch until
+	// closed).
+	Open bool
+	// Interrupted is true when the batch was closed before its producer had
+	// enqueued every task; Total is what it holds.
 	Interrupted  bool
 	CreatedAt    time.Time
 	ScheduledFor *time.Time
@@ -80,7 +85,9 @@ type Batch struct {
 }
 
 // CreateBatch writes a new, open batch. Enqueue adds its tasks; CloseBatch
-// marks it complete. An open batch never reads done.
+// marks it complete. An open batch never reads done. A batch filled now (not
+// discovering) takes the producer's lease at once (see batch_lease.go); a
+// discovery batch takes it when the worker starts filling it.
 func (s *Store) CreateBatch(ctx context.Context, instance, id string, scheduledFor time.Time, discovering bool) error {
 	k := s.Keys(instance)
 	f := []any{BatchInstance, instance, BatchCreated, s.now().UnixMilli(), BatchOpen, 1, BatchTotal, 0}
@@ -90,31 +97,17 @@ func (s *Store) CreateBatch(ctx context.Context, instance, id string, scheduledF
 	if discovering {
 		f = append(f, BatchDiscovering, 1)
 	}
-	return s.rdb.HSet(ctx, k.Batch(id), f...).Err()
-}
-
-// CloseBatch marks a batch as holding all its tasks, records how many
-// requested sessions were deduplicated onto live tasks, and an error if the
-// batch could not be filled. A batch whose tasks are all final already starts
-// its expiry.
-func (s *Store) CloseBatch(ctx context.Context, instance, id string, deduplicated int64, errMsg string, ttl time.Duration) error {
-	k := s.Keys(instance)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HDel(ctx, k.Batch(id), BatchOpen, BatchDiscovering)
-		p.HSet(ctx, k.Batch(id), BatchDedup, deduplicated)
-		if errMsg != "" {
-			p.HSet(ctx, k.Batch(id), BatchError, errMsg)
+		p.HSet(ctx, k.Batch(id), f...)
+		if !discovering {
+			p.ZAdd(ctx, k.OpenBatches(), redis.Z{Score: float64(s.now().Add(s.lease).UnixMilli()), Member: id})
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("close batch %s: %w", id, err)
+		return fmt.Errorf("create batch %s: %w", id, err)
 	}
-	b, err := s.GetBatch(ctx, []string{instance}, id)
-	if err == nil && b.Done {
-		err = s.rdb.Expire(ctx, k.Batch(id), ttl).Err()
-	}
-	return err
+	return nil
 }
 
 // GetBatch reads a batch from any of the instances, or returns an error
@@ -139,7 +132,8 @@ func (s *Store) GetBatch(ctx context.Context, instances []string, id string) (*B
 func (s *Store) decodeBatch(id, instance string, m map[string]string) *Batch {
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
 	b := &Batch{ID: id, Instance: instance, Total: num(BatchTotal), Counts: map[string]int64{}, Outcomes: map[string]int64{},
-		Deduplicated: num(BatchDedup), Error: m[BatchError], Discovering: m[BatchDiscovering] != "", Interrupted: m[BatchInterrupted] != ""}
+		Deduplicated: num(BatchDedup), Error: m[BatchError], Discovering: m[BatchDiscovering] != "",
+		Interrupted: m[BatchInterrupted] != "", Open: m[BatchOpen] != ""}
 	for _, st := range States {
 		b.Counts[st] = num(st)
 	}

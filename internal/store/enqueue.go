@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -24,27 +25,74 @@ import (
 // A dedup entry whose task is gone from asynq, or completed or archived there
 // (a stale claim), is taken over.
 //
-// KEYS[1] asynq pending list or scheduled set, KEYS[2] batch, then per task
-// j (0-based): KEYS[3+3j] record, KEYS[4+3j] dedup, KEYS[5+3j] asynq task.
+// Now means now: a request for a session whose live task is scheduled later
+// than the request's time pulls that task forward (to the pending list for a
+// request for now, else to the earlier time) and returns it flagged
+// enqueueRescheduled; a request for a later time joins the earlier task.
+//
+// A batch takes tasks only while it is open; each call renews the producer's
+// lease on it (batch_lease.go) and appends the created ids to its task list.
+//
+// KEYS[1] asynq pending list, KEYS[2] asynq scheduled set, KEYS[3] batch,
+// KEYS[4] batch task list, KEYS[5] open batches, then per task j (0-based):
+// KEYS[6+3j] record, KEYS[7+3j] dedup, KEYS[8+3j] asynq task.
 // ARGV[1] now (ns), ARGV[2] process-at (Unix s, "0" = now), ARGV[3]
 // batch id, ARGV[4] now (ms), ARGV[5] max retries, ARGV[6]
-// scheduled-for (ms or ""), ARGV[7] asynq task key prefix, then per task j:
-// ARGV[8+3j] id, ARGV[9+3j] asynq message, ARGV[10+3j] session.
-// Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated or
-// enqueueDeduplicated onto the returned live id.
-var enqueueScript = redis.NewScript(`
-local n = (#KEYS - 2) / 3
-local state = 'pending'
-if ARGV[2] ~= '0' then state = 'scheduled' end
+// scheduled-for (ms or ""), ARGV[7] asynq task key prefix, ARGV[8] batch
+// lease end (ms), then per task j: ARGV[9+3j] id, ARGV[10+3j] asynq message,
+// ARGV[11+3j] session.
+// Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated,
+// enqueueDeduplicated or enqueueRescheduled onto the returned live id; or
+// the error "BATCHCLOSED" (ErrBatchClosed) and writes nothing.
+var enqueueScript = redis.NewScript(batchLua + `
+local n = (#KEYS - 5) / 3
+local state, list = 'pending', KEYS[1]
+if ARGV[2] ~= '0' then state, list = 'scheduled', KEYS[2] end
+if ARGV[3] ~= '' then
+  if redis.call('HEXISTS', KEYS[3], 'open') == 0 then
+    return redis.error_reply('BATCHCLOSED batch ' .. ARGV[3] .. ' is closed')
+  end
+  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[3])
+end
 -- the record's fields shared by the group; the session goes last
 local rec = {'state', state, 'max', ARGV[5], 'enq', ARGV[4]}
 if ARGV[3] ~= '' then rec[#rec + 1] = 'batch'; rec[#rec + 1] = ARGV[3] end
 if ARGV[6] ~= '' then rec[#rec + 1] = 'sched'; rec[#rec + 1] = ARGV[6] end
 local ns = #rec + 1
 rec[ns] = 'session'
-local out, ids, created = {}, {}, 0
+-- pull the live scheduled task live forward to this request's time, if
+-- that is earlier; recKey is its record
+local function pull_forward(live, recKey)
+  local at = tonumber(redis.call('HGET', recKey, 'sched') or '')
+  if not at then
+    local sc = redis.call('ZSCORE', KEYS[2], live)
+    if not sc then return false end
+    at = tonumber(sc) * 1000
+  end
+  if state == 'scheduled' and tonumber(ARGV[6]) >= at then return false end
+  if state == 'pending' then
+    if redis.call('ZREM', KEYS[2], live) == 0 then return false end
+    redis.call('LPUSH', KEYS[1], live)
+    redis.call('HSET', ARGV[7] .. live, 'state', 'pending', 'pending_since', ARGV[1])
+    redis.call('HSET', recKey, 'state', 'pending')
+    redis.call('HDEL', recKey, 'sched')
+    local b = redis.call('HGET', recKey, 'batch')
+    if b then
+      -- the batch key of b: KEYS[3] is this request's batch key, ending in ARGV[3]
+      local bk = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[3]) .. b
+      if redis.call('EXISTS', bk) == 1 then batch_move(bk, 'scheduled', 'pending') end
+    end
+  else
+    if redis.call('ZADD', KEYS[2], 'XX', 'CH', ARGV[2], live) == 0 and not redis.call('ZSCORE', KEYS[2], live) then
+      return false
+    end
+    redis.call('HSET', recKey, 'sched', ARGV[6])
+  end
+  return true
+end
+local out, ids, created, made = {}, {}, 0, {}
 for j = 0, n - 1 do
-  local dedup, id = KEYS[4 + 3*j], ARGV[8 + 3*j]
+  local recKey, dedup, id = KEYS[6 + 3*j], KEYS[7 + 3*j], ARGV[9 + 3*j]
   -- claim the session; the reply is the previous holder, if any
   local live = redis.call('SET', dedup, id, 'NX', 'GET')
   local dup = false
@@ -52,42 +100,45 @@ for j = 0, n - 1 do
     local st = redis.call('HGET', ARGV[7] .. live, 'state')
     if st and st ~= 'archived' and st ~= 'completed' then
       dup = true
+      local flag = 1
+      if st == 'scheduled' and pull_forward(live, string.sub(recKey, 1, #recKey - #id) .. live) then flag = 2 end
+      out[#out + 1] = live
+      out[#out + 1] = flag
     else
       redis.call('SET', dedup, id) -- a stale claim: the task is gone
     end
   end
-  if dup then
-    out[#out + 1] = live
-    out[#out + 1] = 1
-  else
-    rec[ns + 1] = ARGV[10 + 3*j]
-    redis.call('HSET', KEYS[3 + 3*j], unpack(rec))
+  if not dup then
+    rec[ns + 1] = ARGV[11 + 3*j]
+    redis.call('HSET', recKey, unpack(rec))
     if state == 'pending' then
-      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[9 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
+      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
       ids[#ids + 1] = id
     else
-      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[9 + 3*j], 'state', 'scheduled')
+      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'scheduled')
       ids[#ids + 1] = ARGV[2]
       ids[#ids + 1] = id
     end
     created = created + 1
+    made[#made + 1] = id
     out[#out + 1] = id
     out[#out + 1] = 0
   end
 end
 if #ids > 0 then
   if state == 'pending' then
-    redis.call('LPUSH', KEYS[1], unpack(ids))
+    redis.call('LPUSH', list, unpack(ids))
   else
-    redis.call('ZADD', KEYS[1], unpack(ids))
+    redis.call('ZADD', list, unpack(ids))
   end
 end
 -- (issue 10) the producer's heartbeat: the reconciler closes an open batch
 -- that nothing has been added to for a while
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'hb', ARGV[4]) end
 if ARGV[3] ~= '' and created > 0 then
-  redis.call('HINCRBY', KEYS[2], 'total', created)
-  redis.call('HINCRBY', KEYS[2], state, created)
+  redis.call('HINCRBY', KEYS[3], 'total', created)
+  redis.call('HINCRBY', KEYS[3], state, created)
+  redis.call('RPUSH', KEYS[4], unpack(made))
 end
 return out
 `)
@@ -96,7 +147,13 @@ return out
 const (
 	enqueueCreated      = 0
 	enqueueDeduplicated = 1
+	enqueueRescheduled  = 2 // deduplicated onto a live task pulled forward
 )
+
+// ErrBatchClosed is returned by Enqueue for a batch that takes no more
+// tasks: it was closed, e.g. by the reconciler after its producer's lease
+// ended. Nothing of that call was written.
+var ErrBatchClosed = errors.New("batch is closed")
 
 // enqueueGroup is how many tasks one enqueue script call creates.
 const enqueueGroup = 100
@@ -123,6 +180,9 @@ type Enqueued struct {
 	ID string
 	// Deduplicated is true when the session already had a live task.
 	Deduplicated bool
+	// Rescheduled is true when that live task was scheduled later and was
+	// pulled forward to this request's time.
+	Rescheduled bool
 }
 
 // Enqueue creates tasks: groups of up to 100 tasks that share an instance,
@@ -131,6 +191,10 @@ type Enqueued struct {
 // round trips. Each task is created atomically with its dedup entry and batch
 // count; a session that already has a live task (or comes twice) is
 // deduplicated. Inputs must be validated already.
+//
+// On an error, the returned slice still holds the results of the script
+// calls that succeeded; an entry with an empty ID was not written, or its
+// fate is unknown (a timeout): a batch's "total" in Redis is the truth.
 func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 	out := make([]Enqueued, len(ts))
 	now := s.now()
@@ -158,18 +222,17 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			if err := s.publish(ctx, k.Queue); err != nil {
 				return nil, err
 			}
-			listKey, processAt, sched := k.Pending(), "0", ""
+			processAt, sched := "0", ""
 			if first.ProcessAt.After(now) {
-				listKey = k.Scheduled()
 				processAt = strconv.FormatInt(ceilUnix(first.ProcessAt), 10)
 				sched = strconv.FormatInt(first.ProcessAt.UnixMilli(), 10)
 			}
 			n := g.end - g.start
-			keys := make([]string, 0, 2+3*n)
-			keys = append(keys, listKey, k.Batch(first.BatchID))
-			args := make([]any, 0, 7+3*n)
+			keys := make([]string, 0, 5+3*n)
+			keys = append(keys, k.Pending(), k.Scheduled(), k.Batch(first.BatchID), k.BatchTasks(first.BatchID), k.OpenBatches())
+			args := make([]any, 0, 8+3*n)
 			args = append(args, now.UnixNano(), processAt, first.BatchID, now.UnixMilli(),
-				first.MaxRetries, sched, k.AsynqTaskPrefix())
+				first.MaxRetries, sched, k.AsynqTaskPrefix(), now.Add(s.lease).UnixMilli())
 			timeout := timeoutSeconds(first.Timeout)
 			for i := g.start; i < g.end; i++ {
 				t := &ts[i]
@@ -186,10 +249,10 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			calls = append(calls, scriptCall{keys: keys, args: args})
 		}
 		cmds, err := s.runPipelined(ctx, enqueueScript, calls)
-		if err != nil {
-			return nil, fmt.Errorf("enqueue: %w", err)
-		}
 		for ci, c := range cmds {
+			if c == nil || c.Err() != nil {
+				continue // not run, or its outcome unknown: the caller counts from Redis
+			}
 			g := batch[ci]
 			v, _ := c.Slice()
 			if len(v) != 2*(g.end-g.start) {
@@ -198,8 +261,14 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			for i := g.start; i < g.end; i++ {
 				id, _ := v[2*(i-g.start)].(string)
 				flag, _ := v[2*(i-g.start)+1].(int64)
-				out[i] = Enqueued{ID: id, Deduplicated: flag == enqueueDeduplicated}
+				out[i] = Enqueued{ID: id, Deduplicated: flag != enqueueCreated, Rescheduled: flag == enqueueRescheduled}
 			}
+		}
+		if err != nil {
+			if redis.HasErrorPrefix(err, "BATCHCLOSED") {
+				err = fmt.Errorf("%w: %w", ErrBatchClosed, err)
+			}
+			return out, fmt.Errorf("enqueue: %w", err)
 		}
 	}
 	return out, nil

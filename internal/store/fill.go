@@ -20,6 +20,10 @@ type Filled struct {
 // sessions named twice counting once, then closes it. Names must be
 // validated already. maxRetries and timeout go into the new tasks; ttl is
 // how long the batch is kept once done.
+//
+// On an error the batch stays open (the caller closes it, CloseInterrupted,
+// or the reconciler does once the lease ends) and Filled counts what the
+// calls that answered created.
 func (s *Store) FillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int,
 	timeout, ttl time.Duration) (Filled, error) {
 	seen := make(map[string]struct{}, len(sessions))
@@ -33,16 +37,18 @@ func (s *Store) FillBatch(ctx context.Context, instance, id string, sessions []s
 			ProcessAt: at, Timeout: timeout})
 	}
 	res, err := s.Enqueue(ctx, ts)
-	if err != nil {
-		return Filled{}, err
-	}
 	f := Filled{Requested: len(sessions), Deduplicated: len(sessions) - len(ts)}
 	for _, r := range res {
-		if r.Deduplicated {
+		switch {
+		case r.ID == "":
+		case r.Deduplicated:
 			f.Deduplicated++
-		} else {
+		default:
 			f.Total++
 		}
+	}
+	if err != nil {
+		return f, err
 	}
 	if err := s.CloseBatch(ctx, instance, id, int64(f.Deduplicated), "", ttl); err != nil {
 		return f, err

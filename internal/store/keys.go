@@ -15,6 +15,8 @@ import (
 //	wahaq:{<queue>}:t:<id>                 task record (hash, fields Field*)
 //	wahaq:{<queue>}:d:<session>            dedup: id of the session's live task
 //	wahaq:{<queue>}:b:<batch id>           batch counters (hash)
+//	wahaq:{<queue>}:b:<batch id>:ids       the batch's task ids (list, in enqueue order)
+//	wahaq:{<queue>}:open                   batches being filled (zset, score = lease end, ms)
 //	wahaq:{<queue>}:dlq                    dead letters (zset, score = time of death, ms)
 //	wahaq:{<queue>}:slots                  concurrency slots (zset, score = lease end, ms)
 //	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
@@ -42,6 +44,15 @@ func (k Keys) Dedup(session string) string { return k.prefix + "d:" + session }
 
 // Batch is the counters hash of batch id.
 func (k Keys) Batch(id string) string { return k.prefix + "b:" + id }
+
+// BatchTasks is the list of the task ids of batch id, in the order they were
+// created. It is the batch key with ":ids" appended (the scripts derive it so)
+// and expires with the batch.
+func (k Keys) BatchTasks(id string) string { return k.Batch(id) + ":ids" }
+
+// OpenBatches is the set of batches a producer is filling, scored by the end
+// of the producer's lease (Unix ms). See batch_lease.go.
+func (k Keys) OpenBatches() string { return k.prefix + "open" }
 
 // DeadLetters is wahaq's dead-letter set.
 func (k Keys) DeadLetters() string { return k.prefix + "dlq" }

@@ -42,6 +42,7 @@ type Store struct {
 	rdb       redis.UniversalClient
 	ns        string
 	now       func() time.Time
+	lease     time.Duration
 	published sync.Map // queue name -> struct{}: registered in asynq:queues
 }
 
@@ -52,6 +53,9 @@ type Options struct {
 	Namespace string
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
+	// BatchLease is how long a producer's claim on a batch it fills lasts
+	// without renewal (batch_lease.go). Defaults to DefaultBatchLease (10 s).
+	BatchLease time.Duration
 }
 
 // New returns a Store on rdb.
@@ -62,7 +66,10 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{rdb: rdb, ns: opts.Namespace, now: opts.Now}
+	if opts.BatchLease <= 0 {
+		opts.BatchLease = DefaultBatchLease
+	}
+	return &Store{rdb: rdb, ns: opts.Namespace, now: opts.Now, lease: opts.BatchLease}
 }
 
 // Redis returns the client the store uses.
@@ -99,7 +106,9 @@ type scriptCall struct {
 // runPipelined runs calls of one script in a single round trip and returns
 // their replies in order. EVALSHA fails with NOSCRIPT when Redis does not know
 // the script (first use, a restart, a failover); such a call did not run, so
-// it is safe to load the script and send just those calls again.
+// it is safe to load the script and send just those calls again. On an
+// error the replies are still returned (nil for calls never sent), so a
+// caller can use those that succeeded.
 func (s *Store) runPipelined(ctx context.Context, script *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
 	todo := make([]int, len(calls))
@@ -120,14 +129,14 @@ func (s *Store) runPipelined(ctx context.Context, script *redis.Script, calls []
 		}
 		if len(again) > 0 {
 			if err := script.Load(ctx, s.rdb).Err(); err != nil {
-				return nil, err
+				return cmds, err
 			}
 		}
 		todo = again
 	}
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
-			return nil, err
+			return cmds, err
 		}
 	}
 	return cmds, nil

@@ -134,7 +134,7 @@ if #ids > 0 then
 end
 -- (issue 10) the producer's heartbeat: the reconciler closes an open batch
 -- that nothing has been added to for a while
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'hb', ARGV[4]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], 'hb', ARGV[4]) end
 if ARGV[3] ~= '' and created > 0 then
   redis.call('HINCRBY', KEYS[3], 'total', created)
   redis.call('HINCRBY', KEYS[3], state, created)

@@ -29,7 +29,7 @@ const isolationCap = 8
 // cap 8) on a worker of concurrency 20, once alone and once while HungN
 // sessions of a second server, whose logouts never answer, are queued too.
 func Isolation(ctx context.Context, e *env) (IsolationFigures, error) {
-	f := IsolationFigures{N: e.sizes.IsolationN, HungN: e.sizes.IsolationN / 4, Cap: isolationCap, Concurrency: 20, Latency: e.sizes.IsolationLatency}
+	f := IsolationFigures{N: e.sizes.IsolationN, HungN: max(e.sizes.IsolationN/4, 2*isolationCap), Cap: isolationCap, Concurrency: 20, Latency: e.sizes.IsolationLatency}
 	ns := e.ns(ScenarioIsolation)
 	var err error
 	if f.Alone, err = isolationRun(ctx, e, ns+"-alone", f, false); err != nil {

@@ -30,9 +30,15 @@ Scenarios (--only takes one or more, comma-separated):
   latency     enqueue-to-completed of single logouts on an idle system, p50 and p99
   teardown    400 sessions, 250 ms per logout, cap 8, two workers: ideal/actual
   footprint   Redis bytes per retained result; peak RSS of a worker child process
+  processing  20,000 logouts at concurrency 20 and 50 vs bare asynq and vs asynq
+              with the same features by hand (x/rate cap, ResultWriter, Unique)
+  rediscost   Redis CPU and commands per logout, on a private redis-server
+  isolation   a healthy server's 1,000-session batch beside a hung server vs alone
+  skew        ten servers, one with 20x the sessions, cap 4: efficiency, lateness
+  waiting     script calls and dequeues per completed logout in a capped teardown
 
 Every scenario uses queues of its own and deletes its keys afterwards.
-It takes about two minutes; --quick runs a fifth of the work.`,
+It takes about five minutes; --quick runs a fifth of the work.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if child {

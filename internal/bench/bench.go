@@ -33,10 +33,16 @@ const (
 	ScenarioLatency    = "latency"
 	ScenarioTeardown   = "teardown"
 	ScenarioFootprint  = "footprint"
+	ScenarioProcessing = "processing"
+	ScenarioRedisCost  = "rediscost"
+	ScenarioIsolation  = "isolation"
+	ScenarioSkew       = "skew"
+	ScenarioWaiting    = "waiting"
 )
 
 // Scenarios lists every scenario in the order they run.
-var Scenarios = []string{ScenarioEnqueue, ScenarioThroughput, ScenarioLatency, ScenarioTeardown, ScenarioFootprint}
+var Scenarios = []string{ScenarioEnqueue, ScenarioThroughput, ScenarioLatency, ScenarioTeardown, ScenarioFootprint,
+	ScenarioProcessing, ScenarioRedisCost, ScenarioIsolation, ScenarioSkew, ScenarioWaiting}
 
 // Sizes are the scenarios' parameters.
 type Sizes struct {
@@ -55,6 +61,17 @@ type Sizes struct {
 	// FootprintN tasks are processed by a worker child process whose peak
 	// RSS is read.
 	FootprintN int
+	// IsolationN sessions of a healthy server, IsolationLatency per
+	// logout, are timed alone and beside a hung server.
+	IsolationN       int
+	IsolationLatency time.Duration
+	// SkewSmall sessions on each of nine servers and 20× as many on a
+	// tenth, SkewLatency per logout.
+	SkewSmall   int
+	SkewLatency time.Duration
+	// WaitingWindow is how long the waiting-cost scenario counts Redis
+	// work while a capped teardown waits.
+	WaitingWindow time.Duration
 }
 
 // FullSizes are the sizes.
@@ -65,6 +82,9 @@ func FullSizes() Sizes {
 		LatencySamples: 200, LatencyBareSamples: 20,
 		TeardownN: 400, TeardownCap: 8, TeardownWorkers: 2, TeardownLatency: 250 * time.Millisecond,
 		FootprintN: 50_000,
+		IsolationN: 1000, IsolationLatency: 10 * time.Millisecond,
+		SkewSmall: 20, SkewLatency: 50 * time.Millisecond,
+		WaitingWindow: 20 * time.Second,
 	}
 }
 
@@ -76,6 +96,9 @@ func QuickSizes() Sizes {
 		LatencySamples: 100, LatencyBareSamples: 8,
 		TeardownN: 80, TeardownCap: 8, TeardownWorkers: 2, TeardownLatency: 250 * time.Millisecond,
 		FootprintN: 10_000,
+		IsolationN: 200, IsolationLatency: 10 * time.Millisecond,
+		SkewSmall: 5, SkewLatency: 50 * time.Millisecond,
+		WaitingWindow: 6 * time.Second,
 	}
 }
 
@@ -190,6 +213,31 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			var f FootprintFigures
 			if f, err = Footprint(ctx, e); err == nil {
 				rep.Footprint = &f
+			}
+		case ScenarioProcessing:
+			var f ProcessingFigures
+			if f, err = Processing(ctx, e); err == nil {
+				rep.Processing = &f
+			}
+		case ScenarioRedisCost:
+			var f RedisCostFigures
+			if f, err = RedisCost(ctx, e); err == nil {
+				rep.RedisCost = &f
+			}
+		case ScenarioIsolation:
+			var f IsolationFigures
+			if f, err = Isolation(ctx, e); err == nil {
+				rep.Isolation = &f
+			}
+		case ScenarioSkew:
+			var f SkewFigures
+			if f, err = Skew(ctx, e); err == nil {
+				rep.Skew = &f
+			}
+		case ScenarioWaiting:
+			var f WaitingFigures
+			if f, err = Waiting(ctx, e); err == nil {
+				rep.Waiting = &f
 			}
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -34,9 +34,12 @@ func TestRunTiny(t *testing.T) {
 		LatencySamples: 5, LatencyBareSamples: 2,
 		TeardownN: 16, TeardownCap: 4, TeardownWorkers: 2, TeardownLatency: 20 * time.Millisecond,
 		FootprintN: 200,
+		IsolationN: 20, IsolationLatency: 5 * time.Millisecond,
+		SkewSmall: 2, SkewLatency: 10 * time.Millisecond,
+		WaitingWindow: 2 * time.Second,
 	}
 	var progress bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	runID := newRunID()
 	rep, err := Run(ctx, Options{Redis: rdb, RedisURL: redistest.URL(t), Sizes: sizes, Progress: &progress, RunID: runID})
@@ -44,7 +47,10 @@ func TestRunTiny(t *testing.T) {
 		t.Fatalf("Run: %v\n%s", err, progress.String())
 	}
 	rows := rep.Rows()
-	want := []string{"enqueue", "throughput", "latency_p50", "latency_p99", "teardown", "redis_bytes_per_result", "worker_peak_rss"}
+	want := []string{"enqueue", "throughput", "latency_p50", "latency_p99", "teardown", "redis_bytes_per_result", "worker_peak_rss",
+		"processing_features_c20", "processing_features_c50", "processing_bare_c20", "processing_bare_c50",
+		"redis_cpu_per_logout", "redis_cpu_per_logout_features", "redis_commands_per_logout", "redis_commands_per_logout_features",
+		"isolation", "skew_big_efficiency", "skew_small_lateness", "waiting_scripts_per_logout", "waiting_dequeues_per_logout"}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows, want %d: %+v", len(rows), len(want), rows)
 	}

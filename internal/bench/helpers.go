@@ -24,8 +24,8 @@ func sessionNames(prefix string, n int) []string {
 	return out
 }
 
-func producer(rdb redis.UniversalClient, ns string) (*tasks.Producer, error) {
-	return tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
+func producer(rdb redis.UniversalClient, ns string, instances ...string) (*tasks.Producer, error) {
+	return tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns, Instances: instances})
 }
 
 func newWorker(rdb redis.UniversalClient, ns, wahaURL string, concurrency, capacity int) (*worker.Worker, error) {
@@ -65,8 +65,8 @@ func newFake(latency time.Duration) (*wahafake.Server, error) {
 }
 
 // inspector reads back what producer(rdb, ns) enqueued.
-func inspector(rdb redis.UniversalClient, ns string) *tasks.Inspector {
-	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
+func inspector(rdb redis.UniversalClient, ns string, instances ...string) *tasks.Inspector {
+	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns, Instances: instances})
 	if err != nil {
 		panic(err) // only a nil client fails, and rdb is not nil
 	}

@@ -25,6 +25,11 @@ type Report struct {
 	Latency    *LatencyFigures    `json:"-"`
 	Teardown   *TeardownFigures   `json:"-"`
 	Footprint  *FootprintFigures  `json:"-"`
+	Processing *ProcessingFigures `json:"-"`
+	RedisCost  *RedisCostFigures  `json:"-"`
+	Isolation  *IsolationFigures  `json:"-"`
+	Skew       *SkewFigures       `json:"-"`
+	Waiting    *WaitingFigures    `json:"-"`
 }
 
 // Row is one line of the table: wahaq's figure, the baseline's figure from
@@ -48,6 +53,9 @@ type Row struct {
 	// Target is the issue's target and Met whether this run meets it.
 	Target string `json:"target"`
 	Met    bool   `json:"met"`
+	// Info marks a row the issue sets no target for (shown for context);
+	// its MET column reads "—" and Met is false.
+	Info bool `json:"info,omitempty"`
 }
 
 // Rows returns the table's rows for the scenarios that ran.
@@ -96,7 +104,7 @@ func (r *Report) Rows() []Row {
 				Wahaq: float64(f.WahaqRSS) / (1 << 20), Baseline: float64(f.BareRSS) / (1 << 20), BaselineName: "bare asynq worker child",
 				Ratio: ratio(float64(f.WahaqRSS), float64(f.BareRSS)), RatioOf: "wahaq/baseline", Target: "≤ 64 MiB", Met: f.WahaqRSS > 0 && f.WahaqRSS <= 64<<20})
 	}
-	return rows
+	return append(rows, r.newRows()...)
 }
 
 func formatValue(v float64, unit string) string {
@@ -111,6 +119,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.0f B", v)
 	case "MiB":
 		return fmt.Sprintf("%.1f MiB", v)
+	case "µs", "calls":
+		return fmt.Sprintf("%.1f %s", v, unit)
 	}
 	return fmt.Sprintf("%g %s", v, unit)
 }
@@ -132,7 +142,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintln(tw, "ROW\tWAHAQ\tBASELINE\tRATIO\tTARGET\tMET\tBASELINE IS")
 	for _, row := range r.Rows() {
 		met := "yes"
-		if !row.Met {
+		switch {
+		case row.Info:
+			met = "—"
+		case !row.Met:
 			met = "NO"
 		}
 		x := fmt.Sprintf("%.2f×", row.Ratio)

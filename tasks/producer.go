@@ -199,7 +199,7 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 		return t, nil
 	}
 	t := &Task{ID: res[0].ID, Instance: instance, Session: r.Session, State: StatePending,
-		MaxRetries: p.cfg.MaxRetries, EnqueuedAt: time.UnixMilli(now.UnixMilli()).UTC()}
+		MaxRetries: p.cfg.MaxRetries, EnqueuedAt: time.UnixMilli(now.UnixMilli()).UTC(), AttemptsLog: []Attempt{}}
 	if !at.IsZero() {
 		t.State = StateScheduled
 		s := time.UnixMilli(at.UnixMilli()).UTC()

@@ -23,6 +23,7 @@ type attempt struct {
 	ID       string
 	Payload  base.Payload
 	Number   int // 1 for the first attempt
+	Started  time.Time
 	Instance *instance
 	Log      zerolog.Logger
 }
@@ -84,7 +85,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
-	a := &attempt{ID: id, Payload: p, Number: retried + 1}
+	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now()}
 	a.Log = w.log
 	if w.log.GetLevel() != zerolog.Disabled {
 		// The context costs an allocation per task; skip it when nothing is
@@ -96,9 +97,8 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return w.record(ctx, a, answer{Err: fmt.Errorf("%w: instance %q is not configured on this worker", tasks.ErrInvalidInput, p.Instance)}, 0, true)
 	}
 	a.Instance = inst
-	start := w.cfg.Now()
 	ans := w.pipeline(ctx, a)
-	return w.record(ctx, a, ans, w.cfg.Now().Sub(start), false)
+	return w.record(ctx, a, ans, w.cfg.Now().Sub(a.Started), false)
 }
 
 // record is the policy at the top of the chain: it classifies the answer,
@@ -123,6 +123,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
 	sf, err := fin.finish()
+	sf.Attempt, sf.StartedAt, sf.HTTPStatus = a.Number, a.Started, httpStatus(ans)
 	if err == nil {
 		err = w.store.Finish(wctx, a.ID, a.Payload, sf)
 	}
@@ -239,6 +240,21 @@ func (w *Worker) logout(ctx context.Context, a *attempt) answer {
 	}
 	w.metrics.Responses.WithLabelValues(a.Instance.name, code).Inc()
 	return answer{Result: res, Err: err}
+}
+
+// httpStatus is WAHA's status code in ans, or 0 when no answer came.
+func httpStatus(ans answer) int {
+	if ans.Err != nil {
+		var apiErr *wahaclient.APIError
+		if errors.As(ans.Err, &apiErr) {
+			return apiErr.StatusCode
+		}
+		return 0
+	}
+	if ans.Result != nil {
+		return ans.Result.HTTPStatus
+	}
+	return 0
 }
 
 // statusCode is strconv.Itoa without the allocation for WAHA's usual answers.

@@ -12,6 +12,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
@@ -26,6 +27,7 @@ type attempt struct {
 	Started  time.Time
 	Instance *instance
 	Log      zerolog.Logger
+	span     trace.Span // the attempt's span (a no-op one when tracing is off)
 }
 
 // answer is what the inner steps report: WAHA's answer, or why there was
@@ -86,6 +88,8 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
 	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now()}
+	ctx = startAttempt(ctx, a)
+	defer a.span.End()
 	a.Log = w.log
 	if w.log.GetLevel() != zerolog.Disabled {
 		// The context costs an allocation per task; skip it when nothing is
@@ -122,6 +126,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		}
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
+	endAttempt(a, fin)
 	sf, err := fin.finish()
 	sf.Attempt, sf.StartedAt, sf.HTTPStatus = a.Number, a.Started, httpStatus(ans)
 	if err == nil {

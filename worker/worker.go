@@ -57,7 +57,7 @@ func New(cfg Config) (*Worker, error) {
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}
 	for _, in := range cfg.Instances {
-		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient})
+		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Trace: cfg.Trace})
 		if err != nil {
 			return nil, fmt.Errorf("worker: instance %q: %w", in.Name, err)
 		}

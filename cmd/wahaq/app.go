@@ -81,6 +81,8 @@ func (a *app) tasksConfig() tasks.Config {
 	}
 }
 
+// maxRetries maps WAHAQ_MAX_RETRIES, where 0 means none, onto
+// tasks.Config.MaxRetries, where 0 means the default and NoRetries none.
 func maxRetries(n int) int {
 	if n == 0 {
 		return tasks.NoRetries

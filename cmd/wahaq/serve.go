@@ -25,9 +25,10 @@ func init() { register(newServeCmd) }
 func newServeCmd() *cobra.Command {
 	var addr string
 	var insecure bool
+	var consoleKey string
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the HTTP API (plus /healthz, /readyz, /metrics, /openapi.json)",
+		Short: "Serve the HTTP API (plus /healthz, /readyz, /metrics, /openapi.json) and the operator console at /ui/",
 		Long: `Serve wahaq's HTTP API: enqueue logouts and bulk teardowns, follow
 tasks and batches, cancel, and work the dead-letter queue (the routes are
 described by GET /openapi.json). Every /v1 route needs
@@ -79,6 +80,10 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
+			// The operator console at /ui/ (issue 13).
+			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey); err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
@@ -108,5 +113,6 @@ enqueued once, however many replicas run).`,
 	}
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "listen address")
 	cmd.Flags().BoolVar(&insecure, "insecure-no-auth", false, "serve the API without bearer tokens (development only)")
+	addConsoleFlags(cmd, &consoleKey)
 	return cmd
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/worker"
 )
 
 // ErrBadConfig marks settings that cannot work; commands exit with code 2.
@@ -67,15 +68,15 @@ var table = []setting{
 	{"WAHAQ_INSTANCES", "instances", "", "path of the instances YAML file (several WAHA servers, schedules)", false},
 	{"WAHA_VALIDATION_URL", "validation-url", "", "optional subscription/key check called before each logout", false},
 	{"WAHA_VALIDATION_API_KEY", "validation-api-key", "", "bearer key of the validation service (prefer the environment variable)", true},
-	{"WAHAQ_CONCURRENCY", "concurrency", "20", "tasks one worker process runs at once", false},
-	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", "4", "logouts in flight at once against one WAHA server, across all workers", false},
-	{"WAHAQ_MAX_RETRIES", "max-retries", "10", "retries of a transient failure before the task is dead-lettered", false},
-	{"WAHAQ_RETRY_BASE", "retry-base", "2s", "smallest backoff between attempts", false},
-	{"WAHAQ_RETRY_MAX", "retry-max", "10m", "largest backoff between attempts", false},
-	{"WAHAQ_RESULT_TTL", "result-ttl", "24h", "how long results stay pollable", false},
-	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", "30s", "how long in-flight logouts may finish after SIGTERM", false},
+	{"WAHAQ_CONCURRENCY", "concurrency", strconv.Itoa(worker.DefaultConcurrency), "tasks one worker process runs at once", false},
+	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", strconv.Itoa(worker.DefaultInstanceConcurrency), "logouts in flight at once against one WAHA server, across all workers", false},
+	{"WAHAQ_MAX_RETRIES", "max-retries", strconv.Itoa(tasks.DefaultMaxRetries), "retries of a transient failure before the task is dead-lettered (0: none)", false},
+	{"WAHAQ_RETRY_BASE", "retry-base", shortDuration(worker.DefaultRetryBase), "smallest backoff between attempts", false},
+	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false},
+	{"WAHAQ_RESULT_TTL", "result-ttl", shortDuration(tasks.DefaultResultTTL), "how long results stay pollable", false},
+	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", shortDuration(worker.DefaultShutdownGrace), "how long in-flight logouts may finish after SIGTERM", false},
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
-	{"WAHAQ_NAMESPACE", "namespace", "wahaq", "prefix of queue names (wahaq:<instance>)", false},
+	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
 	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false},
 	{"WAHAQ_HTTP_READ_HEADER_TIMEOUT", "http-read-header-timeout", httpserver.DefaultReadHeaderTimeout.String(), "HTTP servers (serve, worker metrics): time to read a request's headers", false},
@@ -83,6 +84,19 @@ var table = []setting{
 	{"WAHAQ_HTTP_WRITE_TIMEOUT", "http-write-timeout", httpserver.DefaultWriteTimeout.String(), "HTTP servers: time to answer a request (long-polls and streams extend their own)", false},
 	{"WAHAQ_HTTP_IDLE_TIMEOUT", "http-idle-timeout", httpserver.DefaultIdleTimeout.String(), "HTTP servers: how long an idle keep-alive connection stays open", false},
 	{"WAHAQ_HTTP_MAX_HEADER_BYTES", "http-max-header-bytes", strconv.Itoa(httpserver.DefaultMaxHeaderBytes), "HTTP servers: largest request line and headers, in bytes", false},
+}
+
+// shortDuration writes d as people do ("24h", "10m", "2s"), not as
+// time.Duration.String does ("24h0m0s").
+func shortDuration(d time.Duration) string {
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = strings.TrimSuffix(out, "0m")
+	}
+	return out
 }
 
 // BindFlags registers a flag for every setting on fs.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
@@ -214,12 +215,16 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	if err != nil {
 		return nil, err
 	}
+	ctx, span, tp := startEnqueue(ctx, instance, r.Session)
+	defer span.End()
 	res, err := p.store.Enqueue(ctx, []store.NewTask{{
 		Instance: instance, Session: r.Session, MaxRetries: p.cfg.MaxRetries, ProcessAt: at, Timeout: p.cfg.TaskTimeout,
+		TraceParent: tp,
 	}})
 	if err != nil {
 		return nil, err
 	}
+	span.SetAttributes(attribute.String("task_id", res[0].ID))
 	if !res[0].Deduplicated {
 		p.enqueued(instance, 1)
 	}
@@ -234,7 +239,10 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 		return t, nil
 	}
 	t := &Task{ID: res[0].ID, Instance: instance, Session: r.Session, State: StatePending,
-		MaxRetries: p.cfg.MaxRetries, EnqueuedAt: time.UnixMilli(now.UnixMilli()).UTC()}
+		MaxRetries: p.cfg.MaxRetries, EnqueuedAt: time.UnixMilli(now.UnixMilli()).UTC(), AttemptsLog: []Attempt{}}
+	if id := base.TraceID(tp); id != "" {
+		t.TraceID = &id
+	}
 	if !at.IsZero() {
 		t.State = StateScheduled
 		s := time.UnixMilli(at.UnixMilli()).UTC()

@@ -124,13 +124,55 @@ type Task struct {
 	// Rescheduled is set with Deduplicated when the live task was scheduled
 	// later than the enqueue asked and was pulled forward to its time.
 	Rescheduled bool `json:"rescheduled,omitempty"`
+	// AttemptsLog is the task's attempt history, oldest first: the last 20,
+	// kept across a dead-letter requeue. Never nil.
+	AttemptsLog []Attempt `json:"attempts_log"`
+	// TraceID is the OpenTelemetry trace the task was enqueued in (32 hex
+	// digits), or nil when it was enqueued without tracing.
+	TraceID *string `json:"trace_id"`
+}
+
+// Attempt is one attempt of a task, as its history keeps it.
+type Attempt struct {
+	// Attempt is the attempt's number; it starts again at 1 after a requeue.
+	Attempt int `json:"attempt"`
+	// StartedAt and FinishedAt bound the attempt.
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// Outcome is the task's outcome after this attempt, or "retrying" when
+	// another attempt followed.
+	Outcome string `json:"outcome"`
+	// HTTPStatus is WAHA's HTTP status code; 0 when no answer came.
+	HTTPStatus int `json:"http_status"`
+	// Error is the attempt's error on one line, shortened to 120 bytes, or
+	// nil.
+	Error *string `json:"error"`
+}
+
+// AttemptRetrying is an Attempt's Outcome when another attempt followed.
+const AttemptRetrying = "retrying"
+
+func newAttempts(log []store.Attempt) []Attempt {
+	out := make([]Attempt, len(log))
+	for i, a := range log {
+		out[i] = Attempt{Attempt: a.Number, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome, HTTPStatus: a.HTTPStatus}
+		if a.Error != "" {
+			e := a.Error
+			out[i].Error = &e
+		}
+	}
+	return out
 }
 
 // newTask turns the engine's record into the public task.
 func newTask(r *store.Record) *Task {
 	t := &Task{ID: r.ID, Instance: r.Instance, Session: r.Session, State: State(r.State), Attempts: r.Attempts,
 		MaxRetries: r.MaxRetries, EnqueuedAt: r.EnqueuedAt, ScheduledFor: r.ScheduledFor, NextAttemptAt: r.NextAttemptAt,
-		FinishedAt: r.FinishedAt}
+		FinishedAt: r.FinishedAt, AttemptsLog: newAttempts(r.AttemptLog)}
+	if r.TraceID != "" {
+		id := r.TraceID
+		t.TraceID = &id
+	}
 	if r.BatchID != "" {
 		b := r.BatchID
 		t.BatchID = &b

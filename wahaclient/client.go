@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"unicode/utf8"
 )
 
@@ -55,6 +57,10 @@ type Config struct {
 	// error or a result. APIKey and a password in BaseURL are always
 	// redacted. Defaults to none beyond those.
 	Redact []string
+	// Trace wraps the transport in otelhttp, so each call to WAHA is a client
+	// span of the caller's trace (set when OpenTelemetry tracing is on).
+	// Defaults to false: no wrapper, no cost.
+	Trace bool
 }
 
 // Client talks to one WAHA server. It is safe for concurrent use; create one
@@ -88,6 +94,13 @@ func New(cfg Config) (*Client, error) {
 	// Copy so the caller's client keeps its own redirect policy elsewhere.
 	own := *hc
 	own.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if cfg.Trace {
+		rt := own.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		own.Transport = otelhttp.NewTransport(rt)
+	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout

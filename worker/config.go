@@ -78,6 +78,11 @@ type Config struct {
 	Namespace string
 	// Instances are the WAHA servers. Required (at least one).
 	Instances []Instance
+	// Trace makes each call to WAHA a span (otelhttp) of the attempt's
+	// trace; set it when OpenTelemetry tracing is on. Attempt spans are
+	// started either way (free on the global no-op provider). Defaults to
+	// false.
+	Trace bool
 	// Concurrency is how many tasks this process runs at once
 	// (WAHAQ_CONCURRENCY). Defaults to DefaultConcurrency (20).
 	Concurrency int

@@ -12,6 +12,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
@@ -23,8 +24,10 @@ type attempt struct {
 	ID       string
 	Payload  base.Payload
 	Number   int // 1 for the first attempt
+	Started  time.Time
 	Instance *instance
 	Log      zerolog.Logger
+	span     trace.Span // the attempt's span (a no-op one when tracing is off)
 }
 
 // answer is what the inner steps report: WAHA's answer, or why there was
@@ -96,7 +99,9 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
-	a := &attempt{ID: id, Payload: p, Number: retried + 1}
+	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now()}
+	ctx = startAttempt(ctx, a)
+	defer a.span.End()
 	a.Log = w.log
 	if w.log.GetLevel() != zerolog.Disabled {
 		// The context costs an allocation per task; skip it when nothing is
@@ -109,9 +114,8 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 	}
 	a.Instance = inst
 	defer w.held.remove(inst.name, id)
-	start := w.cfg.Now()
 	ans := w.pipeline(ctx, a)
-	return w.record(ctx, a, ans, w.cfg.Now().Sub(start), false)
+	return w.record(ctx, a, ans, w.cfg.Now().Sub(a.Started), false)
 }
 
 // record is the policy at the top of the chain: it classifies the answer,
@@ -141,7 +145,9 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		return w.recordOperatorCancel(wctx, a)
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
+	endAttempt(a, fin)
 	sf, err := fin.finish()
+	sf.Attempt, sf.StartedAt, sf.HTTPStatus = a.Number, a.Started, httpStatus(ans)
 	if err == nil {
 		// While Redis fails over, keep the result rather than run the
 		// logout again.
@@ -179,6 +185,21 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		w.metrics.Retries.WithLabelValues(a.Payload.Instance).Inc()
 		return &retryError{err: errors.New(fin.LastError), delay: delay, at: fin.NextAttempt}
 	}
+}
+
+// httpStatus is WAHA's status code in ans, or 0 when no answer came.
+func httpStatus(ans answer) int {
+	if ans.Err != nil {
+		var apiErr *wahaclient.APIError
+		if errors.As(ans.Err, &apiErr) {
+			return apiErr.StatusCode
+		}
+		return 0
+	}
+	if ans.Result != nil {
+		return ans.Result.HTTPStatus
+	}
+	return 0
 }
 
 // statusCode is strconv.Itoa without the allocation for WAHA's usual answers.

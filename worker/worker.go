@@ -83,7 +83,7 @@ func New(cfg Config) (*Worker, error) {
 		if timeout <= 0 {
 			timeout = DefaultInstanceTimeout
 		}
-		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Timeout: timeout})
+		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Timeout: timeout, Trace: cfg.Trace})
 		if err != nil {
 			return nil, fmt.Errorf("worker: instance %q: %w", in.Name, err)
 		}

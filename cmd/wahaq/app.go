@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/store"
+	"github.com/wahaq/wahaq/internal/tracing"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/worker"
@@ -26,6 +28,8 @@ type app struct {
 	schedules []config.Schedule
 	log       zerolog.Logger
 	rdb       redis.UniversalClient
+	// tracing is on when the OTEL_* variables configure an exporter.
+	tracing bool
 }
 
 // newApp loads the settings and connects to Redis (lazily: go-redis dials on
@@ -45,6 +49,18 @@ func newApp(cmd *cobra.Command) (*app, error) {
 	}
 	a := &app{settings: s, instances: insts, schedules: scheds, log: s.Logger(cmd.ErrOrStderr()), rdb: rdb}
 	onExit(cmd.Context(), func() { _ = rdb.Close() })
+	on, shutdown, err := tracing.Setup(cmd.Context(), "wahaq", os.Getenv)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	a.tracing = on
+	onExit(cmd.Context(), func() {
+		// Flush the spans still buffered, briefly: an unreachable collector
+		// must not hold up the exit.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(ctx)
+	})
 	return a, nil
 }
 
@@ -94,7 +110,7 @@ func (a *app) workerConfig() worker.Config {
 	}
 	log := a.log
 	return worker.Config{
-		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
+		Redis: a.rdb, Namespace: s.Namespace, Instances: insts, Trace: a.tracing,
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
 		ReconcileInterval: s.ReconcileInterval,

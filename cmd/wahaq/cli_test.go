@@ -496,6 +496,21 @@ func TestCLIDeadLetters(t *testing.T) {
 	r = c.run("status", ids[0], "--wait", "--timeout", "20s", "--json")
 	assert.Equal(t, exitFailure, r.code)
 	assert.Contains(t, r.stdout, `"state":"dead"`)
+	// The attempt history survives the requeue: both 401s are in it.
+	var requeued tasks.Task
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &requeued))
+	require.Len(t, requeued.AttemptsLog, 2, r.stdout)
+	for _, at := range requeued.AttemptsLog {
+		assert.Equal(t, 1, at.Attempt)
+		assert.Equal(t, string(tasks.OutcomeAuthFailed), at.Outcome)
+		assert.Equal(t, 401, at.HTTPStatus)
+		require.NotNil(t, at.Error)
+		assert.False(t, at.FinishedAt.Before(at.StartedAt))
+	}
+	assert.True(t, requeued.AttemptsLog[1].StartedAt.After(requeued.AttemptsLog[0].FinishedAt) ||
+		requeued.AttemptsLog[1].StartedAt.Equal(requeued.AttemptsLog[0].FinishedAt))
+	r = c.run("status", ids[0])
+	assert.Regexp(t, `(?m)^history:\n  #1\s+\S+Z\s+\S+\s+HTTP 401\s+auth_failed\s+.*401.*\n  #1\s+.*HTTP 401\s+auth_failed`, r.stdout)
 
 	// Purge one by id, then the rest with --all --yes.
 	r = c.ok("dlq", "purge", ids[1])

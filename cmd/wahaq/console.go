@@ -19,6 +19,19 @@ func addConsoleFlags(cmd *cobra.Command, key *string) {
 	cmd.Flags().StringVar(key, "console-key", "", fmt.Sprintf(
 		"key (at least %d bytes) that signs operator-console session cookies; default: random per process, so sessions end on restart (env %s; prefer the environment variable)",
 		console.MinKeyBytes, consoleKeyEnv))
+	cmd.Flags().String("trace-url", "", "link template of a task's trace in the console, e.g. https://jaeger/trace/{trace_id}; default: no link (env "+traceURLEnv+")")
+}
+
+// traceURLEnv names the variable of the console's trace link template.
+const traceURLEnv = "WAHAQ_TRACE_URL"
+
+// traceURL is --trace-url, or WAHAQ_TRACE_URL when the flag is not given.
+func traceURL(cmd *cobra.Command) string {
+	if cmd.Flags().Changed("trace-url") {
+		v, _ := cmd.Flags().GetString("trace-url")
+		return v
+	}
+	return os.Getenv(traceURLEnv)
 }
 
 // withConsole serves the operator console at /ui/ next to the API handler.
@@ -35,7 +48,7 @@ func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Insp
 		servers[i] = console.Server{Name: in.Name, Cap: capacity, Rate: in.Rate}
 	}
 	cfg := console.Config{Inspector: insp, Producer: p, Redis: a.rdb, Namespace: a.settings.Namespace, Servers: servers,
-		Tokens: a.settings.APITokens, InsecureNoAuth: insecure, Logger: &a.log}
+		Tokens: a.settings.APITokens, InsecureNoAuth: insecure, Logger: &a.log, TraceURL: traceURL(cmd)}
 	if key != "" {
 		cfg.Key = []byte(key)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/httpserver"
@@ -86,6 +87,10 @@ enqueued once, however many replicas run).`,
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
+			}
+			if a.tracing {
+				// One trace per request; the enqueue and the attempts join it.
+				h = otelhttp.NewHandler(h, "wahaq.api")
 			}
 			srv := httpserver.New(h, a.settings.HTTP)
 			ctx := cmd.Context()

@@ -181,7 +181,13 @@ func printTask(w io.Writer, t *tasks.Task, asJSON bool) error {
 		}
 		line("result", msg)
 	}
-	return tw.Flush()
+	if t.TraceID != nil {
+		line("trace", *t.TraceID)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printAttempts(w, t.AttemptsLog)
 }
 
 func fmtTime(t *time.Time) string {

@@ -402,7 +402,9 @@ func TestSchemaChecker(t *testing.T) {
 	task := map[string]any{"$ref": "#/components/schemas/Task"}
 	good := map[string]any{"id": "x", "instance": "default", "session": "s", "state": "pending", "outcome": nil,
 		"attempts": 0.0, "max_retries": 10.0, "batch_id": nil, "enqueued_at": "2030-01-02T15:04:05Z", "scheduled_for": nil,
-		"next_attempt_at": nil, "finished_at": nil, "last_error": nil, "result": nil}
+		"next_attempt_at": nil, "finished_at": nil, "last_error": nil, "result": nil,
+		"attempts_log": []any{map[string]any{"attempt": 1.0, "started_at": "2030-01-02T15:04:05Z", "finished_at": "2030-01-02T15:04:05Z",
+			"outcome": "retrying", "http_status": 503.0, "error": "busy"}}, "trace_id": nil}
 	require.Empty(t, c.check(task, good, "$"))
 	for name, mutate := range map[string]func(m map[string]any){
 		"missing required": func(m map[string]any) { delete(m, "state") },

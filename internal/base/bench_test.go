@@ -62,6 +62,18 @@ func TestDecodeFastMatchesJSON(t *testing.T) {
 		`{ "instance":"a","session":"b","max_retries":1}`,
 		`{"instance":"a","session":"` + strings.Repeat("s", MaxSessionNameLen+1) + `","max_retries":1}`,
 		`{"instance":"a","session":"` + strings.Repeat("s", MaxSessionNameLen) + `","max_retries":1}`,
+		`{"instance":"a","session":"b","traceparent":"%[1]s","max_retries":1}`,
+		`{"instance":"a","session":"b","batch_id":"c","traceparent":"%[1]s","max_retries":1}`,
+		`{"instance":"a","session":"b","traceparent":"","max_retries":1}`,
+		`{"instance":"a","session":"b","traceparent":"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01","max_retries":1}`,
+		`{"instance":"a","session":"b","traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01","max_retries":1}`,
+		`{"instance":"a","session":"b","traceparent":"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","max_retries":1}`,
+		`{"instance":"a","session":"b","traceparent":"junk","max_retries":1}`,
+		`{"instance":"a","session":"b","max_retries":1,"traceparent":"%[1]s"}`,
+	}
+	for i, in := range inputs {
+		inputs[i] = strings.ReplaceAll(in, "%[1]s", "TP")
+		inputs[i] = strings.ReplaceAll(inputs[i], `"TP"`, `"`+testTraceParent+`"`)
 	}
 	for _, in := range inputs {
 		fast, ok := decodeFast([]byte(in))
@@ -74,9 +86,12 @@ func TestDecodeFastMatchesJSON(t *testing.T) {
 			t.Errorf("%s: DecodePayload %+v %v, json %+v %v", in, got, gerr, slow, err)
 		}
 	}
-	for _, p := range []Payload{{Instance: "x", Session: "y"}, benchPayload} {
+	for _, p := range []Payload{{Instance: "x", Session: "y"}, benchPayload, {Instance: "x", Session: "y", BatchID: "b", TraceParent: testTraceParent}} {
 		if _, ok := decodeFast(p.Encode()); !ok {
 			t.Errorf("fast path refuses Encode's own output %s", p.Encode())
 		}
 	}
 }
+
+// testTraceParent is the W3C specification's example traceparent.
+const testTraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -27,6 +27,9 @@ func FuzzDecodePayload(f *testing.F) {
 		`{"instance":"x","session":"y","max_retries":9223372036854775808}`,
 		`{"instance":"x","session":"y","batch_id":"../../etc"}`,
 		`{"instance":"x","session":"y","instance":"z"}`,
+		`{"instance":"x","session":"y","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","max_retries":2}`,
+		`{"instance":"x","session":"y","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7","max_retries":2}`,
+		`{"instance":"x","session":"y","traceparent":"nope\"","max_retries":2}`,
 		`[]`, `null`, `"x"`, ``, `{`, "\xff\xfe",
 	} {
 		f.Add([]byte(s))
@@ -42,7 +45,8 @@ func FuzzDecodePayload(f *testing.F) {
 			}
 			return
 		}
-		if base.ValidateInstanceName(p.Instance) != nil || base.ValidateSessionName(p.Session) != nil || p.MaxRetries < 0 {
+		if base.ValidateInstanceName(p.Instance) != nil || base.ValidateSessionName(p.Session) != nil || p.MaxRetries < 0 ||
+			!base.ValidTraceParent(p.TraceParent) {
 			t.Fatalf("DecodePayload(%q) accepted an invalid payload %+v", b, p)
 		}
 		enc := p.Encode()

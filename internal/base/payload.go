@@ -16,6 +16,9 @@ type Payload struct {
 	Session string `json:"session"`
 	// BatchID is the batch the task belongs to, if any.
 	BatchID string `json:"batch_id,omitempty"`
+	// TraceParent is the W3C traceparent of the trace the task was enqueued
+	// in (version 00), so the worker's attempts join it; "" when not traced.
+	TraceParent string `json:"traceparent,omitempty"`
 	// MaxRetries is the retry limit fixed when the task was enqueued.
 	MaxRetries int `json:"max_retries"`
 }
@@ -24,7 +27,7 @@ type Payload struct {
 func (p Payload) Encode() []byte {
 	// Names are validated before a payload is built (no quotes, no escapes),
 	// so a hand-rolled append is exact and allocates once.
-	b := make([]byte, 0, 64+len(p.Instance)+len(p.Session)+len(p.BatchID))
+	b := make([]byte, 0, 64+len(p.Instance)+len(p.Session)+len(p.BatchID)+len(p.TraceParent)+16)
 	b = append(b, `{"instance":"`...)
 	b = append(b, p.Instance...)
 	b = append(b, `","session":"`...)
@@ -32,6 +35,10 @@ func (p Payload) Encode() []byte {
 	if p.BatchID != "" {
 		b = append(b, `","batch_id":"`...)
 		b = append(b, p.BatchID...)
+	}
+	if p.TraceParent != "" {
+		b = append(b, `","traceparent":"`...)
+		b = append(b, p.TraceParent...)
 	}
 	b = append(b, `","max_retries":`...)
 	b = appendInt(b, p.MaxRetries)
@@ -88,6 +95,11 @@ func decodeSlow(b []byte) (Payload, error) {
 	if p.MaxRetries < 0 {
 		return Payload{}, fmt.Errorf("%w: max_retries %d is negative", ErrInvalidInput, p.MaxRetries)
 	}
+	if !ValidTraceParent(p.TraceParent) {
+		// A broken trace header must not fail the logout: the task runs
+		// outside any trace.
+		p.TraceParent = ""
+	}
 	return p, nil
 }
 
@@ -116,6 +128,11 @@ func decodeFast(b []byte) (Payload, bool) {
 			return p, false
 		}
 	}
+	if after, isTrace := strings.CutPrefix(rest, `,"traceparent":"`); isTrace {
+		if p.TraceParent, rest, ok = strings.Cut(after, `"`); !ok || p.TraceParent == "" || !ValidTraceParent(p.TraceParent) {
+			return p, false
+		}
+	}
 	if rest, ok = strings.CutPrefix(rest, `,"max_retries":`); !ok {
 		return p, false
 	}
@@ -133,6 +150,37 @@ func decodeFast(b []byte) (Payload, bool) {
 		p.MaxRetries = p.MaxRetries*10 + int(c-'0')
 	}
 	return p, true
+}
+
+// ValidTraceParent reports whether s is empty or a W3C traceparent of
+// version 00 as OpenTelemetry writes it: 00-<32 hex trace id>-<16 hex span
+// id>-<2 hex flags>, lower case, ids not all zero.
+func ValidTraceParent(s string) bool {
+	if s == "" {
+		return true
+	}
+	if len(s) != 55 || s[:3] != "00-" || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	return lowerHex(s[3:35]) && lowerHex(s[36:52]) && lowerHex(s[53:55]) &&
+		s[3:35] != strings.Repeat("0", 32) && s[36:52] != strings.Repeat("0", 16)
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// TraceID is the trace id of a valid traceparent, or "".
+func TraceID(traceParent string) string {
+	if traceParent == "" || !ValidTraceParent(traceParent) {
+		return ""
+	}
+	return traceParent[3:35]
 }
 
 // DiscoverPayload is the payload of a discovery task.

@@ -108,6 +108,9 @@ type Config struct {
 	// process restarts and are refused by other replicas, so set a key when
 	// several `wahaq serve` replicas share a load balancer.
 	Key []byte
+	// TraceURL is the link template of a task's trace (WAHAQ_TRACE_URL),
+	// e.g. https://jaeger/trace/{trace_id}. Defaults to "": no link.
+	TraceURL string
 	// SessionTTL is how long a session lasts. Defaults to DefaultSessionTTL.
 	SessionTTL time.Duration
 	// Circuit reports a server's circuit-breaker state. Defaults to nil:
@@ -124,17 +127,18 @@ type Config struct {
 
 // Console is the operator console, an http.Handler for /ui/.
 type Console struct {
-	src     *source
-	tokens  *api.TokenChecker
-	fps     map[string]struct{}
-	open    bool
-	key     []byte
-	ttl     time.Duration
-	refresh time.Duration
-	now     func() time.Time
-	log     zerolog.Logger
-	pages   map[string]*template.Template
-	mux     *http.ServeMux
+	src      *source
+	tokens   *api.TokenChecker
+	fps      map[string]struct{}
+	open     bool
+	key      []byte
+	ttl      time.Duration
+	refresh  time.Duration
+	now      func() time.Time
+	log      zerolog.Logger
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+	traceURL string
 }
 
 // New returns the console.

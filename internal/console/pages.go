@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wahaq/wahaq/tasks"
@@ -371,6 +372,9 @@ func (c *Console) taskPage(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	p := page{Title: "Task " + t.ID, Nav: "tasks", Session: &s, Data: t}
+	if t.TraceID != nil && c.traceURL != "" {
+		p.TraceURL = strings.ReplaceAll(c.traceURL, "{trace_id}", *t.TraceID)
+	}
 	if !t.State.Final() {
 		p.Live = mount + "live/tasks/" + url.PathEscape(t.ID)
 	}

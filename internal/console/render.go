@@ -31,7 +31,9 @@ type page struct {
 	Refresh int
 	// Every is how often the script fetches the fragment, in milliseconds.
 	Every int64
-	Data  any
+	// TraceURL is the link to the task's trace (Config.TraceURL filled), if any.
+	TraceURL string
+	Data     any
 }
 
 // CSRF is the session's CSRF token, for forms.

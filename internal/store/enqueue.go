@@ -172,6 +172,9 @@ type NewTask struct {
 	ProcessAt time.Time
 	// Timeout is asynq's per-attempt timeout. Zero means none.
 	Timeout time.Duration
+	// TraceParent is the W3C traceparent of the trace the task was enqueued
+	// in, carried in the payload to the worker; "" when not traced.
+	TraceParent string
 }
 
 // Enqueued is the result of creating one task.
@@ -239,7 +242,8 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 				if t.ID == "" {
 					t.ID = base.NewID()
 				}
-				payload := base.Payload{Instance: t.Instance, Session: t.Session, BatchID: t.BatchID, MaxRetries: t.MaxRetries}.Encode()
+				payload := base.Payload{Instance: t.Instance, Session: t.Session, BatchID: t.BatchID, MaxRetries: t.MaxRetries,
+					TraceParent: t.TraceParent}.Encode()
 				msg := asynqwire.Encode(asynqwire.Message{
 					Type: base.TypeLogout, Payload: payload, ID: t.ID, Queue: k.Queue, Retry: asynqMaxRetry, TimeoutSeconds: timeout,
 				})
@@ -270,6 +274,9 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			}
 			return out, fmt.Errorf("enqueue: %w", err)
 		}
+	}
+	if err := s.keepTraces(ctx, ts, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

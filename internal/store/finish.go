@@ -21,11 +21,15 @@ import (
 // dead letters, KEYS[6] asynq's paused key.
 // ARGV[1] id, ARGV[2] new state, ARGV[3] outcome ("" when retrying), ARGV[4]
 // now (ms), ARGV[5] next attempt (ms), ARGV[6] last error, ARGV[7] result
-// JSON, ARGV[8] result TTL (s), ARGV[9] batch id.
+// JSON, ARGV[8] result TTL (s), ARGV[9] batch id, ARGV[10] attempt log
+// entry (see attemptLogLua; "" = none).
 // Returns 1.
-var finishScript = redis.NewScript(batchLua + gateLua + `
+var finishScript = redis.NewScript(batchLua + gateLua + attemptLogLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 gate_open(KEYS[6])
+-- attempt history (attemptlog.go): one entry per attempt, the last 20
+if ARGV[10] ~= '' then attempt_log(KEYS[2], ARGV[10], ARGV[4]) end
+-- end attempt history
 local old = redis.call('HGET', KEYS[2], 'state')
 -- set only when the task was already final: the same Finish applied twice
 -- (its reply lost in a Redis crash, then sent again) must count once
@@ -75,6 +79,13 @@ type Finish struct {
 	NextAttempt time.Time
 	// ResultTTL is how long a completed record is kept.
 	ResultTTL time.Duration
+	// Attempt is this attempt's number, for the attempt history; 0 records
+	// no history entry.
+	Attempt int
+	// StartedAt is when the attempt started, for the attempt history.
+	StartedAt time.Time
+	// HTTPStatus is WAHA's HTTP status of this attempt; 0 when none came.
+	HTTPStatus int
 }
 
 // Finish applies f to the task.
@@ -86,7 +97,8 @@ func (s *Store) Finish(ctx context.Context, id string, p base.Payload, f Finish)
 	}
 	err := finishScript.Run(ctx, s.rdb,
 		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Paused()},
-		id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID).Err()
+		id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID,
+		attemptEntry(f)).Err()
 	if err != nil {
 		return fmt.Errorf("finish task %s: %w", id, err)
 	}

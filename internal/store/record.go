@@ -28,6 +28,7 @@ const (
 	FieldOutcome  = "outcome"
 	FieldError    = "err"
 	FieldResult   = "result" // JSON of tasks.Result
+	FieldTrace    = "trace"  // trace id, when the task was enqueued in a trace
 )
 
 // The states a record's FieldState holds; tasks exports them as tasks.State.
@@ -58,6 +59,10 @@ type Record struct {
 	LastError                               string
 	// Result is WAHA's answer as JSON (a tasks.Result), or nil.
 	Result []byte
+	// Attempts is the attempt history, oldest first (the last MaxAttemptLog).
+	AttemptLog []Attempt
+	// TraceID is the trace the task was enqueued in (32 hex digits), or "".
+	TraceID string
 }
 
 // Get returns the record with the given id from any of the instances, or an
@@ -98,12 +103,14 @@ func msTime(v string) *time.Time {
 
 func (s *Store) decodeRecord(id, instance string, m map[string]string) *Record {
 	r := &Record{ID: id, Instance: instance, Session: m[FieldSession], State: m[FieldState], BatchID: m[FieldBatch],
-		Outcome: m[FieldOutcome], LastError: m[FieldError]}
+		Outcome: m[FieldOutcome], LastError: m[FieldError], TraceID: m[FieldTrace]}
 	r.Attempts, _ = strconv.Atoi(m[FieldAttempts])
 	r.MaxRetries, _ = strconv.Atoi(m[FieldMax])
 	if e := msTime(m[FieldEnqueued]); e != nil {
 		r.EnqueuedAt = *e
 	}
+	enq, _ := strconv.ParseInt(m[FieldEnqueued], 10, 64)
+	r.AttemptLog = decodeAttemptLog(m[FieldLog], enq)
 	r.ScheduledFor = msTime(m[FieldSched])
 	r.NextAttemptAt = msTime(m[FieldNext])
 	r.FinishedAt = msTime(m[FieldFinished])

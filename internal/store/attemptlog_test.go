@@ -1,0 +1,130 @@
+package store_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
+)
+
+// TestAttemptLog runs the finish script's attempt-history block against real
+// Redis: what one attempt writes, retries, the 20-entry cap, a Finish sent
+// twice, and a history kept across a requeue.
+func TestAttemptLog(t *testing.T) {
+	t.Parallel()
+	// attempt starts the task 3 ms after now and finishes it 41 ms later.
+	attempt := func(f *fixture, id string, p base.Payload, n int, fin store.Finish) time.Time {
+		f.now = f.now.Add(3 * time.Millisecond)
+		start := f.now
+		ok, err := f.st.Start(f.ctx, id, p, n, 0, time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+		f.now = f.now.Add(41 * time.Millisecond)
+		fin.Attempt, fin.StartedAt, fin.ResultTTL = n, start, time.Hour
+		require.NoError(t, f.st.Finish(f.ctx, id, p, fin))
+		return start
+	}
+	long := strings.Repeat("é", 100) // 200 bytes, cut on a character boundary
+	for _, c := range []struct {
+		name string
+		run  func(f *fixture, id string, p base.Payload) time.Time
+		log  string
+	}{
+		{"one attempt, logged out", func(f *fixture, id string, p base.Payload) time.Time {
+			return attempt(f, id, p, 1, store.Finish{State: store.StateCompleted, Outcome: "logged_out", HTTPStatus: 200})
+		}, "1,3,41,200,logged_out,"},
+		{"a retry, then dead", func(f *fixture, id string, p base.Payload) time.Time {
+			attempt(f, id, p, 1, store.Finish{State: store.StateRetrying, HTTPStatus: 503, LastError: "WAHA answered 503,\nbusy"})
+			return attempt(f, id, p, 2, store.Finish{State: store.StateDead, Outcome: "auth_failed", HTTPStatus: 401, LastError: long})
+		}, "1,3,41,503,retrying,WAHA answered 503, busy\n2,47,41,401,auth_failed," + strings.Repeat("é", 58) + "…"},
+		{"no attempt number, no entry", func(f *fixture, id string, p base.Payload) time.Time {
+			f.start(id, p)
+			require.NoError(t, f.st.Finish(f.ctx, id, p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour}))
+			return time.Time{}
+		}, ""},
+		{"the same Finish twice counts once", func(f *fixture, id string, p base.Payload) time.Time {
+			start := attempt(f, id, p, 1, store.Finish{State: store.StateRetrying, HTTPStatus: 503})
+			f.now = f.now.Add(time.Second) // sent again later, after a lost reply
+			require.NoError(t, f.st.Finish(f.ctx, id, p, store.Finish{State: store.StateRetrying, HTTPStatus: 503,
+				Attempt: 1, StartedAt: start, ResultTTL: time.Hour}))
+			return start
+		}, "1,3,41,503,retrying,"},
+		{"the last 20 are kept", func(f *fixture, id string, p base.Payload) time.Time {
+			var last time.Time
+			for n := 1; n <= 25; n++ {
+				last = attempt(f, id, p, n, store.Finish{State: store.StateRetrying})
+			}
+			return last
+		}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			p, id := f.enqueue("s1", "")
+			enq := f.now
+			last := c.run(f, id, p)
+			raw := f.hash(f.k.Record(id))[store.FieldLog]
+			rec, err := f.st.Get(f.ctx, []string{"default"}, id)
+			require.NoError(t, err)
+			if c.name == "the last 20 are kept" {
+				require.Len(t, rec.AttemptLog, store.MaxAttemptLog)
+				require.Equal(t, 6, rec.AttemptLog[0].Number)
+				require.Equal(t, 25, rec.AttemptLog[19].Number)
+				require.Equal(t, last, rec.AttemptLog[19].StartedAt)
+				return
+			}
+			require.Equal(t, c.log, raw)
+			if c.log == "" {
+				require.Empty(t, rec.AttemptLog)
+				return
+			}
+			require.NotEmpty(t, rec.AttemptLog)
+			first := rec.AttemptLog[0]
+			require.Equal(t, enq.Add(3*time.Millisecond), first.StartedAt)
+			require.Equal(t, first.StartedAt.Add(41*time.Millisecond), first.FinishedAt)
+			end := rec.AttemptLog[len(rec.AttemptLog)-1]
+			require.Equal(t, last, end.StartedAt)
+			require.LessOrEqual(t, len(end.Error), store.MaxAttemptError)
+		})
+	}
+
+	t.Run("kept across a requeue", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		p, id := f.enqueue("s1", "")
+		attempt(f, id, p, 1, store.Finish{State: store.StateDead, Outcome: "auth_failed", HTTPStatus: 401, LastError: "401"})
+		f.asynqState(id, "archived")
+		res, err := f.st.Requeue(f.ctx, "default", []string{id}, 0, time.Hour)
+		require.NoError(t, err)
+		require.Len(t, res, 1)
+		attempt(f, id, p, 1, store.Finish{State: store.StateCompleted, Outcome: "logged_out", HTTPStatus: 200})
+		rec, err := f.st.Get(f.ctx, []string{"default"}, id)
+		require.NoError(t, err)
+		require.Len(t, rec.AttemptLog, 2)
+		require.Equal(t, "auth_failed", rec.AttemptLog[0].Outcome)
+		require.Equal(t, 401, rec.AttemptLog[0].HTTPStatus)
+		require.Equal(t, "logged_out", rec.AttemptLog[1].Outcome)
+		require.Equal(t, 0, rec.Attempts-1, "the attempt count starts again; the history does not")
+	})
+
+	t.Run("trace id kept from the enqueue", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		res, err := f.st.Enqueue(f.ctx, []store.NewTask{{Instance: "default", Session: "s1", TraceParent: tp},
+			{Instance: "default", Session: "s2"}})
+		require.NoError(t, err)
+		rec, err := f.st.Get(f.ctx, []string{"default"}, res[0].ID)
+		require.NoError(t, err)
+		require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", rec.TraceID)
+		require.Contains(t, f.hash(f.k.AsynqTask(res[0].ID))["msg"], tp, "the payload carries the trace context")
+		rec, err = f.st.Get(f.ctx, []string{"default"}, res[1].ID)
+		require.NoError(t, err)
+		require.Empty(t, rec.TraceID)
+		require.NotContains(t, f.hash(f.k.Record(res[1].ID)), store.FieldTrace)
+	})
+}

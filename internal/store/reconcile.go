@@ -374,6 +374,10 @@ func (s *Store) parseKey(key string) (ScannedKey, bool) {
 	case "d":
 		sk.Kind = KeyDedup
 	case "b":
+		if strings.Contains(name, ":") {
+			// the batch's task list (Keys.BatchTasks), not the batch
+			return ScannedKey{}, false
+		}
 		sk.Kind = KeyBatch
 	default:
 		return ScannedKey{}, false

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/callback"
 	"github.com/wahaq/wahaq/internal/store"
 )
 
@@ -38,6 +39,10 @@ type Config struct {
 	MaxBatch int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// CallbackAllow lists the destinations a callback URL may name
+	// (WAHAQ_CALLBACK_ALLOW): host names, host:port pairs and CIDRs.
+	// Defaults to none: every callback URL is refused.
+	CallbackAllow []string
 	// OnEnqueued, when set, is called with the number of tasks a call
 	// created (deduplicated ones not counted), e.g. to feed the
 	// wahaq_enqueued_total metric. Default none.
@@ -91,6 +96,7 @@ func (c Config) withDefaults() (Config, error) {
 type Producer struct {
 	cfg   Config
 	store *store.Store
+	allow *callback.Allow
 }
 
 // NewProducer returns a Producer.
@@ -99,7 +105,11 @@ func NewProducer(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Producer{cfg: cfg, store: newStore(cfg)}, nil
+	allow, err := parseAllow(cfg.CallbackAllow)
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{cfg: cfg, store: newStore(cfg), allow: allow}, nil
 }
 
 func newStore(cfg Config) *store.Store {
@@ -148,6 +158,11 @@ type LogoutRequest struct {
 	// Session is the WAHA session name.
 	Session string
 	When
+	// CallbackURL, when set, is posted the task (signed, Standard Webhooks)
+	// once it is completed, dead or canceled. It must be allowed by
+	// Config.CallbackAllow. A deduplicated request gives it to the live task
+	// unless that task has one already.
+	CallbackURL string
 }
 
 func (p *Producer) checkInstance(instance string) (string, error) {
@@ -175,6 +190,9 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	if err := ValidateSessionName(r.Session); err != nil {
 		return nil, err
 	}
+	if err := p.checkCallback(r.CallbackURL); err != nil {
+		return nil, err
+	}
 	now := p.cfg.Now()
 	at, err := r.When.resolve(now)
 	if err != nil {
@@ -182,6 +200,7 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	}
 	res, err := p.store.Enqueue(ctx, []store.NewTask{{
 		Instance: instance, Session: r.Session, MaxRetries: p.cfg.MaxRetries, ProcessAt: at, Timeout: p.cfg.TaskTimeout,
+		CallbackURL: r.CallbackURL,
 	}})
 	if err != nil {
 		return nil, err
@@ -200,6 +219,9 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	}
 	t := &Task{ID: res[0].ID, Instance: instance, Session: r.Session, State: StatePending,
 		MaxRetries: p.cfg.MaxRetries, EnqueuedAt: time.UnixMilli(now.UnixMilli()).UTC()}
+	if r.CallbackURL != "" {
+		t.Callback = &Callback{State: CallbackWaiting}
+	}
 	if !at.IsZero() {
 		t.State = StateScheduled
 		s := time.UnixMilli(at.UnixMilli()).UTC()
@@ -215,6 +237,8 @@ type BatchRequest struct {
 	// Sessions are the session names. Duplicates count once.
 	Sessions []string
 	When
+	// CallbackURL, when set, is posted the batch once it is done.
+	CallbackURL string
 }
 
 // BatchInfo is the answer to a batch enqueue.
@@ -252,12 +276,15 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 			return nil, fmt.Errorf("sessions[%d]: %w", i, err)
 		}
 	}
+	if err := p.checkCallback(r.CallbackURL); err != nil {
+		return nil, err
+	}
 	at, err := r.When.resolve(p.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
 	id := base.NewID()
-	if err := p.store.CreateBatch(ctx, instance, id, at, false); err != nil {
+	if err := p.createBatch(ctx, instance, id, at, false, r.CallbackURL); err != nil {
 		return nil, err
 	}
 	info, err := p.fillBatch(ctx, instance, id, r.Sessions, at, p.cfg.MaxRetries)
@@ -294,4 +321,16 @@ func (p *Producer) Cancel(ctx context.Context, id string) (*Task, error) {
 		return nil, err
 	}
 	return newTask(r), nil
+}
+
+// createBatch writes an open batch and its callback URL, if any. The batch
+// cannot be done before it is closed, so the two writes need not be one.
+func (p *Producer) createBatch(ctx context.Context, instance, id string, at time.Time, discovering bool, callbackURL string) error {
+	if err := p.store.CreateBatch(ctx, instance, id, at, discovering); err != nil {
+		return err
+	}
+	if callbackURL != "" {
+		return p.store.SetBatchCallback(ctx, instance, id, callbackURL)
+	}
+	return nil
 }

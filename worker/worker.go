@@ -35,6 +35,7 @@ type Worker struct {
 	log       zerolog.Logger
 	srv       *asynq.Server
 	pipeline  step
+	callbacks *callbacks
 
 	mu      sync.Mutex
 	started bool
@@ -79,6 +80,9 @@ func New(cfg Config) (*Worker, error) {
 			return nil, fmt.Errorf("worker: validation: %w", err)
 		}
 	}
+	if w.callbacks, err = newCallbacks(cfg); err != nil {
+		return nil, err
+	}
 	w.pipeline = chain(w.logout, w.throttle, w.validate)
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -107,6 +111,7 @@ func (w *Worker) Handler() asynq.Handler {
 	mux := asynq.NewServeMux()
 	mux.Handle(base.TypeLogout, w)
 	mux.HandleFunc(base.TypeDiscover, w.discover)
+	mux.HandleFunc(base.TypeCallback, w.deliverCallback)
 	return mux
 }
 

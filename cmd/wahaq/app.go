@@ -62,6 +62,7 @@ func (a *app) tasksConfig() tasks.Config {
 	return tasks.Config{
 		Redis: a.rdb, Namespace: a.settings.Namespace, Instances: config.Names(a.instances),
 		MaxRetries: maxRetries(a.settings.MaxRetries), ResultTTL: a.settings.ResultTTL,
+		CallbackAllow: a.settings.CallbackAllow,
 	}
 }
 
@@ -93,8 +94,9 @@ func (a *app) workerConfig() worker.Config {
 		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
-		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
-		Logger:     &log,
+		Validation:     wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
+		CallbackSecret: s.CallbackSecret, CallbackAllow: s.CallbackAllow,
+		Logger: &log,
 	}
 }
 

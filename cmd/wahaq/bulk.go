@@ -17,6 +17,7 @@ func init() { register(newBulkCmd) }
 
 func newBulkCmd() *cobra.Command {
 	var (
+		callbackURL                    string
 		instance, sessionsFile, in, at string
 		all, wait, asJSON              bool
 		statuses, sessions             []string
@@ -86,9 +87,9 @@ the session listing of --all failed); 2 bad usage or bad input.`,
 			ctx := cmd.Context()
 			var info *tasks.BatchInfo
 			if all {
-				info, err = p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when})
+				info, err = p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when, CallbackURL: callbackURL})
 			} else {
-				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when})
+				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when, CallbackURL: callbackURL})
 			}
 			if err != nil {
 				return a.cliErr(ctx, err)
@@ -121,6 +122,7 @@ the session listing of --all failed); 2 bad usage or bad input.`,
 	f.StringVar(&instance, "instance", "", "WAHA server name (required; \"default\" is the one of WAHA_BASE_URL)")
 	f.BoolVar(&all, "all", false, "every session the server lists when the batch runs")
 	f.StringSliceVar(&statuses, "status", nil, "with --all: only sessions in these statuses, e.g. WORKING,FAILED")
+	f.StringVar(&callbackURL, "callback-url", "", "POST the batch here, signed, once it is done (a host of WAHAQ_CALLBACK_ALLOW)")
 	f.StringVar(&sessionsFile, "sessions-file", "", "file of session names, one a line (# comments; - for stdin)")
 	f.StringSliceVar(&sessions, "session", nil, "a session name; repeatable or comma-separated")
 	addWhenFlags(cmd, &in, &at)

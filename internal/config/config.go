@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	"github.com/wahaq/wahaq/internal/callback"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -42,6 +43,8 @@ type Settings struct {
 	ResultTTL           time.Duration // WAHAQ_RESULT_TTL, default 24h
 	ShutdownGrace       time.Duration // WAHAQ_SHUTDOWN_GRACE, default 30s
 	APITokens           []string      // WAHAQ_API_TOKENS, comma-separated
+	CallbackSecret      string        // WAHAQ_CALLBACK_SECRET: whsec_<base64>, signs completion callbacks (worker)
+	CallbackAllow       []string      // WAHAQ_CALLBACK_ALLOW: hosts, host:port, CIDRs a callback_url may name
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
 	LogLevel            string        // LOG_LEVEL, default info
 	LogFormat           string        // LOG_FORMAT, default json; console for people
@@ -68,6 +71,8 @@ var table = []setting{
 	{"WAHAQ_RESULT_TTL", "result-ttl", "24h", "how long results stay pollable", false},
 	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", "30s", "how long in-flight logouts may finish after SIGTERM", false},
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
+	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true},
+	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated hosts, host:port pairs and CIDRs a callback_url may name (empty: callbacks refused)", false},
 	{"WAHAQ_NAMESPACE", "namespace", "wahaq", "prefix of queue names (wahaq:<instance>)", false},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
 	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false},
@@ -135,6 +140,8 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		ResultTTL:           dur("WAHAQ_RESULT_TTL"),
 		ShutdownGrace:       dur("WAHAQ_SHUTDOWN_GRACE"),
 		APITokens:           splitList(v["WAHAQ_API_TOKENS"]),
+		CallbackSecret:      v["WAHAQ_CALLBACK_SECRET"],
+		CallbackAllow:       splitList(v["WAHAQ_CALLBACK_ALLOW"]),
 		Namespace:           v["WAHAQ_NAMESPACE"],
 		LogLevel:            v["LOG_LEVEL"],
 		LogFormat:           v["LOG_FORMAT"],
@@ -160,6 +167,14 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	}
 	if u, err := url.Parse(s.WahaBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("WAHA_BASE_URL=%q is not an http(s) URL", s.WahaBaseURL))
+	}
+	if s.CallbackSecret != "" {
+		if _, err := callback.ParseSecret(s.CallbackSecret); err != nil {
+			errs = append(errs, fmt.Errorf("WAHAQ_CALLBACK_SECRET: %w", err))
+		}
+	}
+	if _, err := callback.ParseAllow(strings.Join(s.CallbackAllow, ",")); err != nil {
+		errs = append(errs, fmt.Errorf("WAHAQ_CALLBACK_ALLOW: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("%w: %w", ErrBadConfig, err)

@@ -28,8 +28,12 @@ import (
 // j (0-based): KEYS[3+3j] record, KEYS[4+3j] dedup, KEYS[5+3j] asynq task.
 // ARGV[1] now (ns), ARGV[2] process-at (Unix s, "0" = now), ARGV[3]
 // batch id, ARGV[4] now (ms), ARGV[5] max retries, ARGV[6]
-// scheduled-for (ms or ""), ARGV[7] asynq task key prefix, then per task j:
-// ARGV[8+3j] id, ARGV[9+3j] asynq message, ARGV[10+3j] session.
+// scheduled-for (ms or ""), ARGV[7] asynq task key prefix, ARGV[8] callback
+// URL (""), ARGV[9] record key prefix, then per task j:
+// ARGV[10+3j] id, ARGV[11+3j] asynq message, ARGV[12+3j] session.
+// A callback URL goes into each new record; a deduplicated task that has
+// none takes it too (its record is found by prefix, in the same slot), so
+// the caller hears of the live task's end.
 // Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated or
 // enqueueDeduplicated onto the returned live id.
 var enqueueScript = redis.NewScript(`
@@ -40,11 +44,12 @@ if ARGV[2] ~= '0' then state = 'scheduled' end
 local rec = {'state', state, 'max', ARGV[5], 'enq', ARGV[4]}
 if ARGV[3] ~= '' then rec[#rec + 1] = 'batch'; rec[#rec + 1] = ARGV[3] end
 if ARGV[6] ~= '' then rec[#rec + 1] = 'sched'; rec[#rec + 1] = ARGV[6] end
+if ARGV[8] ~= '' then rec[#rec + 1] = 'cb'; rec[#rec + 1] = ARGV[8] end
 local ns = #rec + 1
 rec[ns] = 'session'
 local out, ids, created = {}, {}, 0
 for j = 0, n - 1 do
-  local dedup, id = KEYS[4 + 3*j], ARGV[8 + 3*j]
+  local dedup, id = KEYS[4 + 3*j], ARGV[10 + 3*j]
   -- claim the session; the reply is the previous holder, if any
   local live = redis.call('SET', dedup, id, 'NX', 'GET')
   local dup = false
@@ -57,16 +62,17 @@ for j = 0, n - 1 do
     end
   end
   if dup then
+    if ARGV[8] ~= '' then redis.call('HSETNX', ARGV[9] .. live, 'cb', ARGV[8]) end
     out[#out + 1] = live
     out[#out + 1] = 1
   else
-    rec[ns + 1] = ARGV[10 + 3*j]
+    rec[ns + 1] = ARGV[12 + 3*j]
     redis.call('HSET', KEYS[3 + 3*j], unpack(rec))
     if state == 'pending' then
-      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[9 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
+      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[11 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
       ids[#ids + 1] = id
     else
-      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[9 + 3*j], 'state', 'scheduled')
+      redis.call('HSET', KEYS[5 + 3*j], 'msg', ARGV[11 + 3*j], 'state', 'scheduled')
       ids[#ids + 1] = ARGV[2]
       ids[#ids + 1] = id
     end
@@ -112,6 +118,9 @@ type NewTask struct {
 	ProcessAt time.Time
 	// Timeout is asynq's per-attempt timeout. Zero means none.
 	Timeout time.Duration
+	// CallbackURL, when set, receives the task when it is final. It must
+	// have passed the allow-list already.
+	CallbackURL string
 }
 
 // Enqueued is the result of creating one task.
@@ -135,7 +144,7 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 	var groups []group
 	same := func(a, b *NewTask) bool {
 		return a.Instance == b.Instance && a.BatchID == b.BatchID && a.MaxRetries == b.MaxRetries &&
-			a.Timeout == b.Timeout && a.ProcessAt.Equal(b.ProcessAt)
+			a.Timeout == b.Timeout && a.ProcessAt.Equal(b.ProcessAt) && a.CallbackURL == b.CallbackURL
 	}
 	for i := 0; i < len(ts); {
 		j := i + 1
@@ -164,9 +173,9 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			n := g.end - g.start
 			keys := make([]string, 0, 2+3*n)
 			keys = append(keys, listKey, k.Batch(first.BatchID))
-			args := make([]any, 0, 7+3*n)
+			args := make([]any, 0, 9+3*n)
 			args = append(args, now.UnixNano(), processAt, first.BatchID, now.UnixMilli(),
-				first.MaxRetries, sched, k.AsynqTaskPrefix())
+				first.MaxRetries, sched, k.AsynqTaskPrefix(), first.CallbackURL, k.Record(""))
 			timeout := timeoutSeconds(first.Timeout)
 			for i := g.start; i < g.end; i++ {
 				t := &ts[i]

@@ -58,6 +58,8 @@ type Record struct {
 	LastError                               string
 	// Result is WAHA's answer as JSON (a tasks.Result), or nil.
 	Result []byte
+	// Callback is the task's completion callback, or nil.
+	Callback *Callback
 }
 
 // Get returns the record with the given id from any of the instances, or an
@@ -107,6 +109,7 @@ func (s *Store) decodeRecord(id, instance string, m map[string]string) *Record {
 	r.ScheduledFor = msTime(m[FieldSched])
 	r.NextAttemptAt = msTime(m[FieldNext])
 	r.FinishedAt = msTime(m[FieldFinished])
+	r.Callback = decodeCallback(m)
 	if v := m[FieldResult]; v != "" {
 		r.Result = []byte(v)
 	}

@@ -22,13 +22,14 @@ type Notifier struct {
 
 	mu      sync.Mutex
 	subs    map[string]*redis.PubSub
+	pending map[string]chan struct{}              // channel -> closed when its subscription attempt ends
 	waiters map[string]map[chan struct{}]struct{} // channel + " " + what -> wake-ups
 	closed  bool
 }
 
 // NewNotifier returns a Notifier on rdb.
 func NewNotifier(rdb redis.UniversalClient) *Notifier {
-	return &Notifier{rdb: rdb, subs: map[string]*redis.PubSub{}, waiters: map[string]map[chan struct{}]struct{}{}}
+	return &Notifier{rdb: rdb, subs: map[string]*redis.PubSub{}, pending: map[string]chan struct{}{}, waiters: map[string]map[chan struct{}]struct{}{}}
 }
 
 // Watch subscribes, if not yet, to channel and returns a channel closed when
@@ -64,16 +65,40 @@ func (n *Notifier) Watch(ctx context.Context, channel, what string) (<-chan stru
 }
 
 func (n *Notifier) subscribe(ctx context.Context, channel string) error {
-	n.mu.Lock()
-	if n.closed {
+	for {
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			return fmt.Errorf("notifier closed")
+		}
+		if _, ok := n.subs[channel]; ok {
+			n.mu.Unlock()
+			return nil
+		}
+		wait, busy := n.pending[channel]
+		if !busy {
+			// This caller subscribes; the others wait for it, so a burst
+			// of first waiters makes one subscription.
+			wait = make(chan struct{})
+			n.pending[channel] = wait
+			n.mu.Unlock()
+			err := n.dial(ctx, channel)
+			n.mu.Lock()
+			delete(n.pending, channel)
+			close(wait)
+			n.mu.Unlock()
+			return err
+		}
 		n.mu.Unlock()
-		return fmt.Errorf("notifier closed")
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	_, ok := n.subs[channel]
-	n.mu.Unlock()
-	if ok {
-		return nil
-	}
+}
+
+func (n *Notifier) dial(ctx context.Context, channel string) error {
 	ps := n.rdb.SSubscribe(ctx, channel)
 	if _, err := ps.Receive(ctx); err != nil {
 		// A server without shard channels (miniredis): plain pub/sub, which
@@ -86,10 +111,10 @@ func (n *Notifier) subscribe(ctx context.Context, channel string) error {
 		}
 	}
 	n.mu.Lock()
-	if _, dup := n.subs[channel]; dup || n.closed {
+	if n.closed {
 		n.mu.Unlock()
 		_ = ps.Close()
-		return nil
+		return fmt.Errorf("notifier closed")
 	}
 	n.subs[channel] = ps
 	n.mu.Unlock()

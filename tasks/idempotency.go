@@ -66,9 +66,12 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 	}
 	sum := sha256.Sum256(request)
 	fp := hex.EncodeToString(sum[:])
+	// From here on the caller's cancellation does not stop the work: a
+	// client that timed out must find its answer on the retry.
+	wctx := context.WithoutCancel(ctx)
 	deadline := time.Now().Add(idempotencyPatience)
 	for {
-		code, ans, err := p.store.Reserve(ctx, scope, key, fp, idempotencyHold)
+		code, ans, err := p.store.Reserve(wctx, scope, key, fp, idempotencyHold)
 		if err != nil {
 			return Answer{}, false, err
 		}
@@ -90,7 +93,6 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 		}
 		break
 	}
-	wctx := context.WithoutCancel(ctx)
 	a, err = do(wctx)
 	if err != nil || a.Status >= 500 {
 		_ = p.store.ReleaseKey(wctx, scope, key)

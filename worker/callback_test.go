@@ -34,7 +34,7 @@ type delivery struct {
 // answers in turn (then 200) and keeps every delivery.
 type receiver struct {
 	*httptest.Server
-	mu      sync.Mutex
+	mu       sync.Mutex
 	got      []delivery
 	answers  []int
 	location string // where a 302 points

@@ -38,11 +38,23 @@ func ExampleProducer_Enqueue() {
 	if err != nil {
 		panic(err)
 	}
-	again, _ := p.Enqueue(ctx, tasks.LogoutRequest{Session: "sales-bot"})
-	later, _ := p.Enqueue(ctx, tasks.LogoutRequest{Session: "support-bot", When: tasks.When{In: 30 * time.Minute}})
+	again, err := p.Enqueue(ctx, tasks.LogoutRequest{Session: "sales-bot"})
+	if err != nil {
+		panic(err)
+	}
+	later, err := p.Enqueue(ctx, tasks.LogoutRequest{Session: "support-bot", When: tasks.When{In: 30 * time.Minute}})
+	if err != nil {
+		panic(err)
+	}
 
-	insp, _ := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
-	t, _ := insp.Task(ctx, now.ID)
+	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
+	if err != nil {
+		panic(err)
+	}
+	t, err := insp.Task(ctx, now.ID)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(t.Session, t.State, t.MaxRetries)
 	fmt.Println("deduplicated:", again.Deduplicated, again.ID == now.ID)
 	fmt.Println(later.Session, later.State)
@@ -62,15 +74,24 @@ func ExampleProducer_EnqueueBatch() {
 	defer done()
 	ctx := context.Background()
 
-	p, _ := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
+	p, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
+	if err != nil {
+		panic(err)
+	}
 	info, err := p.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: []string{"bot-1", "bot-2", "bot-3", "bot-2"}})
 	if err != nil {
 		panic(err)
 	}
 	fmt.Println("total", info.Total, "deduplicated", info.Deduplicated)
 
-	insp, _ := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
-	b, _ := insp.Batch(ctx, info.BatchID)
+	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
+	if err != nil {
+		panic(err)
+	}
+	b, err := insp.Batch(ctx, info.BatchID)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println("pending", b.Counts[tasks.StatePending], "done", b.Done)
 	// Output:
 	// total 3 deduplicated 1

@@ -13,31 +13,54 @@ import (
 	"github.com/wahaq/wahaq/internal/store"
 )
 
+// Defaults of Config, written into new tasks unless set.
+const (
+	// DefaultInstance is the instance a request without one names.
+	DefaultInstance = "default"
+	// DefaultMaxRetries is the default retry limit of transient failures.
+	DefaultMaxRetries = 10
+	// DefaultTaskTimeout is asynq's default per-attempt timeout: a WAHA
+	// logout of a running session takes 3 s or more, on the WEBJS engine
+	// much longer.
+	DefaultTaskTimeout = 2 * time.Minute
+	// DefaultResultTTL is how long finished tasks stay readable by default.
+	DefaultResultTTL = 24 * time.Hour
+	// DefaultMaxBatch is the default largest batch.
+	DefaultMaxBatch = 100_000
+)
+
+// NoRetries, as Config.MaxRetries, means no retry: a transient failure kills
+// the task at once. It exists because the zero MaxRetries means
+// DefaultMaxRetries, as every zero field of Config means its default.
+const NoRetries = -1
+
 // Config configures a Producer or an Inspector. Producers and workers must
-// agree on Namespace and on the instance names.
+// agree on Namespace and on the instance names. Every zero field means its
+// default.
 type Config struct {
 	// Redis is the client to use. Required. A *redis.Client, a failover
 	// client (Sentinel) or a *redis.ClusterClient.
 	Redis redis.UniversalClient
-	// Namespace prefixes queue names. Default "wahaq".
+	// Namespace prefixes queue names. Defaults to DefaultNamespace ("wahaq").
 	Namespace string
-	// Instances are the WAHA server names tasks may name. Default
-	// ["default"]. An enqueue for any other name is refused.
+	// Instances are the WAHA server names tasks may name. An enqueue for any
+	// other name is refused. Defaults to [DefaultInstance].
 	Instances []string
 	// MaxRetries is the retry limit written into new tasks
-	// (WAHAQ_MAX_RETRIES). Default 10. Use NoRetries for zero.
+	// (WAHAQ_MAX_RETRIES). NoRetries means none; other negative values are
+	// refused. Defaults to DefaultMaxRetries (10).
 	MaxRetries int
 	// TaskTimeout is asynq's per-attempt timeout written into new tasks.
-	// Default 2m: a WAHA logout of a running session takes 3 s or more, on
-	// the WEBJS engine much longer.
+	// Defaults to DefaultTaskTimeout (2m).
 	TaskTimeout time.Duration
 	// ResultTTL is how long finished and canceled tasks stay readable
-	// (WAHAQ_RESULT_TTL). Default 24h. Dead tasks stay until requeued or
-	// purged.
+	// (WAHAQ_RESULT_TTL); dead tasks stay until requeued or purged.
+	// Defaults to DefaultResultTTL (24h).
 	ResultTTL time.Duration
-	// MaxBatch is the largest batch accepted. Default 100,000.
+	// MaxBatch is the largest batch accepted. Defaults to DefaultMaxBatch
+	// (100,000).
 	MaxBatch int
-	// Now is the clock. Default time.Now.
+	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 	// CallbackAllow lists the destinations a callback URL may name
 	// (WAHAQ_CALLBACK_ALLOW): host names, host:port pairs and CIDRs.
@@ -45,16 +68,9 @@ type Config struct {
 	CallbackAllow []string
 	// OnEnqueued, when set, is called with the number of tasks a call
 	// created (deduplicated ones not counted), e.g. to feed the
-	// wahaq_enqueued_total metric. Default none.
+	// wahaq_enqueued_total metric. Defaults to none.
 	OnEnqueued func(instance string, n int)
 }
-
-// DefaultTaskTimeout is the default of Config.TaskTimeout.
-const DefaultTaskTimeout = 2 * time.Minute
-
-// NoRetries, as Config.MaxRetries, means a transient failure kills the task
-// at once.
-const NoRetries = -1
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Redis == nil {
@@ -64,7 +80,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Namespace = DefaultNamespace
 	}
 	if len(c.Instances) == 0 {
-		c.Instances = []string{"default"}
+		c.Instances = []string{DefaultInstance}
 	}
 	for _, in := range c.Instances {
 		if err := ValidateInstanceName(in); err != nil {
@@ -73,18 +89,20 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch {
 	case c.MaxRetries == 0:
-		c.MaxRetries = 10
-	case c.MaxRetries < 0:
+		c.MaxRetries = DefaultMaxRetries
+	case c.MaxRetries == NoRetries:
 		c.MaxRetries = 0
+	case c.MaxRetries < 0:
+		return c, fmt.Errorf("tasks: Config.MaxRetries %d is negative (NoRetries means none)", c.MaxRetries)
 	}
 	if c.TaskTimeout <= 0 {
 		c.TaskTimeout = DefaultTaskTimeout
 	}
 	if c.ResultTTL <= 0 {
-		c.ResultTTL = 24 * time.Hour
+		c.ResultTTL = DefaultResultTTL
 	}
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 100_000
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -167,7 +185,7 @@ type LogoutRequest struct {
 
 func (p *Producer) checkInstance(instance string) (string, error) {
 	if instance == "" {
-		instance = "default"
+		instance = DefaultInstance
 	}
 	if err := ValidateInstanceName(instance); err != nil {
 		return "", err

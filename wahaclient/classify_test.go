@@ -151,7 +151,7 @@ func TestAPIErrorString(t *testing.T) {
 func TestErrorMessageCapped(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("é", 5000)
-	got := errorMessage(400, []byte(`{"message":"`+long+`"}`))
+	got := classify("logout", response{Status: 400, Body: []byte(`{"message":"` + long + `"}`)}).Message
 	require.LessOrEqual(t, len(got), maxMessageLen+len("…"))
 	require.True(t, strings.HasSuffix(got, "…"))
 	require.True(t, strings.HasPrefix(got, "éé"))

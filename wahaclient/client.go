@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultTimeout is the per-call timeout when Config.Timeout is zero. A logout
@@ -49,6 +50,11 @@ type Config struct {
 	// Timeout bounds each call on top of the caller's ctx. Default (zero or
 	// negative): DefaultTimeout, 60 s.
 	Timeout time.Duration
+	// Redact lists further secrets (e.g. the validation service's key) to
+	// remove from every text the server sends before it becomes part of an
+	// error or a result. APIKey and a password in BaseURL are always
+	// redacted. Defaults to none beyond those.
+	Redact []string
 }
 
 // Client talks to one WAHA server. It is safe for concurrent use; create one
@@ -63,6 +69,7 @@ type Client struct {
 	// of paying a wasted round trip each.
 	legacy atomic.Bool
 	now    func() time.Time
+	redact *redactor
 }
 
 // New checks cfg and returns a Client. It makes no network call.
@@ -85,7 +92,9 @@ func New(cfg Config) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{base: base, apiKey: cfg.APIKey, hc: &own, timeout: timeout, now: time.Now}, nil
+	secrets := append([]string{cfg.APIKey}, urlSecrets(base)...)
+	return &Client{base: base, apiKey: cfg.APIKey, hc: &own, timeout: timeout, now: time.Now,
+		redact: newRedactor(append(secrets, cfg.Redact...)...)}, nil
 }
 
 func parseBaseURL(raw string) (*url.URL, error) {
@@ -157,7 +166,7 @@ func (c *Client) logoutCurrent(ctx context.Context, session string) (*LogoutResu
 	if err != nil {
 		return nil, err
 	}
-	s, err := decodeSessionBody("logout", status, body)
+	s, err := c.decodeSessionBody("logout", status, body)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +181,7 @@ func (c *Client) logoutDeprecated(ctx context.Context, session string) (*LogoutR
 	if err != nil {
 		return nil, err
 	}
-	s, err := decodeSessionBody("logout", status, body)
+	s, err := c.decodeSessionBody("logout", status, body)
 	if err != nil {
 		return nil, err
 	}
@@ -190,12 +199,12 @@ func (c *Client) GetSession(ctx context.Context, name string) (*Session, error) 
 	if err != nil {
 		return nil, err
 	}
-	s, err := decodeSessionBody("get session", status, body)
+	s, err := c.decodeSessionBody("get session", status, body)
 	if err != nil {
 		return nil, err
 	}
 	if s == nil {
-		return nil, unexpectedBody("get session", status, "an empty body instead of a session object")
+		return nil, c.unexpectedBody("get session", status, "an empty body instead of a session object", nil)
 	}
 	return s, nil
 }
@@ -213,38 +222,69 @@ func (c *Client) ListSessions(ctx context.Context, all bool) ([]Session, error) 
 	}
 	var out []Session
 	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, unexpectedBody("list sessions", status, "a body that is not a JSON array of sessions")
+		return nil, c.unexpectedBody("list sessions", status, "a body that is not a JSON array of sessions", nil)
 	}
 	if out == nil {
 		out = []Session{}
 	}
+	for i := range out {
+		c.redact.session(&out[i])
+	}
 	return out, nil
 }
 
-// decodeSessionBody reads a 2xx body: empty is fine (nil), a JSON object is a
-// session, other JSON is tolerated (nil); non-JSON is an error because it means
-// something other than WAHA answered (a web page at a wrong base URL) and
-// counting that as a logout would hide a misconfiguration.
-func decodeSessionBody(op string, status int, body []byte) (*Session, error) {
+// decodeSessionBody reads a 2xx body. Empty is fine (nil): the deprecated
+// logout route answers 201 with no body and no Content-Type. Anything else
+// must be a session object, a JSON object with a string "name" and
+// "status". Other answers are ErrRejected: a body that is not JSON means
+// something other than WAHA answered (a web page at a wrong base URL), and
+// JSON that is not a session ([1,2,3], "ok", {}) is not WAHA's logout answer
+// either; counting those as logouts would hide a misconfiguration.
+func (c *Client) decodeSessionBody(op string, status int, body []byte) (*Session, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, nil
 	}
 	if !json.Valid(body) {
-		return nil, unexpectedBody(op, status, "a body that is not JSON; is BaseURL pointing at WAHA?")
+		return nil, c.unexpectedBody(op, status, "a body that is not JSON; is BaseURL pointing at WAHA?", body)
 	}
 	if body[0] != '{' {
-		return nil, nil
+		return nil, c.unexpectedBody(op, status, "JSON that is not a session object", body)
+	}
+	var probe struct {
+		Name   *string `json:"name"`
+		Status *string `json:"status"`
 	}
 	var s Session
-	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, unexpectedBody(op, status, "a JSON object that is not a session")
+	if json.Unmarshal(body, &probe) != nil || probe.Name == nil || probe.Status == nil || json.Unmarshal(body, &s) != nil {
+		return nil, c.unexpectedBody(op, status, `a JSON object that is not a session (it needs a string "name" and "status")`, body)
 	}
-	return &s, nil
+	return c.redact.session(&s), nil
 }
 
-func unexpectedBody(op string, status int, what string) error {
-	return &APIError{Op: op, StatusCode: status, Kind: ErrRejected, Message: "unexpected answer: " + what}
+// maxBodyEcho caps the part of an unexpected body kept in an error.
+const maxBodyEcho = 256
+
+// unexpectedBody is the ErrRejected error for a 2xx answer that is not
+// what was asked for; body, redacted and shortened, is kept in it.
+func (c *Client) unexpectedBody(op string, status int, what string, body []byte) error {
+	e := &APIError{Op: op, StatusCode: status, Kind: ErrRejected, Message: "unexpected answer: " + what}
+	if len(body) > 0 {
+		e.Body = shorten(c.redact.text(string(body)), maxBodyEcho)
+		e.Message += ": " + e.Body
+	}
+	return e
+}
+
+// shorten cuts s to at most n bytes on a rune boundary, marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // do performs one call and returns the status and (capped) body of a 2xx
@@ -264,6 +304,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 	}
 	req, err := http.NewRequestWithContext(callCtx, method, u.String(), rd)
 	if err != nil {
+		// err quotes the URL: keep it out of the message.
 		return 0, nil, &APIError{Op: op, Kind: ErrRejected, Message: "cannot build the request", Err: err}
 	}
 	req.Header.Set("Accept", "application/json")
@@ -299,17 +340,20 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 	}
 	if int64(len(data)) > limit {
 		if ok {
+			// Redact a generous head, then shorten it, so no cut leaves part
+			// of a secret.
 			return 0, nil, &APIError{Op: op, StatusCode: resp.StatusCode, Kind: ErrRejected,
-				Message: fmt.Sprintf("unexpected answer: the body exceeds %d MiB", limit>>20)}
+				Message: fmt.Sprintf("unexpected answer: the body exceeds %d MiB", limit>>20),
+				Body:    shorten(c.redact.text(string(data[:4096])), maxBodyEcho)}
 		}
 		data = data[:limit]
 	}
-	if apiErr := classify(op, response{Status: resp.StatusCode, Header: resp.Header, Body: data, Now: c.now()}); apiErr != nil {
+	if apiErr := classify(op, response{Status: resp.StatusCode, Header: resp.Header, Body: data, Now: c.now(), Redact: c.redact}); apiErr != nil {
 		return 0, nil, apiErr
 	}
 	return resp.StatusCode, data, nil
 }
 
 func (c *Client) transportError(ctx context.Context, op string, err error) *APIError {
-	return classify(op, response{Err: err, CallerErr: ctx.Err(), Timeout: c.timeout})
+	return classify(op, response{Err: err, CallerErr: ctx.Err(), Timeout: c.timeout, Redact: c.redact})
 }

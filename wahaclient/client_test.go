@@ -463,9 +463,16 @@ func TestOddBodies(t *testing.T) {
 	}{
 		{"201 empty body", 201, "", "", nil, "", false},
 		{"200 whitespace", 200, "application/json", " \n", nil, "", false},
-		{"201 JSON true", 201, "application/json", "true", nil, "", false},
+		{"201 JSON true", 201, "application/json", "true", wahaclient.ErrRejected, "unexpected answer: JSON that is not a session object: true", false},
+		{"200 JSON array", 200, "application/json", "[1,2,3]", wahaclient.ErrRejected, "unexpected answer: JSON that is not a session object: [1,2,3]", false},
+		{"201 JSON string", 201, "application/json", `"x"`, wahaclient.ErrRejected, `unexpected answer: JSON that is not a session object: "x"`, false},
+		{"201 JSON null", 201, "application/json", `null`, wahaclient.ErrRejected, `unexpected answer: JSON that is not a session object: null`, false},
+		{"201 empty object", 201, "application/json", `{}`, wahaclient.ErrRejected, `unexpected answer: a JSON object that is not a session (it needs a string "name" and "status"): {}`, false},
+		{"201 object without status", 201, "application/json", `{"name":"a"}`, wahaclient.ErrRejected, "", false},
+		{"201 object with a numeric status", 201, "application/json", `{"name":"a","status":3}`, wahaclient.ErrRejected, "", false},
+		{"201 long non-session body is shortened", 201, "application/json", `[` + strings.Repeat(`1,`, 5000) + `1]`, wahaclient.ErrRejected, "", false},
 		{"201 session with unknown fields", 201, "application/json", `{"status":"STARTING","presence":null,"name":"a","timestamps":{"activity":1}}`, nil, "", true},
-		{"200 HTML page", 200, "text/html", "<html>welcome</html>", wahaclient.ErrRejected, "unexpected answer: a body that is not JSON; is BaseURL pointing at WAHA?", false},
+		{"200 HTML page", 200, "text/html", "<html>welcome</html>", wahaclient.ErrRejected, "unexpected answer: a body that is not JSON; is BaseURL pointing at WAHA?: <html>welcome</html>", false},
 		{"502 HTML from a proxy", 502, "text/html", "<html><body>bad gateway</body></html>", wahaclient.ErrTransient, "Bad Gateway", false},
 		{"400 reordered keys", 400, "application/json", `{"error":"Bad Request","message":["a","b"],"statusCode":400}`, wahaclient.ErrRejected, "a; b", false},
 		{"422 huge message is capped", 422, "application/json", huge, wahaclient.ErrRejected, "", false},
@@ -491,6 +498,10 @@ func TestOddBodies(t *testing.T) {
 				require.Equal(t, tc.message, ae.Message)
 			}
 			require.Less(t, len(ae.Message), 4096)
+			if tc.status >= 200 && tc.status < 300 && len(tc.body) > 0 {
+				require.NotEmpty(t, ae.Body, "WAHA's body is kept")
+				require.LessOrEqual(t, len(ae.Body), 256+len("…"), "and shortened")
+			}
 			requireNoKey(t, err)
 		})
 	}

@@ -45,9 +45,10 @@ var (
 	ErrInvalidSessionName = errors.New("invalid session name")
 )
 
-// APIError describes a failed call. It never contains the API key: the key
-// travels only in a header, and neither headers nor request bodies are copied
-// into errors.
+// APIError describes a failed call. It never contains the API key or any other
+// configured secret (Config.Redact): the key travels only in a header, neither
+// headers nor request bodies are copied into errors, and whatever the server
+// answered (which may echo the key) is redacted before it is kept.
 type APIError struct {
 	// Op is the operation that failed: "logout", "get session", "list sessions"
 	// or "validate".
@@ -67,8 +68,12 @@ type APIError struct {
 	Kind error
 	// Err is the underlying transport error (for StatusCode 0), kept so that
 	// errors.Is(err, context.Canceled) and errors.As(err, *net.OpError) work. Nil
-	// for HTTP answers.
+	// for HTTP answers. Its own text is not redacted; Error() never shows it.
 	Err error
+	// Body is, for a 2xx answer the client could not take as what it asked
+	// for (a logout answered with [1,2,3]), WAHA's body: redacted and
+	// shortened to a few hundred bytes. Empty otherwise.
+	Body string
 }
 
 // Error renders e.g. `waha logout: 422 Unprocessable Entity: WAHA Core support
@@ -144,12 +149,24 @@ type response struct {
 	Timeout time.Duration
 	// Now is the time used to interpret an HTTP-date Retry-After.
 	Now time.Time
+	// Redact removes the configured secrets from the message; nil
+	// redacts nothing.
+	Redact *redactor
 }
 
 // classify turns one failed attempt into an *APIError. It is the single place
 // where statuses and transport errors are mapped to sentinel kinds; it returns
-// nil for a 2xx answer.
+// nil for a 2xx answer. The message is redacted, then capped (in that order,
+// so a cut cannot leave half a secret behind).
 func classify(op string, r response) *APIError {
+	e := classifyRaw(op, r)
+	if e != nil {
+		e.Message = capMessage(r.Redact.text(e.Message))
+	}
+	return e
+}
+
+func classifyRaw(op string, r response) *APIError {
 	if r.Status == 0 {
 		return classifyTransport(op, r)
 	}
@@ -184,7 +201,7 @@ func classify(op string, r response) *APIError {
 		e.Kind = ErrRejected
 		if s >= 300 && s < 400 {
 			if loc := r.Header.Get("Location"); loc != "" {
-				e.Message = capMessage("unexpected redirect to " + loc)
+				e.Message = "unexpected redirect to " + StripUserinfo(loc)
 			}
 		}
 	}
@@ -223,7 +240,7 @@ func transportMessage(err error) string {
 	if errors.As(err, &ue) && ue.Err != nil {
 		msg = ue.Err.Error()
 	}
-	return capMessage(msg)
+	return msg
 }
 
 func isSessionNotFound(msg string) bool {
@@ -248,14 +265,14 @@ func errorMessage(status int, body []byte) string {
 	body = bytes.TrimSpace(body)
 	if len(body) > 0 && body[0] == '{' && json.Unmarshal(body, &env) == nil {
 		if m := rawMessage(env.Message); m != "" {
-			return capMessage(m)
+			return m
 		}
 		if env.Exception != nil {
 			if m := rawMessage(env.Exception.Message); m != "" {
-				return capMessage(m)
+				return m
 			}
 			if env.Exception.Name != "" {
-				return capMessage(env.Exception.Name)
+				return env.Exception.Name
 			}
 		}
 	}

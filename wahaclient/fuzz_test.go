@@ -88,7 +88,7 @@ func FuzzClassify(f *testing.F) {
 			if e != nil {
 				t.Fatalf("classify(%d) = %v, want nil for a 2xx", status, e)
 			}
-			s, err := decodeSessionBody("logout", status, body)
+			s, err := (&Client{}).decodeSessionBody("logout", status, body)
 			if err != nil {
 				var ae *APIError
 				if !errors.As(err, &ae) {

@@ -45,6 +45,10 @@ type ValidatorConfig struct {
 	Timeout time.Duration
 	// Method is the HTTP method of the check. Default: GET.
 	Method string
+	// Redact lists further secrets (e.g. the WAHA keys) to remove from the
+	// service's answers before they become part of an error. APIKey and a
+	// password in URL are always redacted. Defaults to none beyond those.
+	Redact []string
 }
 
 // Validator runs the subscription/key check. It is safe for concurrent use:
@@ -58,6 +62,7 @@ type Validator struct {
 	ttl     time.Duration
 	timeout time.Duration
 	hc      *http.Client
+	redact  *redactor
 	group   singleflight.Group
 	now     func() time.Time
 
@@ -93,7 +98,9 @@ func NewValidator(cfg ValidatorConfig) (*Validator, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
-	return &Validator{url: u.String(), method: method, apiKey: cfg.APIKey, ttl: ttl, timeout: timeout, hc: &own, now: time.Now}, nil
+	secrets := append([]string{cfg.APIKey}, urlSecrets(u)...)
+	return &Validator{url: u.String(), method: method, apiKey: cfg.APIKey, ttl: ttl, timeout: timeout, hc: &own, now: time.Now,
+		redact: newRedactor(append(secrets, cfg.Redact...)...)}, nil
 }
 
 // Check returns nil when the service says the key and subscription are valid
@@ -130,7 +137,7 @@ func (v *Validator) Check(ctx context.Context) error {
 	case res := <-ch:
 		return res.Err
 	case <-ctx.Done():
-		return classify("validate", response{Err: ctx.Err(), CallerErr: ctx.Err(), Timeout: v.timeout})
+		return classify("validate", response{Err: ctx.Err(), CallerErr: ctx.Err(), Timeout: v.timeout, Redact: v.redact})
 	}
 }
 
@@ -165,14 +172,14 @@ func (v *Validator) call(ctx context.Context) error {
 	}
 	resp, err := v.hc.Do(req)
 	if err != nil {
-		return classify("validate", response{Err: err, Timeout: v.timeout})
+		return classify("validate", response{Err: err, Timeout: v.timeout, Redact: v.redact})
 	}
 	defer func() {
 		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 		_ = resp.Body.Close()
 	}()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
-	apiErr := classify("validate", response{Status: resp.StatusCode, Header: resp.Header, Body: body, Now: v.now()})
+	apiErr := classify("validate", response{Status: resp.StatusCode, Header: resp.Header, Body: body, Now: v.now(), Redact: v.redact})
 	if apiErr == nil {
 		return nil
 	}

@@ -1,5 +1,5 @@
 // Package worker performs wahaq's logout tasks: an asynq server whose
-// handler is a chain of small middlewares (throttle, validate, logout) under
+// handler is a chain of small middlewares (rate limit, start, validate, logout) under
 // one policy that classifies what happened, records it and tells asynq
 // whether to retry.
 package worker
@@ -27,55 +27,90 @@ type Instance struct {
 	// Redis, payloads, results, logs or errors.
 	APIKey string
 	// Concurrency caps the logouts in flight against this server across
-	// every worker process. Zero means Config.InstanceConcurrency.
+	// every worker process. Defaults to Config.InstanceConcurrency.
 	Concurrency int
 	// Rate caps logouts started per second against this server across every
-	// worker process. Zero means no rate cap.
+	// worker process; fractions are kept (2.5 is one start every 400 ms).
+	// Defaults to no rate cap.
 	Rate float64
 	// HTTPClient overrides the WAHA client's HTTP client (tests, proxies).
+	// Defaults to wahaclient's.
 	HTTPClient *http.Client
 }
+
+// Defaults of Config.
+const (
+	// DefaultConcurrency is how many tasks one process runs at once.
+	DefaultConcurrency = 20
+	// DefaultInstanceConcurrency is the cap of logouts in flight against
+	// one server across all workers.
+	DefaultInstanceConcurrency = 4
+	// DefaultRetryBase is the smallest backoff between attempts.
+	DefaultRetryBase = 2 * time.Second
+	// DefaultRetryMax is the largest backoff between attempts.
+	DefaultRetryMax = 10 * time.Minute
+	// DefaultSlotWait is how long a task waits for a concurrency slot.
+	DefaultSlotWait = 2 * time.Second
+	// DefaultSlotLease is how long a dead worker's slot stays taken; longer
+	// than tasks.DefaultTaskTimeout.
+	DefaultSlotLease = 3 * time.Minute
+	// DefaultPollInterval is how often an idle worker looks for tasks.
+	DefaultPollInterval = 10 * time.Millisecond
+	// DefaultDelayedInterval is how often due scheduled and retrying tasks
+	// are moved to the queue.
+	DefaultDelayedInterval = 250 * time.Millisecond
+	// DefaultShutdownGrace is how long in-flight logouts may run after
+	// SIGTERM.
+	DefaultShutdownGrace = 30 * time.Second
+)
 
 // Config configures a Worker. Every field documents its default.
 type Config struct {
 	// Redis is the client for wahaq's state and asynq. Required.
 	Redis redis.UniversalClient
-	// Namespace prefixes queue names. Default "wahaq".
+	// Namespace prefixes queue names. Defaults to tasks.DefaultNamespace
+	// ("wahaq").
 	Namespace string
 	// Instances are the WAHA servers. Required (at least one).
 	Instances []Instance
 	// Concurrency is how many tasks this process runs at once
-	// (WAHAQ_CONCURRENCY). Default 20.
+	// (WAHAQ_CONCURRENCY). Defaults to DefaultConcurrency (20).
 	Concurrency int
-	// InstanceConcurrency is the default cap of logouts in flight against
-	// one server across all workers (WAHAQ_INSTANCE_CONCURRENCY). Default 4.
+	// InstanceConcurrency is the cap of logouts in flight against one server
+	// across all workers, for instances without their own
+	// (WAHAQ_INSTANCE_CONCURRENCY). Defaults to DefaultInstanceConcurrency
+	// (4).
 	InstanceConcurrency int
 	// RetryBase and RetryMax bound the exponential backoff with jitter
-	// between attempts (WAHAQ_RETRY_BASE, WAHAQ_RETRY_MAX). Defaults 2s, 10m.
+	// between attempts (WAHAQ_RETRY_BASE, WAHAQ_RETRY_MAX). Default to
+	// DefaultRetryBase (2s) and DefaultRetryMax (10m).
 	RetryBase, RetryMax time.Duration
 	// ResultTTL is how long completed results stay readable
-	// (WAHAQ_RESULT_TTL). Default 24h.
+	// (WAHAQ_RESULT_TTL). Defaults to tasks.DefaultResultTTL (24h).
 	ResultTTL time.Duration
 	// SlotWait is how long a task waits in the handler for a free
 	// concurrency slot before it is handed back to the queue (without
-	// spending a retry). Default 2s.
+	// spending a retry). Defaults to DefaultSlotWait (2s).
 	SlotWait time.Duration
 	// SlotLease bounds how long a slot stays taken if its worker dies
-	// holding it. Default 3m (longer than the default task timeout of 2m).
+	// holding it. Defaults to DefaultSlotLease (3m, longer than the default
+	// task timeout of 2m).
 	SlotLease time.Duration
 	// PollInterval is how often an idle worker looks for new tasks; asynq's
-	// own default of 1s would add up to a second to every logout. Default
-	// 10ms: about 100 cheap Redis calls a second per idle worker.
+	// own default of 1s would add up to a second to every logout. Defaults
+	// to DefaultPollInterval (10ms): about 100 cheap Redis calls a second
+	// per idle worker.
 	PollInterval time.Duration
 	// DelayedInterval is how often scheduled and retrying tasks due now are
-	// moved to the queue. Default 250ms.
+	// moved to the queue. Defaults to DefaultDelayedInterval (250ms).
 	DelayedInterval time.Duration
 	// ShutdownGrace is how long in-flight logouts may run after SIGTERM
 	// before they are handed back to the queue (WAHAQ_SHUTDOWN_GRACE).
-	// Default 30s.
+	// Defaults to DefaultShutdownGrace (30s).
 	ShutdownGrace time.Duration
 	// Validation, when its URL is set, is the subscription/key check run
 	// before each logout (WAHA_VALIDATION_URL, WAHA_VALIDATION_API_KEY).
+	// Defaults to no check.
 	Validation wahaclient.ValidatorConfig
 	// CallbackSecret signs completion callbacks, Standard Webhooks style:
 	// "whsec_" + base64 of 24 to 64 random bytes (WAHAQ_CALLBACK_SECRET).
@@ -91,11 +126,12 @@ type Config struct {
 	// CallbackRetryFor is how long a delivery is retried before it is given
 	// up. Defaults to tasks.CallbackRetryFor (24h).
 	CallbackRetryFor time.Duration
-	// Logger receives structured logs. Default: a disabled logger.
+	// Logger receives structured logs. Defaults to a disabled logger.
 	Logger *zerolog.Logger
-	// Registerer receives the worker's metrics. Default: none registered.
+	// Registerer receives the worker's metrics. Defaults to none (the
+	// metrics are kept but not registered).
 	Registerer prometheus.Registerer
-	// Now is the clock. Default time.Now.
+	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 }
 
@@ -125,19 +161,19 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Namespace == "" {
 		c.Namespace = tasks.DefaultNamespace
 	}
-	setDefault(&c.Concurrency, 20)
-	setDefault(&c.InstanceConcurrency, 4)
-	setDefault(&c.RetryBase, 2*time.Second)
-	setDefault(&c.RetryMax, 10*time.Minute)
+	setDefault(&c.Concurrency, DefaultConcurrency)
+	setDefault(&c.InstanceConcurrency, DefaultInstanceConcurrency)
+	setDefault(&c.RetryBase, DefaultRetryBase)
+	setDefault(&c.RetryMax, DefaultRetryMax)
 	if c.RetryMax < c.RetryBase {
 		return c, fmt.Errorf("worker: retry max %s is below retry base %s", c.RetryMax, c.RetryBase)
 	}
-	setDefault(&c.ResultTTL, 24*time.Hour)
-	setDefault(&c.SlotWait, 2*time.Second)
-	setDefault(&c.SlotLease, 3*time.Minute)
-	setDefault(&c.PollInterval, 10*time.Millisecond)
-	setDefault(&c.DelayedInterval, 250*time.Millisecond)
-	setDefault(&c.ShutdownGrace, 30*time.Second)
+	setDefault(&c.ResultTTL, tasks.DefaultResultTTL)
+	setDefault(&c.SlotWait, DefaultSlotWait)
+	setDefault(&c.SlotLease, DefaultSlotLease)
+	setDefault(&c.PollInterval, DefaultPollInterval)
+	setDefault(&c.DelayedInterval, DefaultDelayedInterval)
+	setDefault(&c.ShutdownGrace, DefaultShutdownGrace)
 	c.callbackDefaults()
 	if c.Logger == nil {
 		l := zerolog.Nop()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -51,13 +52,7 @@ const outageWait = 20 * time.Second
 func (w *Worker) awaitRedis(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outageWait)
 	defer cancel()
-	for pause := 50 * time.Millisecond; w.cfg.Redis.Ping(ctx).Err() != nil; pause = min(pause*2, time.Second) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(pause):
-		}
-	}
+	poll(ctx, w.cfg.Now, time.Time{}, redisPause, func() bool { return w.cfg.Redis.Ping(ctx).Err() == nil })
 }
 
 // step is one layer of the logout handler.
@@ -77,7 +72,20 @@ func chain(s step, mws ...middleware) step {
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
-	p, err := base.DecodePayload(t.Payload())
+	return w.process(ctx, id, retried, t.Payload())
+}
+
+// Work runs one attempt of the logout task id with payload (as asynq holds
+// it) synchronously, outside asynq: the same chain and policy as
+// ProcessTask, as the attempt after retried failed ones. The returned error
+// is what asynq would be told (nil when the task completed). It is for tests
+// (wahaqtest.Env.Work); nothing schedules a retry it asks for.
+func (w *Worker) Work(ctx context.Context, id string, payload []byte, retried int) error {
+	return w.process(ctx, id, retried, payload)
+}
+
+func (w *Worker) process(ctx context.Context, id string, retried int, payload []byte) error {
+	p, err := base.DecodePayload(payload)
 	if err != nil {
 		// Nothing to record it under; asynq archives it for a person.
 		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
@@ -116,23 +124,19 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	if claim {
 		// The attempt never reached the slot step; mark it started so the
 		// record exists and its transition is counted.
-		if _, err := w.store.Start(wctx, a.ID, a.Payload, a.Number, 0, w.cfg.SlotLease); err != nil {
+		if _, err := w.starter.Start(wctx, a.ID, a.Payload, a.Number, 0, w.cfg.SlotLease); err != nil {
 			return err
 		}
 	}
 	fin, delay := w.decide(a, ans.Result, ans.Err)
 	sf, err := fin.finish()
 	if err == nil {
-		err = w.store.Finish(wctx, a.ID, a.Payload, sf)
-	}
-	for pause := 50 * time.Millisecond; err != nil && wctx.Err() == nil; pause = min(pause*2, time.Second) {
-		// Redis is failing over: keep the result rather than run the
+		// While Redis fails over, keep the result rather than run the
 		// logout again.
-		select {
-		case <-wctx.Done():
-		case <-time.After(pause):
+		poll(wctx, w.cfg.Now, time.Time{}, redisPause, func() bool {
 			err = w.store.Finish(wctx, a.ID, a.Payload, sf)
-		}
+			return err == nil
+		})
 	}
 	if err != nil {
 		// Redis is unreachable: let asynq retry; the logout is idempotent.
@@ -163,81 +167,6 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		w.metrics.Retries.WithLabelValues(a.Payload.Instance).Inc()
 		return &retryError{err: errors.New(fin.LastError), delay: delay, at: fin.NextAttempt}
 	}
-}
-
-// throttle applies the instance's rate and concurrency cap, across every
-// worker process: a slot is taken in Redis (the same script marks the task
-// active) and given back when the attempt is recorded.
-func (w *Worker) throttle(next step) step {
-	return func(ctx context.Context, a *attempt) answer {
-		in := a.Instance
-		if in.limit != nil {
-			res, err := w.rate.Allow(ctx, in.rateKey, *in.limit)
-			if err != nil {
-				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
-			}
-			if res.Allowed == 0 {
-				w.metrics.LimiterWaits.WithLabelValues(in.name, "rate").Inc()
-				return answer{NotStarted: true, RetryAfter: max(res.RetryAfter, 5*time.Millisecond)}
-			}
-		}
-		deadline := time.Now().Add(w.cfg.SlotWait)
-		waited := false
-		for pause := 2 * time.Millisecond; ; pause = min(pause*2, 50*time.Millisecond) {
-			ok, err := w.store.Start(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
-			if err != nil {
-				return answer{NotStarted: true, RetryAfter: w.cfg.RetryBase, RedisDown: true}
-			}
-			if ok {
-				return next(ctx, a)
-			}
-			if !waited {
-				waited = true
-				w.metrics.LimiterWaits.WithLabelValues(in.name, "concurrency").Inc()
-			}
-			if time.Now().After(deadline) {
-				// Hand the task back rather than hold a worker slot that
-				// tasks of other servers could use.
-				return answer{NotStarted: true, RetryAfter: 100 * time.Millisecond}
-			}
-			select {
-			case <-ctx.Done():
-				return answer{NotStarted: true, RetryAfter: 100 * time.Millisecond}
-			case <-time.After(pause):
-			}
-		}
-	}
-}
-
-// validate runs the optional subscription/key check before the logout.
-func (w *Worker) validate(next step) step {
-	return func(ctx context.Context, a *attempt) answer {
-		if w.validator != nil {
-			if err := w.validator.Check(ctx); err != nil {
-				return answer{Err: err}
-			}
-		}
-		return next(ctx, a)
-	}
-}
-
-// logout is the innermost step: the call to WAHA, measured.
-func (w *Worker) logout(ctx context.Context, a *attempt) answer {
-	start := time.Now()
-	res, err := a.Instance.client.Logout(ctx, a.Payload.Session)
-	w.metrics.LogoutDuration.WithLabelValues(a.Instance.name).Observe(time.Since(start).Seconds())
-	code := "error"
-	switch {
-	case err == nil && res != nil:
-		code = statusCode(res.HTTPStatus)
-	case err != nil:
-		var apiErr *wahaclient.APIError
-		if errors.As(err, &apiErr) && apiErr.StatusCode != 0 {
-			code = statusCode(apiErr.StatusCode)
-		}
-	}
-	w.metrics.Responses.WithLabelValues(a.Instance.name, code).Inc()
-	return answer{Result: res, Err: err}
 }
 
 // statusCode is strconv.Itoa without the allocation for WAHA's usual answers.
@@ -287,15 +216,14 @@ func plainJSONString(s string) bool {
 	return true
 }
 
-// rateLimit converts a per-second rate into redis_rate's terms; a rate below
-// one per second becomes one per 1/rate seconds.
+// rateLimit converts a per-second rate into redis_rate's terms: n starts
+// (n = the rate rounded up) per the period in which the rate allows n, so a
+// fractional rate is kept exactly (2.5/s is 3 per 1.2 s, one every 400 ms)
+// and a rate below one per second becomes one per 1/rate seconds.
 func rateLimit(perSecond float64) *redis_rate.Limit {
 	if perSecond <= 0 {
 		return nil
 	}
-	if perSecond >= 1 {
-		n := int(perSecond)
-		return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Second}
-	}
-	return &redis_rate.Limit{Rate: 1, Burst: 1, Period: time.Duration(float64(time.Second) / perSecond)}
+	n := int(math.Ceil(perSecond))
+	return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Duration(float64(n) / perSecond * float64(time.Second))}
 }

@@ -29,8 +29,9 @@ type Worker struct {
 	cfg       Config
 	store     *store.Store
 	instances map[string]*instance
-	validator *wahaclient.Validator
-	rate      *redis_rate.Limiter
+	starter   starter
+	validator checker
+	rate      limiter
 	metrics   *metrics.Metrics
 	log       zerolog.Logger
 	srv       *asynq.Server
@@ -75,15 +76,18 @@ func New(cfg Config) (*Worker, error) {
 		// server's 50,000-session teardown cannot starve another's logouts.
 		queues[q] = 1
 	}
+	w.starter = w.store
 	if cfg.Validation.URL != "" {
-		if w.validator, err = wahaclient.NewValidator(cfg.Validation); err != nil {
+		v, err := wahaclient.NewValidator(cfg.Validation)
+		if err != nil {
 			return nil, fmt.Errorf("worker: validation: %w", err)
 		}
+		w.validator = v
 	}
 	if w.callbacks, err = newCallbacks(cfg); err != nil {
 		return nil, err
 	}
-	w.pipeline = chain(w.logout, w.throttle, w.validate)
+	w.pipeline = chain(w.logout, w.limitRate, w.start, w.validate)
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   queues,

@@ -66,6 +66,8 @@ func (a *app) tasksConfig() tasks.Config {
 	}
 }
 
+// maxRetries maps WAHAQ_MAX_RETRIES, where 0 means none, onto
+// tasks.Config.MaxRetries, where 0 means the default and NoRetries none.
 func maxRetries(n int) int {
 	if n == 0 {
 		return tasks.NoRetries
@@ -86,15 +88,20 @@ func (a *app) store() *store.Store {
 func (a *app) workerConfig() worker.Config {
 	s := a.settings
 	insts := make([]worker.Instance, len(a.instances))
+	wahaKeys := make([]string, 0, len(a.instances))
 	for i, in := range a.instances {
 		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate}
+		wahaKeys = append(wahaKeys, in.APIKey)
 	}
 	log := a.log
 	return worker.Config{
 		Redis: a.rdb, Namespace: s.Namespace, Instances: insts,
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
-		Validation:     wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
+		// The validation service's answers lose the WAHA keys too. (The WAHA
+		// clients are built in worker; passing them the validation key needs
+		// a worker.Instance field.)
+		Validation:     wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey, Redact: wahaKeys},
 		CallbackSecret: s.CallbackSecret, CallbackAllow: s.CallbackAllow,
 		Logger: &log,
 	}

@@ -237,7 +237,7 @@ func printBatch(w io.Writer, b *tasks.Batch, asJSON bool) error {
 		fmt.Fprintf(&sb, "  %d requested sessions already had a logout task and are not part of this batch\n", b.Deduplicated)
 	}
 	if b.Error != "" {
-		fmt.Fprintf(&sb, "  error: %s\n", b.Error)
+		fmt.Fprintf(&sb, "  error: %s\n", oneLine(b.Error, 0))
 	}
 	if c[tasks.StateDead] > 0 {
 		sb.WriteString("  dead tasks are in the dead-letter queue: wahaq dlq list\n")

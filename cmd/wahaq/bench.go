@@ -43,7 +43,7 @@ It takes about two minutes; --quick runs a fifth of the work.`,
 			}
 			for i, o := range only {
 				only[i] = strings.TrimSpace(o)
-				if !contains(","+strings.Join(bench.Scenarios, ",")+",", ","+only[i]+",") {
+				if !strings.Contains(","+strings.Join(bench.Scenarios, ",")+",", ","+only[i]+",") {
 					return usagef("--only %q: the scenarios are %s", o, strings.Join(bench.Scenarios, ", "))
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -132,6 +133,16 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 	badFile := writeFile(t, "bad.txt", "good-1\n# a comment\nbad name!\ngood-2\n")
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	const id = "0b8e4f6a-5d0e-4a7c-9a57-2f1f0b2f7d11"
+	instFile := func(name, body string) string {
+		return writeFile(t, name, "instances:\n  - name: eu\n    base_url: http://127.0.0.1:9/eu\n"+body)
+	}
+	infRate := instFile("inf.yaml", "    api_key_env: \"\"\n    rate: .inf\n")
+	nanRate := instFile("nan.yaml", "    api_key_env: \"\"\n    rate: .nan\n")
+	hugeRate := instFile("huge.yaml", "    api_key_env: \"\"\n    rate: 1e308\n")
+	badTimeout := instFile("timeout.yaml", "    api_key_env: \"\"\n    timeout: forever\n")
+	unsetKey := instFile("unset.yaml", "    api_key_env: WAHAQ_TEST_SURELY_UNSET_KEY\n")
+	noKeyEnv := instFile("nokeyenv.yaml", "")
+	twice := instFile("twice.yaml", "    api_key_env: \"\"\n  - name: us\n    base_url: HTTP://127.0.0.1:9/eu/\n    api_key_env: \"\"\n")
 
 	cases := []struct {
 		name string
@@ -150,6 +161,11 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 		{"enqueue positional argument", []string{"enqueue", "sales-bot"}, "takes no arguments"},
 		{"unknown flag", []string{"enqueue", "--session", "a", "--sesion", "b"}, "unknown flag: --sesion"},
 		{"unknown command", []string{"enqeue", "--session", "a"}, `unknown command "enqeue"`},
+		{"serve positional argument (cobra.NoArgs)", []string{"serve", "extra"}, `unknown command "extra" for "wahaq serve"`},
+		{"flag needs an argument", []string{"enqueue", "--session"}, "flag needs an argument: --session"},
+		{"invalid flag value", []string{"status", id, "--wait", "--timeout", "soon"}, `invalid argument "soon"`},
+		{"completion with an extra argument", []string{"completion", "bash", "extra"}, `unknown command "extra"`},
+		{"enqueue ISO --in with months", []string{"enqueue", "--session", "a", "--in", "P1M"}, `--in "P1M" is not a duration`},
 		{"bad WAHAQ_MAX_RETRIES", []string{"enqueue", "--session", "a", "--max-retries=x"}, `WAHAQ_MAX_RETRIES="x" is not a whole number`},
 		{"bulk with two sources", []string{"bulk", "--instance", "default", "--session", "a", "--all"}, "exactly one way"},
 		{"bulk with no source", []string{"bulk", "--instance", "default"}, "exactly one way"},
@@ -176,6 +192,14 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 		{"dlq requeue bad --outcome", []string{"dlq", "requeue", "--all", "--outcome", "logged_out"}, `--outcome "logged_out" is not a dead-letter outcome`},
 		{"dlq purge --all without --yes, not interactive", []string{"dlq", "purge", "--all"}, "add --yes to confirm"},
 		{"worker with bad settings", []string{"worker", "--concurrency", "0", "--metrics-addr", ""}, "WAHAQ_CONCURRENCY must be at least 1"},
+		{"worker with rate .inf", []string{"worker", "--instances", infRate, "--metrics-addr", ""}, `instance "eu": rate +Inf is not a number`},
+		{"enqueue with rate .nan", []string{"enqueue", "--session", "a", "--instances", nanRate}, `instance "eu": rate NaN is not a number`},
+		{"worker with rate 1e308", []string{"worker", "--instances", hugeRate, "--metrics-addr", ""}, "rate 1e+308 is outside"},
+		{"worker with a bad timeout", []string{"worker", "--instances", badTimeout, "--metrics-addr", ""}, `timeout "forever" is not a duration`},
+		{"worker with an unset api_key_env", []string{"worker", "--instances", unsetKey, "--metrics-addr", ""}, "names WAHAQ_TEST_SURELY_UNSET_KEY, which is unset or empty"},
+		{"worker with no api_key_env", []string{"worker", "--instances", noKeyEnv, "--metrics-addr", ""}, `instance "eu" has no api_key_env`},
+		{"worker with one server twice", []string{"worker", "--instances", twice, "--metrics-addr", ""}, `instances "eu" and "us" name the same WAHA server`},
+		{"WAHA_BASE_URL with a password", []string{"enqueue", "--session", "a", "--waha-base-url", "ftp://u:hunter2@h"}, "WAHA_BASE_URL: ftp://h is not an http:// or https:// URL"},
 	}
 	require.GreaterOrEqual(t, len(cases), 12)
 	for _, tc := range cases {
@@ -185,12 +209,13 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 			}
 			r := c.run(tc.args...)
 			assert.Equal(t, exitUsage, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
-			if tc.name == "unknown command" { // cobra adds "Did you mean this?"
+			if tc.name == "unknown command" { // with "Did you mean this?"
 				firstLine(t, r.stderr, tc.want)
 			} else {
 				sentence(t, r.stderr, tc.want)
 			}
 			assert.Empty(t, r.stdout)
+			assert.NotContains(t, r.stderr, "hunter2")
 			p, s := c.queued()
 			assert.Zero(t, p+s, "a bad command line enqueued something")
 		})
@@ -277,6 +302,20 @@ func TestCLIEnqueueStatusCancel(t *testing.T) {
 	assert.Equal(t, tasks.StateScheduled, c.task(later.ID).State)
 	_, s := c.queued()
 	assert.Equal(t, 1, s)
+
+	// --in takes a day unit and ISO 8601 durations, as the HTTP API does.
+	for i, tc := range []struct {
+		in   string
+		want time.Duration
+	}{{"7d", 7 * 24 * time.Hour}, {"1d12h", 36 * time.Hour}, {"PT30M", 30 * time.Minute}, {"P1DT2H", 26 * time.Hour}} {
+		r = c.ok("enqueue", "--session", fmt.Sprintf("iso-bot-%d", i), "--in", tc.in, "--json")
+		var iso tasks.Task
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &iso))
+		require.NotNil(t, iso.ScheduledFor, tc.in)
+		assert.WithinDuration(t, time.Now().Add(tc.want), *iso.ScheduledFor, time.Minute, tc.in)
+	}
+	_, s = c.queued()
+	assert.Equal(t, 5, s)
 
 	// --at works too.
 	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)

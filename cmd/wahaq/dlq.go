@@ -110,7 +110,7 @@ func printDeadLetters(w io.Writer, page *tasks.DeadLetterPage, offset int64) err
 		if t.LastError != nil {
 			lastErr = oneLine(*t.LastError, 80)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Instance, t.Session, outcome, t.Attempts, fmtTime(t.FinishedAt), lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", oneLine(t.ID, 0), oneLine(t.Instance, 0), oneLine(t.Session, 0), outcome, t.Attempts, fmtTime(t.FinishedAt), lastErr)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/duration"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -34,7 +35,8 @@ When the session already has a scheduled, pending, active or retrying logout,
 nothing new is created: the existing task's id is printed (with a note on
 stderr; --json prints the task with "deduplicated": true).
 
---in delays the logout (30s, 30m, 2h); --at runs it at an RFC 3339 time.
+--in delays the logout (30s, 30m, 2h, 7d, 1d12h, or ISO 8601 PT30M,
+P7D, P1DT2H); --at runs it at an RFC 3339 time.
 --json prints the task as the HTTP API returns it, on one line.
 
 Exit codes: 0 enqueued (or deduplicated), 1 failure (e.g. Redis does not
@@ -83,7 +85,7 @@ answer), 2 bad input (missing or malformed session name, unknown instance,
 
 // addWhenFlags adds --in and --at.
 func addWhenFlags(cmd *cobra.Command, in, at *string) {
-	cmd.Flags().StringVar(in, "in", "", "run the logout after this delay, e.g. 30s, 30m, 2h")
+	cmd.Flags().StringVar(in, "in", "", "run the logout after this delay, e.g. 30m, 2h, 7d, 1d12h or ISO 8601 PT30M, P1DT2H")
 	cmd.Flags().StringVar(at, "at", "", "run the logout at this RFC 3339 time, e.g. 2025-07-01T18:00:00Z")
 }
 
@@ -95,9 +97,9 @@ func parseWhen(in, at string) (tasks.When, error) {
 		return w, usagef("give either --in or --at, not both")
 	}
 	if in != "" {
-		d, err := time.ParseDuration(in)
+		d, err := duration.Parse(in)
 		if err != nil {
-			return w, usagef("--in %q is not a duration such as 30s, 30m or 2h", in)
+			return w, usagef("--in %q is not a duration such as 30s, 30m, 2h, 7d or ISO 8601 PT30M", in)
 		}
 		if d < 0 {
 			return w, usagef("--in %s is negative: give a delay from now", in)

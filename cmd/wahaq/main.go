@@ -61,11 +61,50 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	config.BindFlags(root.PersistentFlags())
+	// Bad usage is typed where cobra reports it, so exitCode never reads
+	// cobra's wording: flag errors through FlagErrorFunc (inherited by every
+	// subcommand), argument errors through each command's Args validator.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// An unknown command is caught by execute before cobra runs.
 	for _, f := range commands {
 		root.AddCommand(f())
 	}
+	// cobra adds these while executing; add them now so their Args are
+	// typed too.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	typeArgs(root)
 	return root
+}
+
+// typeArgs wraps every command's Args validator so that what it refuses is
+// a usageError (exit 2). cobra's own validators (NoArgs, ExactArgs, ...)
+// return plain errors.
+func typeArgs(c *cobra.Command) {
+	if orig := c.Args; orig != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			err := orig(cmd, args)
+			var ue usageError
+			if err == nil || errors.As(err, &ue) {
+				return err
+			}
+			return usageError{err}
+		}
+	}
+	for _, sub := range c.Commands() {
+		typeArgs(sub)
+	}
+}
+
+// execute runs the command line. cobra's Find fails only for a first word
+// that names no command (its legacyArgs check of the root); that case is
+// found here, before cobra reports it untyped, and becomes a usageError.
+func execute(ctx context.Context, root *cobra.Command, args []string) error {
+	if _, _, err := root.Find(args); err != nil {
+		return usageError{err}
+	}
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
 }
 
 func main() {
@@ -89,15 +128,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	root := newRoot(stdout, stderr)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.WithValue(ctx, closersKey{}, &closers))
+	err := execute(context.WithValue(ctx, closersKey{}, &closers), root, args)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "wahaq: %v\n", err)
+	// An error can quote WAHA (a batch's error): no terminal controls.
+	fmt.Fprintf(stderr, "wahaq: %s\n", terminalSafe(err.Error()))
 	return exitCode(err)
 }
 
+// exitCode maps an error to the exit code by its type alone.
 func exitCode(err error) int {
 	var ue usageError
 	switch {
@@ -106,29 +146,6 @@ func exitCode(err error) int {
 	case errors.As(err, &ue), errors.Is(err, config.ErrBadConfig), errors.Is(err, tasks.ErrInvalidInput):
 		return exitUsage
 	default:
-		// cobra's own complaints (unknown command, missing args) carry no type.
-		if isCobraUsage(err) {
-			return exitUsage
-		}
 		return exitFailure
 	}
-}
-
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "required flag", "invalid argument", "flag needs an argument", "if any flags in the group"} {
-		if len(msg) >= len(p) && contains(msg, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
 	"github.com/wahaq/wahaq/tasks"
@@ -24,9 +24,10 @@ func init() { register(newServeCmd) }
 func newServeCmd() *cobra.Command {
 	var addr string
 	var insecure bool
+	var consoleKey string
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the HTTP API (plus /healthz, /readyz, /metrics, /openapi.json)",
+		Short: "Serve the HTTP API (plus /healthz, /readyz, /metrics, /openapi.json) and the operator console at /ui/",
 		Long: `Serve wahaq's HTTP API: enqueue logouts and bulk teardowns, follow
 tasks and batches, cancel, and work the dead-letter queue (the routes are
 described by GET /openapi.json). Every /v1 route needs
@@ -78,11 +79,15 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
+			// The operator console at /ui/ (issue 13).
+			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey); err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			srv := httpserver.New(h, a.settings.HTTP)
 			ctx := cmd.Context()
 			go schedule.New(p, st, a.schedules, a.log, nil).Run(ctx)
 			errc := make(chan error, 1)
@@ -103,5 +108,6 @@ enqueued once, however many replicas run).`,
 	}
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "listen address")
 	cmd.Flags().BoolVar(&insecure, "insecure-no-auth", false, "serve the API without bearer tokens (development only)")
+	addConsoleFlags(cmd, &consoleKey)
 	return cmd
 }

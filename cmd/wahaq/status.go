@@ -163,7 +163,7 @@ func printTask(w io.Writer, t *tasks.Task, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	line("task", t.ID)
-	line("session", t.Session+" on "+t.Instance)
+	line("session", oneLine(t.Session+" on "+t.Instance, 0))
 	line("state", string(t.State)+outcomeSuffix(t))
 	line("attempts", fmt.Sprintf("%d (max retries %d)", t.Attempts, t.MaxRetries))
 	if t.BatchID != nil {
@@ -199,9 +199,10 @@ func fmtTime(t *time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// oneLine folds s onto one line and, when max > 0, cuts it to max runes.
+// oneLine makes s safe for a terminal (terminalSafe), folds it onto one
+// line and, when max > 0, cuts it to max runes.
 func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(terminalSafe(s)), " ")
 	if r := []rune(s); max > 0 && len(r) > max {
 		return string(r[:max-1]) + "…"
 	}

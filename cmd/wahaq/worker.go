@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
 	"github.com/wahaq/wahaq/tasks"
@@ -29,7 +30,6 @@ func init() { register(newWorkerCmd) }
 const workerReadyTimeout = 2 * time.Second
 
 func newWorkerCmd() *cobra.Command {
-	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "worker [--metrics-addr :9090]",
 		Short: "Run a worker: perform logouts from the queue until SIGINT/SIGTERM",
@@ -46,10 +46,17 @@ exits 0.
   /metrics  Prometheus metrics (wahaq_tasks_total, wahaq_queue_tasks, ...)
   /healthz  200 while the process runs
   /readyz   200 when Redis answers a PING, else 503
-An empty --metrics-addr serves nothing.
+An empty --metrics-addr serves nothing. WAHAQ_METRICS_ADDR sets it too (the
+flag wins). A second worker on one host needs its own address, or none: it
+cannot listen on the first one's port, and exits 1 saying so.
+
+Each instance of WAHAQ_INSTANCES needs its key: the worker refuses to start
+(exit 2) when an api_key_env names a variable that is unset or empty, or an
+instance has no api_key_env (write api_key_env: "" for a server without a
+key).
 
 Exit codes: 0 stopped by a signal; 1 Redis does not answer at start, or the
-address cannot be listened on; 2 bad settings.`,
+address cannot be listened on; 2 bad settings (a missing key among them).`,
 		Example: `  REDIS_URL=redis://redis:6379/0 WAHA_BASE_URL=http://waha:3000 WAHA_API_KEY=... wahaq worker
   wahaq worker --metrics-addr 127.0.0.1:9090 --concurrency 50`,
 		Args: noArgs("worker", "configure it with flags or environment variables"),
@@ -58,6 +65,10 @@ address cannot be listened on; 2 bad settings.`,
 			if err != nil {
 				return err
 			}
+			if err := config.RequireKeys(a.instances); err != nil {
+				return err
+			}
+			metricsAddr := config.MetricsAddr(cmd.Flags())
 			routeRedisLogs(a.log, zerolog.WarnLevel)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -92,9 +103,9 @@ address cannot be listened on; 2 bad settings.`,
 			if metricsAddr != "" {
 				ln, err := net.Listen("tcp", metricsAddr)
 				if err != nil {
-					return fmt.Errorf("the worker cannot listen on --metrics-addr %s: %w", metricsAddr, errors.Unwrap(err))
+					return fmt.Errorf("the worker cannot listen on --metrics-addr %s: %w (another worker on this host? give each its own WAHAQ_METRICS_ADDR, or an empty one for none)", metricsAddr, errors.Unwrap(err))
 				}
-				srv = &http.Server{Handler: workerMux(a, reg), ReadHeaderTimeout: 10 * time.Second}
+				srv = httpserver.New(workerMux(a, reg), a.settings.HTTP)
 				go func() { serveErr <- srv.Serve(ln) }()
 				a.log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
 			}
@@ -131,7 +142,7 @@ address cannot be listened on; 2 bad settings.`,
 			return runErr
 		},
 	}
-	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9090", "address of /metrics, /healthz and /readyz (empty: none)")
+	cmd.Flags().String("metrics-addr", config.DefaultMetricsAddr, "address of /metrics, /healthz and /readyz (empty: none) (env WAHAQ_METRICS_ADDR)")
 	return cmd
 }
 

@@ -51,6 +51,7 @@ func fuzzBody(t *testing.T, h http.Handler, m *miniredis.Miniredis, path string,
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+fuzzToken)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/problem+json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	code := rec.Code

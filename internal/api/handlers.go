@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wahaq/wahaq/internal/duration"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -77,17 +79,17 @@ func (s *server) postLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Session == "" {
-		s.problem(w, http.StatusBadRequest, `missing field "session": name the WAHA session to log out`)
+		s.problem(w, r, http.StatusBadRequest, `missing field "session": name the WAHA session to log out`)
 		return
 	}
 	when, detail := parseWhen(req.At, req.In)
 	if detail != "" {
-		s.problem(w, http.StatusBadRequest, detail)
+		s.problem(w, r, http.StatusBadRequest, detail)
 		return
 	}
 	t, err := s.cfg.Producer.Enqueue(r.Context(), tasks.LogoutRequest{Instance: req.Instance, Session: req.Session, When: when, CallbackURL: req.CallbackURL})
 	if err != nil {
-		s.fail(w, r, err, "")
+		s.fail(w, r, err, details{})
 		return
 	}
 	w.Header().Set("Location", "/v1/tasks/"+url.PathEscape(t.ID))
@@ -115,12 +117,12 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		detail = `"status" filters the server's sessions and applies only with "all": true`
 	}
 	if detail != "" {
-		s.problem(w, http.StatusBadRequest, detail)
+		s.problem(w, r, http.StatusBadRequest, detail)
 		return
 	}
 	when, detail := parseWhen(req.At, req.In)
 	if detail != "" {
-		s.problem(w, http.StatusBadRequest, detail)
+		s.problem(w, r, http.StatusBadRequest, detail)
 		return
 	}
 	var (
@@ -133,7 +135,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		info, err = s.cfg.Producer.EnqueueBatch(r.Context(), tasks.BatchRequest{Instance: req.Instance, Sessions: req.Sessions, When: when, CallbackURL: req.CallbackURL})
 	}
 	if err != nil {
-		s.fail(w, r, err, "")
+		s.fail(w, r, err, details{})
 		return
 	}
 	w.Header().Set("Location", "/v1/batches/"+url.PathEscape(info.BatchID))
@@ -149,7 +151,7 @@ func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := s.cfg.Inspector.WaitBatch(r.Context(), id, wait)
 	if err != nil {
-		s.fail(w, r, err, fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80)))
+		s.fail(w, r, err, details{notFound: fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80))})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, b)
@@ -163,7 +165,7 @@ func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := s.cfg.Inspector.WaitTask(r.Context(), id, wait)
 	if err != nil {
-		s.fail(w, r, err, taskNotFound(id))
+		s.fail(w, r, err, details{notFound: taskNotFound(id)})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, t)
@@ -172,16 +174,16 @@ func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 func (s *server) deleteTask(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	t, err := s.cfg.Producer.Cancel(r.Context(), id)
-	if errors.Is(err, tasks.ErrAlreadyStarted) {
-		detail := fmt.Sprintf("task %s has already started; only a scheduled or pending task can be canceled", id)
-		if cur, gerr := s.cfg.Inspector.Task(r.Context(), id); gerr == nil {
-			detail = fmt.Sprintf("task %s is %s; only a scheduled or pending task can be canceled", id, cur.State)
-		}
-		s.problem(w, http.StatusConflict, detail)
-		return
-	}
 	if err != nil {
-		s.fail(w, r, err, taskNotFound(id))
+		d := details{notFound: taskNotFound(id)}
+		if errors.Is(err, tasks.ErrAlreadyStarted) {
+			// Say which state it is in, when it can still be read.
+			d.conflict = fmt.Sprintf("task %s has already started; only a scheduled or pending task can be canceled", id)
+			if cur, gerr := s.cfg.Inspector.Task(r.Context(), id); gerr == nil {
+				d.conflict = fmt.Sprintf("task %s is %s; only a scheduled or pending task can be canceled", id, cur.State)
+			}
+		}
+		s.fail(w, r, err, d)
 		return
 	}
 	s.writeJSON(w, http.StatusOK, t)
@@ -191,7 +193,7 @@ func (s *server) getDLQ(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
 		if k != "instance" && k != "offset" && k != "limit" {
-			s.problem(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: instance, offset, limit", truncate(k, 40)))
+			s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: instance, offset, limit", truncate(k, 40)))
 			return
 		}
 	}
@@ -199,7 +201,7 @@ func (s *server) getDLQ(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("offset"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			s.problem(w, http.StatusBadRequest, fmt.Sprintf("offset %q is not a non-negative integer", truncate(v, 40)))
+			s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("offset %q is not a non-negative integer", truncate(v, 40)))
 			return
 		}
 		offset = n
@@ -207,14 +209,14 @@ func (s *server) getDLQ(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 || n > maxDLQLimit {
-			s.problem(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not an integer from 1 to %d", truncate(v, 40), maxDLQLimit))
+			s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("limit %q is not an integer from 1 to %d", truncate(v, 40), maxDLQLimit))
 			return
 		}
 		limit = n
 	}
 	page, err := s.cfg.Inspector.DeadLetters(r.Context(), q.Get("instance"), offset, limit)
 	if err != nil {
-		s.fail(w, r, err, "")
+		s.fail(w, r, err, details{})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, page)
@@ -227,7 +229,7 @@ func (s *server) postRequeue(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.cfg.Inspector.Requeue(r.Context(), sel)
 	if err != nil {
-		s.fail(w, r, err, "")
+		s.fail(w, r, err, details{})
 		return
 	}
 	out := requeueResponse{Results: res}
@@ -246,7 +248,7 @@ func (s *server) deleteDLQ(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.cfg.Inspector.Purge(r.Context(), sel)
 	if err != nil {
-		s.fail(w, r, err, "")
+		s.fail(w, r, err, details{})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, purgeResponse{Purged: n})
@@ -262,7 +264,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		if err := s.cfg.Ready(ctx); err != nil {
 			s.log.Warn().Err(err).Msg("readiness check failed")
-			s.problem(w, http.StatusServiceUnavailable, "not ready: the readiness check (Redis) failed; the server logged the cause")
+			s.problem(w, r, http.StatusServiceUnavailable, "not ready: the readiness check (Redis) failed; the server logged the cause")
 			return
 		}
 	}
@@ -278,25 +280,49 @@ func (s *server) openapi(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(OpenAPI)
 }
 
-// fail answers an error from the tasks package.
-func (s *server) fail(w http.ResponseWriter, r *http.Request, err error, notFound string) {
+// details are the problem details a route gives for the errors it expects;
+// an empty field means the error's own text.
+type details struct {
+	notFound string // tasks.ErrNotFound
+	conflict string // tasks.ErrAlreadyStarted
+}
+
+// statusOf maps an error of the tasks package to its HTTP status, by type
+// (errors.Is), never by its text. It is the only place that does; 0 means
+// "not an error of the caller's making".
+func statusOf(err error) int {
 	switch {
 	case errors.Is(err, tasks.ErrInvalidInput):
-		s.problem(w, http.StatusBadRequest, errorString(err))
+		return http.StatusBadRequest
 	case errors.Is(err, tasks.ErrNotFound):
-		if notFound == "" {
-			notFound = errorString(err)
-		}
-		s.problem(w, http.StatusNotFound, notFound)
+		return http.StatusNotFound
 	case errors.Is(err, tasks.ErrAlreadyStarted):
-		s.problem(w, http.StatusConflict, errorString(err))
+		return http.StatusConflict
+	}
+	return 0
+}
+
+// fail answers an error from the tasks package. A client error's detail is
+// the error's whole text (the tasks package words them for people), or the
+// route's own sentence from d.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error, d details) {
+	switch status := statusOf(err); {
+	case status != 0:
+		detail := err.Error()
+		switch {
+		case status == http.StatusNotFound && d.notFound != "":
+			detail = d.notFound
+		case status == http.StatusConflict && d.conflict != "":
+			detail = d.conflict
+		}
+		s.problem(w, r, status, detail)
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		s.log.Debug().Err(err).Str("method", r.Method).Str("path", routePath(r.Pattern)).Msg("request canceled by the client")
-		s.problem(w, http.StatusServiceUnavailable, "the request was canceled")
+		s.problem(w, r, http.StatusServiceUnavailable, "the request was canceled")
 	default:
 		s.log.Error().Err(err).Str("method", r.Method).Str("path", routePath(r.Pattern)).Msg("request failed")
-		s.problem(w, http.StatusInternalServerError, genericDetail)
+		s.problem(w, r, http.StatusInternalServerError, genericDetail)
 	}
 }
 
@@ -322,9 +348,9 @@ func parseWhen(at, in string) (tasks.When, string) {
 		w.At = t
 	}
 	if in != "" {
-		d, err := time.ParseDuration(in)
+		d, err := duration.Parse(in)
 		if err != nil {
-			return w, fmt.Sprintf(`"in" %q is not a duration such as "30m" or "1h30m"`, truncate(in, 80))
+			return w, fmt.Sprintf(`"in" %q is not a duration such as "30m", "1h30m", "7d" or ISO 8601 "PT30M"`, truncate(in, 80))
 		}
 		if d < 0 {
 			return w, fmt.Sprintf(`"in" %s is negative`, in)
@@ -350,25 +376,33 @@ func contentTypeOK(ct string) (string, bool) {
 }
 
 // decode reads the request body as exactly one JSON object into v. On
-// failure it answers 400 with what is wrong and returns false.
+// failure it answers 400 with what is wrong and returns false. Beyond what
+// encoding/json checks, a key given twice or matching a field only when
+// case is ignored is refused (see keyError), for every body the API takes.
 func (s *server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		var extra json.RawMessage
-		switch err2 := dec.Decode(&extra); {
-		case errors.Is(err2, io.EOF):
-		case isTooLarge(err2):
-			err = err2
-		default:
-			s.problem(w, http.StatusBadRequest, "unexpected data after the JSON object; send exactly one JSON object")
-			return false
-		}
-	}
+	// The body is read whole (at most MaxBodyBytes) so that the key check
+	// sees the same bytes the decoder read.
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		s.problem(w, http.StatusBadRequest, s.decodeDetail(err, v))
+		s.problem(w, r, http.StatusBadRequest, s.decodeDetail(err, v))
+		return false
+	}
+	// Keys first: a key error is the client's intent misread, whatever
+	// else is wrong. Data that is not JSON is left to the decoder.
+	var ke *keyError
+	if err := checkKeys(data, reflect.TypeOf(v)); errors.As(err, &ke) {
+		s.problem(w, r, http.StatusBadRequest, ke.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields() // checkKeys found none; kept as a second guard
+	if err := dec.Decode(v); err != nil {
+		s.problem(w, r, http.StatusBadRequest, s.decodeDetail(err, v))
+		return false
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		s.problem(w, r, http.StatusBadRequest, "unexpected data after the JSON object; send exactly one JSON object")
 		return false
 	}
 	return true
@@ -400,11 +434,7 @@ func (s *server) decodeDetail(err error, v any) string {
 		}
 		return fmt.Sprintf("field %q must be %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)
 	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if strings.HasPrefix(msg, "unknown field ") {
-		return fmt.Sprintf("%s; known fields: %s", msg, strings.Join(jsonFields(v), ", "))
-	}
-	return "request body is not valid: " + msg
+	return "request body is not valid: " + err.Error()
 }
 
 // jsonKind names the JSON type a Go type decodes from.
@@ -422,19 +452,6 @@ func jsonKind(t reflect.Type) string {
 		return jsonKind(t.Elem())
 	}
 	return "an object"
-}
-
-// jsonFields lists the JSON field names of the struct v points to.
-func jsonFields(v any) []string {
-	t := reflect.TypeOf(v).Elem()
-	var out []string
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			out = append(out, strconv.Quote(name))
-		}
-	}
-	return out
 }
 
 func truncate(s string, n int) string {

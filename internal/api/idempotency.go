@@ -39,7 +39,7 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		s.problem(w, http.StatusRequestEntityTooLarge, "request body is larger than the limit")
+		s.problem(w, r, http.StatusRequestEntityTooLarge, "request body is larger than the limit")
 		return
 	}
 	request := append([]byte(r.Method+" "+r.URL.Path+"\n"), body...)
@@ -61,14 +61,14 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, rt route) {
 	})
 	switch {
 	case errors.Is(err, tasks.ErrIdempotencyMismatch):
-		s.problem(w, http.StatusUnprocessableEntity, "Idempotency-Key was already used with a different request; use a new key for a new request")
+		s.problem(w, r, http.StatusUnprocessableEntity, "Idempotency-Key was already used with a different request; use a new key for a new request")
 		return
 	case errors.Is(err, tasks.ErrIdempotencyInProgress):
 		w.Header().Set("Retry-After", "1")
-		s.problem(w, http.StatusConflict, "a request with this Idempotency-Key is still being processed; retry in a moment")
+		s.problem(w, r, http.StatusConflict, "a request with this Idempotency-Key is still being processed; retry in a moment")
 		return
 	case err != nil:
-		s.fail(w, r, err, "")
+		s.fail(w, r, err, details{})
 		return
 	}
 	var hdr map[string]string

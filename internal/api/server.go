@@ -2,8 +2,9 @@
 //
 // It is a thin JSON layer over the tasks package: every call validates its
 // input completely before it touches Redis, so a bad request enqueues
-// nothing, and every error is an RFC 9457 problem (application/problem+json)
-// whose detail says what is wrong.
+// nothing, and every error is an RFC 9457 problem whose detail says what is
+// wrong: application/problem+json to a client whose Accept names that type,
+// application/json (the same body) to every other client.
 //
 // # Routes
 //
@@ -42,7 +43,11 @@
 //   - POST /v1/batches answers 202 with {"batch_id", "total", "requested",
 //     "deduplicated", "discovering"} and Location: /v1/batches/{id}.
 //   - Request bodies are JSON objects, at most Config.MaxBodyBytes (1 MiB)
-//     long; unknown fields, trailing data and oversized bodies answer 400.
+//     long; unknown fields, keys given twice or in another case than their
+//     field (encoding/json would take the last one, or match "SESSION" to
+//     "session"), trailing data and oversized bodies answer 400.
+//   - "in" is a Go duration, the same with a day unit ("7d"), or ISO 8601
+//     ("PT30M"); see internal/duration.
 //     Content-Type must be application/json or absent (415 otherwise).
 //     Note that 1 MiB bounds the size of one batch of named sessions too:
 //     100,000 sessions fit only when names are short; split bigger requests
@@ -50,8 +55,12 @@
 //   - An empty string for "instance", "at" or "in" means "not given"
 //     (templating tools such as n8n send empty strings for unset fields).
 //   - A request the tasks package calls invalid (tasks.ErrInvalidInput)
-//     answers 400, an unknown id 404, canceling a started task 409; anything
-//     else is logged and answered 500 with a generic detail.
+//     answers 400, an unknown id 404, canceling a started task 409 (statusOf
+//     is the one place that maps them); anything else is logged and
+//     answered 500 with a generic detail.
+//   - The server itself (timeouts, header limits) is built in cmd with
+//     internal/httpserver; a handler that waits longer than the write
+//     timeout calls httpserver.ExtendWrite.
 package api
 
 import (
@@ -177,13 +186,13 @@ func (s *server) wrap(rt route) http.Handler {
 		if !rt.open && s.tokens != nil {
 			if ok, detail, code := s.tokens.check(r.Header.Get("Authorization")); !ok {
 				w.Header().Set("WWW-Authenticate", challenge(code))
-				s.problem(w, http.StatusUnauthorized, detail)
+				s.problem(w, r, http.StatusUnauthorized, detail)
 				return
 			}
 		}
 		if rt.body {
 			if detail, ok := contentTypeOK(r.Header.Get("Content-Type")); !ok {
-				s.problem(w, http.StatusUnsupportedMediaType, detail)
+				s.problem(w, r, http.StatusUnsupportedMediaType, detail)
 				return
 			}
 		}
@@ -250,7 +259,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			s.log.Error().Str("method", r.Method).Str("path", routePath(pattern)).Interface("panic", v).Msg("http handler panicked")
 			if sw.code == 0 {
-				s.problem(sw, http.StatusInternalServerError, genericDetail)
+				s.problem(sw, r, http.StatusInternalServerError, genericDetail)
 			}
 		}
 		s.log.Info().Str("method", r.Method).Str("path", routePath(pattern)).Int("status", sw.code).
@@ -267,9 +276,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.StatusMethodNotAllowed:
 		allow := c.h.Get("Allow")
 		sw.Header().Set("Allow", allow)
-		s.problem(sw, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+		s.problem(sw, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
 	case http.StatusNotFound, 0:
-		s.problem(sw, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /openapi.json", r.Method, r.URL.Path))
+		s.problem(sw, r, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /openapi.json", r.Method, r.URL.Path))
 	default: // a redirect to a cleaned path
 		for k, v := range c.h {
 			sw.Header()[k] = v
@@ -299,10 +308,4 @@ func routePath(pattern string) string {
 		return p
 	}
 	return pattern
-}
-
-// errorString strips the "invalid input: " prefix that tasks puts on its
-// validation errors; the status code already says it.
-func errorString(err error) string {
-	return strings.Replace(err.Error(), tasks.ErrInvalidInput.Error()+": ", "", 1)
 }

@@ -23,7 +23,7 @@ func (s *server) waitParam(w http.ResponseWriter, r *http.Request) (time.Duratio
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > tasks.MaxWait {
-		s.problem(w, http.StatusBadRequest, fmt.Sprintf("wait %q is not a duration from 0s to %s, such as 30s", truncate(v, 40), tasks.MaxWait))
+		s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("wait %q is not a duration from 0s to %s, such as 30s", truncate(v, 40), tasks.MaxWait))
 		return 0, false
 	}
 	// Errors mean the writer cannot change deadlines (a test recorder):

@@ -20,7 +20,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/wahaq/wahaq/internal/callback"
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/worker"
 )
 
 // ErrBadConfig marks settings that cannot work; commands exit with code 2.
@@ -48,6 +50,12 @@ type Settings struct {
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
 	LogLevel            string        // LOG_LEVEL, default info
 	LogFormat           string        // LOG_FORMAT, default json; console for people
+	// HTTP bounds the connections of `wahaq serve` and of the worker's
+	// metrics server: WAHAQ_HTTP_READ_HEADER_TIMEOUT (5s),
+	// WAHAQ_HTTP_READ_TIMEOUT (30s), WAHAQ_HTTP_WRITE_TIMEOUT (60s),
+	// WAHAQ_HTTP_IDLE_TIMEOUT (60s), WAHAQ_HTTP_MAX_HEADER_BYTES (65536).
+	// Defaults to httpserver's Default* constants.
+	HTTP httpserver.Limits
 }
 
 type setting struct {
@@ -63,19 +71,37 @@ var table = []setting{
 	{"WAHAQ_INSTANCES", "instances", "", "path of the instances YAML file (several WAHA servers, schedules)", false},
 	{"WAHA_VALIDATION_URL", "validation-url", "", "optional subscription/key check called before each logout", false},
 	{"WAHA_VALIDATION_API_KEY", "validation-api-key", "", "bearer key of the validation service (prefer the environment variable)", true},
-	{"WAHAQ_CONCURRENCY", "concurrency", "20", "tasks one worker process runs at once", false},
-	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", "4", "logouts in flight at once against one WAHA server, across all workers", false},
-	{"WAHAQ_MAX_RETRIES", "max-retries", "10", "retries of a transient failure before the task is dead-lettered", false},
-	{"WAHAQ_RETRY_BASE", "retry-base", "2s", "smallest backoff between attempts", false},
-	{"WAHAQ_RETRY_MAX", "retry-max", "10m", "largest backoff between attempts", false},
-	{"WAHAQ_RESULT_TTL", "result-ttl", "24h", "how long results stay pollable", false},
-	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", "30s", "how long in-flight logouts may finish after SIGTERM", false},
+	{"WAHAQ_CONCURRENCY", "concurrency", strconv.Itoa(worker.DefaultConcurrency), "tasks one worker process runs at once", false},
+	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", strconv.Itoa(worker.DefaultInstanceConcurrency), "logouts in flight at once against one WAHA server, across all workers", false},
+	{"WAHAQ_MAX_RETRIES", "max-retries", strconv.Itoa(tasks.DefaultMaxRetries), "retries of a transient failure before the task is dead-lettered (0: none)", false},
+	{"WAHAQ_RETRY_BASE", "retry-base", shortDuration(worker.DefaultRetryBase), "smallest backoff between attempts", false},
+	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false},
+	{"WAHAQ_RESULT_TTL", "result-ttl", shortDuration(tasks.DefaultResultTTL), "how long results stay pollable", false},
+	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", shortDuration(worker.DefaultShutdownGrace), "how long in-flight logouts may finish after SIGTERM", false},
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
 	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true},
 	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated hosts, host:port pairs and CIDRs a callback_url may name (empty: callbacks refused)", false},
-	{"WAHAQ_NAMESPACE", "namespace", "wahaq", "prefix of queue names (wahaq:<instance>)", false},
+	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
 	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false},
+	{"WAHAQ_HTTP_READ_HEADER_TIMEOUT", "http-read-header-timeout", httpserver.DefaultReadHeaderTimeout.String(), "HTTP servers (serve, worker metrics): time to read a request's headers", false},
+	{"WAHAQ_HTTP_READ_TIMEOUT", "http-read-timeout", httpserver.DefaultReadTimeout.String(), "HTTP servers: time to read a whole request, body included", false},
+	{"WAHAQ_HTTP_WRITE_TIMEOUT", "http-write-timeout", httpserver.DefaultWriteTimeout.String(), "HTTP servers: time to answer a request (long-polls and streams extend their own)", false},
+	{"WAHAQ_HTTP_IDLE_TIMEOUT", "http-idle-timeout", httpserver.DefaultIdleTimeout.String(), "HTTP servers: how long an idle keep-alive connection stays open", false},
+	{"WAHAQ_HTTP_MAX_HEADER_BYTES", "http-max-header-bytes", strconv.Itoa(httpserver.DefaultMaxHeaderBytes), "HTTP servers: largest request line and headers, in bytes", false},
+}
+
+// shortDuration writes d as people do ("24h", "10m", "2s"), not as
+// time.Duration.String does ("24h0m0s").
+func shortDuration(d time.Duration) string {
+	out := d.String()
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = strings.TrimSuffix(out, "0m")
+	}
+	return out
 }
 
 // BindFlags registers a flag for every setting on fs.
@@ -145,6 +171,19 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		Namespace:           v["WAHAQ_NAMESPACE"],
 		LogLevel:            v["LOG_LEVEL"],
 		LogFormat:           v["LOG_FORMAT"],
+		HTTP: httpserver.Limits{
+			ReadHeaderTimeout: dur("WAHAQ_HTTP_READ_HEADER_TIMEOUT"),
+			ReadTimeout:       dur("WAHAQ_HTTP_READ_TIMEOUT"),
+			WriteTimeout:      dur("WAHAQ_HTTP_WRITE_TIMEOUT"),
+			IdleTimeout:       dur("WAHAQ_HTTP_IDLE_TIMEOUT"),
+			MaxHeaderBytes:    num("WAHAQ_HTTP_MAX_HEADER_BYTES"),
+		},
+	}
+	if s.HTTP.MaxHeaderBytes == 0 {
+		errs = append(errs, fmt.Errorf("WAHAQ_HTTP_MAX_HEADER_BYTES must be at least 1"))
+	}
+	if s.HTTP.ReadHeaderTimeout > s.HTTP.ReadTimeout && s.HTTP.ReadTimeout > 0 {
+		errs = append(errs, fmt.Errorf("WAHAQ_HTTP_READ_HEADER_TIMEOUT (%s) is longer than WAHAQ_HTTP_READ_TIMEOUT (%s)", s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout))
 	}
 	if s.Concurrency == 0 {
 		errs = append(errs, fmt.Errorf("WAHAQ_CONCURRENCY must be at least 1"))
@@ -165,8 +204,9 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	if s.LogFormat != "json" && s.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q is not json or console", s.LogFormat))
 	}
-	if u, err := url.Parse(s.WahaBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("WAHA_BASE_URL=%q is not an http(s) URL", s.WahaBaseURL))
+	if _, err := serverKey(s.WahaBaseURL); err != nil {
+		// Not %q of the value: it may carry a password.
+		errs = append(errs, fmt.Errorf("WAHA_BASE_URL: %w", err))
 	}
 	if s.CallbackSecret != "" {
 		if _, err := callback.ParseSecret(s.CallbackSecret); err != nil {
@@ -180,6 +220,30 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		return s, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	return s, nil
+}
+
+// DefaultMetricsAddr is where the worker serves /metrics, /healthz and
+// /readyz when neither WAHAQ_METRICS_ADDR nor --metrics-addr is given.
+const DefaultMetricsAddr = ":9090"
+
+// MetricsAddr returns the worker's metrics address: the --metrics-addr flag
+// of fs when given, else WAHAQ_METRICS_ADDR when set (also when set empty),
+// else DefaultMetricsAddr. Empty means serve nothing. A second worker on
+// one host needs its own address (or none): two cannot listen on one port.
+func MetricsAddr(fs *pflag.FlagSet) string {
+	return metricsAddr(fs, os.LookupEnv)
+}
+
+func metricsAddr(fs *pflag.FlagSet, lookup func(string) (string, bool)) string {
+	if fs != nil {
+		if f := fs.Lookup("metrics-addr"); f != nil && f.Changed {
+			return f.Value.String()
+		}
+	}
+	if v, ok := lookup("WAHAQ_METRICS_ADDR"); ok {
+		return strings.TrimSpace(v)
+	}
+	return DefaultMetricsAddr
 }
 
 func splitList(s string) []string {

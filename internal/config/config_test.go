@@ -8,6 +8,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/httpserver"
 )
 
 // env is a fake environment for load.
@@ -32,6 +34,11 @@ func TestDefaultsMatchProductTable(t *testing.T) {
 		Namespace:           "wahaq",
 		LogLevel:            "info",
 		LogFormat:           "json",
+		HTTP: httpserver.Limits{
+			ReadHeaderTimeout: httpserver.DefaultReadHeaderTimeout, ReadTimeout: httpserver.DefaultReadTimeout,
+			WriteTimeout: httpserver.DefaultWriteTimeout, IdleTimeout: httpserver.DefaultIdleTimeout,
+			MaxHeaderBytes: httpserver.DefaultMaxHeaderBytes,
+		},
 	}, s)
 	// Unset lists are empty: no API token means the API refuses to start.
 	require.Empty(t, s.APITokens)
@@ -82,6 +89,11 @@ func TestEnvOverridesDefaults(t *testing.T) {
 		Namespace:           "ns1",
 		LogLevel:            "debug",
 		LogFormat:           "console",
+		HTTP: httpserver.Limits{
+			ReadHeaderTimeout: httpserver.DefaultReadHeaderTimeout, ReadTimeout: httpserver.DefaultReadTimeout,
+			WriteTimeout: httpserver.DefaultWriteTimeout, IdleTimeout: httpserver.DefaultIdleTimeout,
+			MaxHeaderBytes: httpserver.DefaultMaxHeaderBytes,
+		},
 	}, s)
 }
 

@@ -38,8 +38,9 @@ func TestParseFile(t *testing.T) {
 	require.NoError(t, err)
 
 	require.Len(t, f.Instances, 2)
-	require.Equal(t, Instance{Name: "eu", BaseURL: "https://waha-eu.example", APIKeyEnv: "WAHA_EU_KEY", Concurrency: 8, Rate: 2.5, APIKey: "eu-secret"}, f.Instances[0])
-	require.Equal(t, Instance{Name: "us_1", BaseURL: "http://waha-us.example:3000"}, f.Instances[1])
+	require.Equal(t, Instance{Name: "eu", BaseURL: "https://waha-eu.example", APIKeyEnv: "WAHA_EU_KEY", Concurrency: 8, Rate: 2.5,
+		Timeout: DefaultInstanceTimeout, APIKey: "eu-secret"}, f.Instances[0])
+	require.Equal(t, Instance{Name: "us_1", BaseURL: "http://waha-us.example:3000", Timeout: DefaultInstanceTimeout}, f.Instances[1])
 	require.Equal(t, []string{"eu", "us_1"}, Names(f.Instances))
 
 	require.Len(t, f.Schedules, 2)
@@ -166,7 +167,7 @@ func TestTopology(t *testing.T) {
 		s.InstancesFile = file
 		return s
 	}
-	def := Instance{Name: "default", BaseURL: "http://waha-default:3000", APIKey: "default-key"}
+	def := Instance{Name: "default", BaseURL: "http://waha-default:3000", APIKey: "default-key", Timeout: DefaultInstanceTimeout}
 
 	t.Run("no file: only default", func(t *testing.T) {
 		t.Parallel()
@@ -180,7 +181,7 @@ func TestTopology(t *testing.T) {
 		p := writeFile(t, "instances:\n  - name: eu\n    base_url: http://eu\n    api_key_env: EU_KEY\nschedules:\n  - name: s\n    instance: eu\n    cron: \"@daily\"\n")
 		ins, scs, err := settings(t, p).topology(getenv)
 		require.NoError(t, err)
-		require.Equal(t, []Instance{def, {Name: "eu", BaseURL: "http://eu", APIKeyEnv: "EU_KEY", APIKey: "eu-key"}}, ins)
+		require.Equal(t, []Instance{def, {Name: "eu", BaseURL: "http://eu", APIKeyEnv: "EU_KEY", APIKey: "eu-key", Timeout: DefaultInstanceTimeout}}, ins)
 		require.Len(t, scs, 1)
 		require.Equal(t, "s", scs[0].Name)
 	})
@@ -213,6 +214,6 @@ func TestTopology(t *testing.T) {
 		t.Parallel()
 		ins, _, err := Settings{WahaBaseURL: "http://x:1"}.Topology()
 		require.NoError(t, err)
-		require.Equal(t, []Instance{{Name: "default", BaseURL: "http://x:1"}}, ins)
+		require.Equal(t, []Instance{{Name: "default", BaseURL: "http://x:1", NoKey: true, Timeout: DefaultInstanceTimeout}}, ins)
 	})
 }

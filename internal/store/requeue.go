@@ -22,7 +22,8 @@ import (
 // Returns {RequeueRequeued, id}; {RequeueNotDead, ""} when not dead (or
 // unknown); {RequeueSuperseded, live id} when the session has another live
 // task: the entry leaves the dead-letter queue and is marked canceled in
-// favour of that task; {RequeueBusy, ""} when asynq has not yet archived it
+// favour of that task, losing its outcome (in the record and in the batch's
+// outcome counts, which count completed and dead tasks only); {RequeueBusy, ""} when asynq has not yet archived it
 // (a moment after it died): try again.
 var requeueScript = redis.NewScript(batchLua + `
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -41,8 +42,13 @@ if live and live ~= ARGV[1] then
     if redis.call('HGET', KEYS[2], 'state') == 'archived' then redis.call('DEL', KEYS[2]) end
     redis.call('ZREM', KEYS[3], ARGV[1])
     redis.call('HSET', KEYS[1], 'state', 'canceled', 'err', 'superseded by live task ' .. live)
+    -- a canceled task has no outcome, in its record or its batch's counts
+    redis.call('HDEL', KEYS[1], 'outcome')
     redis.call('EXPIRE', KEYS[1], ARGV[6])
-    if batch then batch_move(KEYS[7], 'dead', 'canceled') end
+    if batch then
+      batch_move(KEYS[7], 'dead', 'canceled')
+      if outcome then batch_outcome(KEYS[7], outcome, -1) end
+    end
     return {2, live}
   end
 end

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wahaq/wahaq/internal/console"
+	"github.com/wahaq/wahaq/tasks"
+)
+
+// consoleKeyEnv names the variable of the console's session signing key.
+const consoleKeyEnv = "WAHAQ_CONSOLE_KEY"
+
+// addConsoleFlags registers serve's console settings.
+func addConsoleFlags(cmd *cobra.Command, key *string) {
+	cmd.Flags().StringVar(key, "console-key", "", fmt.Sprintf(
+		"key (at least %d bytes) that signs operator-console session cookies; default: random per process, so sessions end on restart (env %s; prefer the environment variable)",
+		console.MinKeyBytes, consoleKeyEnv))
+}
+
+// withConsole serves the operator console at /ui/ next to the API handler.
+func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Inspector, apiHandler http.Handler, insecure bool, key string) (http.Handler, error) {
+	if !cmd.Flags().Changed("console-key") {
+		key = os.Getenv(consoleKeyEnv)
+	}
+	servers := make([]console.Server, len(a.instances))
+	for i, in := range a.instances {
+		capacity := in.Concurrency
+		if capacity == 0 {
+			capacity = a.settings.InstanceConcurrency
+		}
+		servers[i] = console.Server{Name: in.Name, Cap: capacity, Rate: in.Rate}
+	}
+	cfg := console.Config{Inspector: insp, Producer: p, Redis: a.rdb, Namespace: a.settings.Namespace, Servers: servers,
+		Tokens: a.settings.APITokens, InsecureNoAuth: insecure, Logger: &a.log}
+	if key != "" {
+		cfg.Key = []byte(key)
+	}
+	c, err := console.New(cfg)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	go c.Run(cmd.Context())
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", c)
+	mux.Handle("/ui", c)
+	mux.Handle("/", apiHandler)
+	return mux, nil
+}

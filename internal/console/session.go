@@ -1,0 +1,181 @@
+package console
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Cookie names. The session cookie is scoped to /ui/ so the JSON API never
+// sees it: /v1 routes authenticate by bearer token only.
+const (
+	sessionCookie = "wahaq_console"
+	// preCookie carries the sign-in form's CSRF value (double submit), so a
+	// foreign page cannot sign a browser in with the attacker's token.
+	preCookie = "wahaq_console_signin"
+)
+
+// session is what the signed cookie holds: when it expires, which token it
+// was opened with (a keyed fingerprint, not the token), and the CSRF token
+// every state-changing form must send back.
+type session struct {
+	exp  time.Time
+	fp   string // hex of the token's fingerprint; "open" without authentication
+	csrf string // hex of 16 random bytes
+}
+
+// openFP is the fingerprint of sessions in --insecure-no-auth mode.
+const openFP = "open"
+
+// randomHex returns n random bytes as hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// fingerprint is the keyed hash by which a session names its token: a
+// stolen cookie does not reveal the token, and removing the token from
+// WAHAQ_API_TOKENS ends every session opened with it.
+func (c *Console) fingerprint(token string) string {
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte("token:"))
+	m.Write([]byte(token))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+func (c *Console) sign(payload string) string {
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte("session:"))
+	m.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// encode is "v1.<exp unix>.<fp>.<csrf>.<signature>".
+func (c *Console) encode(s session) string {
+	p := "v1." + strconv.FormatInt(s.exp.Unix(), 10) + "." + s.fp + "." + s.csrf
+	return p + "." + c.sign(p)
+}
+
+// decode checks a cookie value's signature, expiry and token; ok is false
+// for anything else.
+func (c *Console) decode(v string) (session, bool) {
+	i := strings.LastIndexByte(v, '.')
+	if i < 0 {
+		return session{}, false
+	}
+	payload, sig := v[:i], v[i+1:]
+	if subtle.ConstantTimeCompare([]byte(sig), []byte(c.sign(payload))) != 1 {
+		return session{}, false
+	}
+	parts := strings.Split(payload, ".")
+	if len(parts) != 4 || parts[0] != "v1" {
+		return session{}, false
+	}
+	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return session{}, false
+	}
+	s := session{exp: time.Unix(exp, 0), fp: parts[2], csrf: parts[3]}
+	if !c.now().Before(s.exp) {
+		return session{}, false
+	}
+	if c.open {
+		return s, s.fp == openFP
+	}
+	_, known := c.fps[s.fp]
+	return s, known
+}
+
+// secure reports whether the browser reached us over TLS, directly or
+// through a proxy that says so.
+func secure(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: mount, MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r),
+	})
+}
+
+// current returns the request's session, if it has a valid one.
+func (c *Console) current(r *http.Request) (session, bool) {
+	ck, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return session{}, false
+	}
+	return c.decode(ck.Value)
+}
+
+// start opens a session for a fingerprint and sets its cookie.
+func (c *Console) start(w http.ResponseWriter, r *http.Request, fp string) session {
+	s := session{exp: c.now().Add(c.ttl), fp: fp, csrf: randomHex(16)}
+	c.setCookie(w, r, sessionCookie, c.encode(s), int(c.ttl.Seconds()))
+	return s
+}
+
+// csrfOK checks a form's CSRF token against the session's.
+func csrfOK(s session, r *http.Request) bool {
+	got := r.PostFormValue("csrf")
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) == 1
+}
+
+func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := c.current(r); ok {
+		http.Redirect(w, r, mount, http.StatusSeeOther)
+		return
+	}
+	c.renderSignIn(w, r, http.StatusOK, "")
+}
+
+func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	pre := randomHex(16)
+	c.setCookie(w, r, preCookie, pre, 600)
+	next := r.FormValue("next")
+	if !strings.HasPrefix(next, mount) || strings.HasPrefix(next, "//") {
+		next = mount
+	}
+	c.render(w, r, code, "signin", page{Title: "Sign in", Data: map[string]string{"Pre": pre, "Error": msg, "Next": next}})
+}
+
+func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	ck, err := r.Cookie(preCookie)
+	if err != nil || r.PostFormValue("pre") == "" ||
+		subtle.ConstantTimeCompare([]byte(ck.Value), []byte(r.PostFormValue("pre"))) != 1 {
+		c.renderSignIn(w, r, http.StatusForbidden, "The sign-in form expired or was not sent from this console. Please try again.")
+		return
+	}
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	if !c.tokens.Valid(token) {
+		c.log.Warn().Str("remote", r.RemoteAddr).Msg("console: sign-in refused: the token is not one of WAHAQ_API_TOKENS")
+		c.renderSignIn(w, r, http.StatusUnauthorized, "That token is not valid. Use one of the API tokens (WAHAQ_API_TOKENS).")
+		return
+	}
+	c.setCookie(w, r, preCookie, "", -1)
+	c.start(w, r, c.fingerprint(token))
+	next := r.PostFormValue("next")
+	if !strings.HasPrefix(next, mount) || strings.HasPrefix(next, "//") {
+		next = mount
+	}
+	c.log.Info().Str("remote", r.RemoteAddr).Msg("console: signed in")
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s session) {
+	c.setCookie(w, r, sessionCookie, "", -1)
+	if c.open {
+		http.Redirect(w, r, mount, http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, mount+"signin?signed_out=1", http.StatusSeeOther)
+}

@@ -1,0 +1,97 @@
+package store_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
+)
+
+func TestFinishScript(t *testing.T) {
+	t.Parallel()
+	t.Run("retrying", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		bid, ids := f.batch("s1", "s2")
+		p := base.Payload{Instance: "default", Session: "s1", BatchID: bid, MaxRetries: 3}
+		f.start(ids[0], p)
+		next := f.now.Add(4 * time.Second)
+		require.NoError(t, f.st.Finish(f.ctx, ids[0], p, store.Finish{State: store.StateRetrying, LastError: "503", NextAttempt: next, ResultTTL: time.Hour}))
+		rec := f.hash(f.k.Record(ids[0]))
+		require.Equal(t, "retrying", rec["state"])
+		require.Equal(t, ms(next), rec["next"])
+		require.Equal(t, "503", rec["err"])
+		require.NotContains(t, rec, "outcome")
+		require.Empty(t, f.zmembers(f.k.Slots()), "the slot is free")
+		require.Equal(t, ids[0], f.get(f.k.Dedup("s1")), "still live")
+		b := f.hash(f.k.Batch(bid))
+		require.Equal(t, "0", b["active"])
+		require.Equal(t, "1", b["retrying"])
+		require.Equal(t, time.Duration(-1), f.ttl(f.k.Batch(bid)))
+	})
+
+	t.Run("completed, last of its batch", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		bid, ids := f.batch("s1")
+		p := base.Payload{Instance: "default", Session: "s1", BatchID: bid, MaxRetries: 3}
+		f.start(ids[0], p)
+		require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(ids[0]), "err", "an earlier 503", "next", "1").Err())
+		require.NoError(t, f.st.Finish(f.ctx, ids[0], p, store.Finish{State: store.StateCompleted, Outcome: "logged_out",
+			Result: []byte(`{"status":"success"}`), ResultTTL: time.Hour}))
+		rec := f.hash(f.k.Record(ids[0]))
+		require.Equal(t, "completed", rec["state"])
+		require.Equal(t, "logged_out", rec["outcome"])
+		require.Equal(t, ms(f.now), rec["fin"])
+		require.Equal(t, `{"status":"success"}`, rec["result"])
+		require.NotContains(t, rec, "err")
+		require.NotContains(t, rec, "next")
+		require.InDelta(t, time.Hour.Seconds(), f.ttl(f.k.Record(ids[0])).Seconds(), 5)
+		require.False(t, f.exists(f.k.Dedup("s1")))
+		require.Empty(t, f.zmembers(f.k.Slots()))
+		b := f.hash(f.k.Batch(bid))
+		require.Equal(t, "1", b["completed"])
+		require.Equal(t, "1", b["o:logged_out"])
+		require.InDelta(t, time.Hour.Seconds(), f.ttl(f.k.Batch(bid)).Seconds(), 5, "a done batch expires")
+	})
+
+	t.Run("dead", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		p, id := f.enqueue("s1", "")
+		f.start(id, p)
+		require.NoError(t, f.st.Finish(f.ctx, id, p, store.Finish{State: store.StateDead, Outcome: "auth_failed", LastError: "401", ResultTTL: time.Hour}))
+		rec := f.hash(f.k.Record(id))
+		require.Equal(t, "dead", rec["state"])
+		require.Equal(t, "auth_failed", rec["outcome"])
+		require.Equal(t, "401", rec["err"])
+		require.Equal(t, time.Duration(-1), f.ttl(f.k.Record(id)), "dead letters stay")
+		require.Equal(t, []redis.Z{{Score: float64(f.now.UnixMilli()), Member: id}}, zWithScores(f, f.k.DeadLetters()))
+		require.False(t, f.exists(f.k.Dedup("s1")))
+	})
+
+	t.Run("another task's dedup entry stays", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		p, id := f.enqueue("s1", "")
+		f.start(id, p)
+		other := base.NewID()
+		require.NoError(t, f.rdb.Set(f.ctx, f.k.Dedup("s1"), other, 0).Err())
+		require.NoError(t, f.st.Finish(f.ctx, id, p, store.Finish{State: store.StateCompleted, Outcome: "not_found", ResultTTL: time.Hour}))
+		require.Equal(t, other, f.get(f.k.Dedup("s1")))
+	})
+
+	t.Run("completed after a restart from dead leaves the dead letters", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		p, id := f.enqueue("s1", "")
+		f.start(id, p)
+		require.NoError(t, f.rdb.ZAdd(f.ctx, f.k.DeadLetters(), redis.Z{Score: 1, Member: id}).Err())
+		require.NoError(t, f.st.Finish(f.ctx, id, p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour}))
+		require.Empty(t, f.zmembers(f.k.DeadLetters()))
+	})
+}

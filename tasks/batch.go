@@ -31,6 +31,9 @@ type Batch struct {
 	Deduplicated int64 `json:"deduplicated"`
 	// Error says why a discovery failed, when it did.
 	Error string `json:"error,omitempty"`
+	// Callback is the completion callback's delivery; absent when the batch
+	// has no callback URL.
+	Callback *Callback `json:"callback,omitempty"`
 }
 
 // newBatch turns the engine's batch into the public one: every state and
@@ -38,7 +41,7 @@ type Batch struct {
 func newBatch(b *store.Batch) *Batch {
 	out := &Batch{BatchID: b.ID, Instance: b.Instance, Total: b.Total, Counts: make(map[State]int64, len(AllStates)),
 		Outcomes: make(map[Outcome]int64, len(AllOutcomes)), Done: b.Done, Discovering: b.Discovering, Interrupted: b.Interrupted,
-		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error}
+		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error, Callback: newCallback(b.Callback)}
 	for _, st := range AllStates {
 		out.Counts[st] = b.Counts[string(st)]
 	}

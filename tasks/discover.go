@@ -48,6 +48,8 @@ type DiscoveryRequest struct {
 	// Statuses filters sessions by status (e.g. WORKING); empty means all.
 	Statuses []string
 	When
+	// CallbackURL, when set, is posted the batch once it is done.
+	CallbackURL string
 }
 
 // EnqueueDiscovery creates a batch and a task that, at the requested time,
@@ -62,12 +64,15 @@ func (p *Producer) EnqueueDiscovery(ctx context.Context, r DiscoveryRequest) (*B
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkCallback(r.CallbackURL); err != nil {
+		return nil, err
+	}
 	at, err := r.When.resolve(p.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
 	id := base.NewID()
-	if err := p.store.CreateBatch(ctx, instance, id, at, true); err != nil {
+	if err := p.createBatch(ctx, instance, id, at, true, r.CallbackURL); err != nil {
 		return nil, err
 	}
 	payload, err := json.Marshal(base.DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses, MaxRetries: p.cfg.MaxRetries})

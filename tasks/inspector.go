@@ -11,8 +11,9 @@ import (
 // Inspector reads tasks, batches and dead letters, and replays or purges
 // dead letters. It is safe for concurrent use.
 type Inspector struct {
-	cfg   Config
-	store *store.Store
+	cfg      Config
+	store    *store.Store
+	notifier *store.Notifier
 }
 
 // NewInspector returns an Inspector.
@@ -21,7 +22,7 @@ func NewInspector(cfg Config) (*Inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Inspector{cfg: cfg, store: newStore(cfg)}, nil
+	return &Inspector{cfg: cfg, store: newStore(cfg), notifier: store.NewNotifier(cfg.Redis)}, nil
 }
 
 // Instances returns the configured instance names.

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/callback"
 	"github.com/wahaq/wahaq/internal/store"
 )
 
@@ -62,6 +63,10 @@ type Config struct {
 	MaxBatch int
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
+	// CallbackAllow lists the destinations a callback URL may name
+	// (WAHAQ_CALLBACK_ALLOW): host names, host:port pairs and CIDRs.
+	// Defaults to none: every callback URL is refused.
+	CallbackAllow []string
 	// OnEnqueued, when set, is called with the number of tasks a call
 	// created (deduplicated ones not counted), e.g. to feed the
 	// wahaq_enqueued_total metric. Defaults to none.
@@ -110,6 +115,7 @@ func (c Config) withDefaults() (Config, error) {
 type Producer struct {
 	cfg   Config
 	store *store.Store
+	allow *callback.Allow
 }
 
 // NewProducer returns a Producer.
@@ -118,7 +124,11 @@ func NewProducer(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Producer{cfg: cfg, store: newStore(cfg)}, nil
+	allow, err := parseAllow(cfg.CallbackAllow)
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{cfg: cfg, store: newStore(cfg), allow: allow}, nil
 }
 
 func newStore(cfg Config) *store.Store {
@@ -176,6 +186,11 @@ type LogoutRequest struct {
 	// Session is the WAHA session name.
 	Session string
 	When
+	// CallbackURL, when set, is posted the task (signed, Standard Webhooks)
+	// once it is completed, dead or canceled. It must be allowed by
+	// Config.CallbackAllow. A deduplicated request gives it to the live task
+	// unless that task has one already.
+	CallbackURL string
 }
 
 func (p *Producer) checkInstance(instance string) (string, error) {
@@ -210,6 +225,9 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	if err := ValidateSessionName(r.Session); err != nil {
 		return nil, err
 	}
+	if err := p.checkCallback(r.CallbackURL); err != nil {
+		return nil, err
+	}
 	now := p.cfg.Now()
 	at, err := r.When.resolve(now)
 	if err != nil {
@@ -220,6 +238,7 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	res, err := p.store.Enqueue(ctx, []store.NewTask{{
 		Instance: instance, Session: r.Session, MaxRetries: p.cfg.MaxRetries, ProcessAt: at, Timeout: p.cfg.TaskTimeout,
 		TraceParent: tp,
+		CallbackURL: r.CallbackURL,
 	}})
 	if err != nil {
 		return nil, err
@@ -243,6 +262,9 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 	if id := base.TraceID(tp); id != "" {
 		t.TraceID = &id
 	}
+	if r.CallbackURL != "" {
+		t.Callback = &Callback{State: CallbackWaiting}
+	}
 	if !at.IsZero() {
 		t.State = StateScheduled
 		s := time.UnixMilli(at.UnixMilli()).UTC()
@@ -262,6 +284,8 @@ type BatchRequest struct {
 	// exists, before its first task is written, so that a caller can name
 	// the batch even if it is killed while the tasks are enqueued.
 	OnCreated func(batchID string)
+	// CallbackURL, when set, is posted the batch once it is done.
+	CallbackURL string
 }
 
 // BatchInfo is the answer to a batch enqueue.
@@ -301,12 +325,15 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 			return nil, fmt.Errorf("sessions[%d]: %w", i, err)
 		}
 	}
+	if err := p.checkCallback(r.CallbackURL); err != nil {
+		return nil, err
+	}
 	at, err := r.When.resolve(p.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
 	id := base.NewID()
-	if err := p.store.CreateBatch(ctx, instance, id, at, false); err != nil {
+	if err := p.createBatch(ctx, instance, id, at, false, r.CallbackURL); err != nil {
 		return nil, err
 	}
 	if r.OnCreated != nil {
@@ -337,4 +364,16 @@ func (p *Producer) Cancel(ctx context.Context, id string) (*Task, error) {
 		return nil, err
 	}
 	return newTask(r), nil
+}
+
+// createBatch writes an open batch and its callback URL, if any. The batch
+// cannot be done before it is closed, so the two writes need not be one.
+func (p *Producer) createBatch(ctx context.Context, instance, id string, at time.Time, discovering bool, callbackURL string) error {
+	if err := p.store.CreateBatch(ctx, instance, id, at, discovering); err != nil {
+		return err
+	}
+	if callbackURL != "" {
+		return p.store.SetBatchCallback(ctx, instance, id, callbackURL)
+	}
+	return nil
 }

@@ -118,6 +118,9 @@ type Task struct {
 	FinishedAt    *time.Time `json:"finished_at"`
 	LastError     *string    `json:"last_error"`
 	Result        *Result    `json:"result"`
+	// Callback is the completion callback's delivery; absent when the task
+	// has no callback URL.
+	Callback *Callback `json:"callback,omitempty"`
 	// Deduplicated is set on the answer to an enqueue that found a live task
 	// for the same session and returned it instead of creating a second one.
 	Deduplicated bool `json:"deduplicated,omitempty"`
@@ -185,6 +188,7 @@ func newTask(r *store.Record) *Task {
 		e := r.LastError
 		t.LastError = &e
 	}
+	t.Callback = newCallback(r.Callback)
 	if len(r.Result) > 0 {
 		var res Result
 		if json.Unmarshal(r.Result, &res) == nil {

@@ -45,9 +45,6 @@ const (
 // counts neither as a success nor as a failure.
 var errNotCalled = errors.New("the server was not called")
 
-// errCircuitOpen is the error of an attempt handed back by an open breaker.
-var errCircuitOpen = errors.New("circuit open: the server failed repeatedly; not calling it for now")
-
 // breaker is one server's circuit breaker.
 type breaker struct {
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]

@@ -129,6 +129,20 @@ type Config struct {
 	// before each logout (WAHA_VALIDATION_URL, WAHA_VALIDATION_API_KEY).
 	// Defaults to no check.
 	Validation wahaclient.ValidatorConfig
+	// CallbackSecret signs completion callbacks, Standard Webhooks style:
+	// "whsec_" + base64 of 24 to 64 random bytes (WAHAQ_CALLBACK_SECRET).
+	// Defaults to none: deliveries are retried, unsigned ones never sent.
+	CallbackSecret string
+	// CallbackAllow lists the destinations callbacks may connect to
+	// (WAHAQ_CALLBACK_ALLOW): host names, host:port pairs and CIDRs,
+	// checked again on every connection after DNS. Defaults to none.
+	CallbackAllow []string
+	// CallbackRetryBase and CallbackRetryMax bound the backoff between
+	// delivery attempts. Defaults to 5s and 1h.
+	CallbackRetryBase, CallbackRetryMax time.Duration
+	// CallbackRetryFor is how long a delivery is retried before it is given
+	// up. Defaults to tasks.CallbackRetryFor (24h).
+	CallbackRetryFor time.Duration
 	// Logger receives structured logs. Defaults to a disabled logger.
 	Logger *zerolog.Logger
 	// Registerer receives the worker's metrics. Defaults to none (the
@@ -179,6 +193,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ReconcileInterval == 0 { // negative means off, so not setDefault
 		c.ReconcileInterval = reconcile.DefaultInterval
 	}
+	c.callbackDefaults()
 	if c.Logger == nil {
 		l := zerolog.Nop()
 		c.Logger = &l

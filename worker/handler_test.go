@@ -144,21 +144,6 @@ func TestStartStep(t *testing.T) {
 	})
 }
 
-// starterMovingClock advances the test clock by half a SlotWait on each
-// call, so the wait ends after a few calls without the test sleeping for it.
-func (w *Worker) starterMovingClock(st *fakeStarter, now *time.Time) starter {
-	return starterFunc(func(ctx context.Context, id string, p base.Payload, attempt, capacity int, lease time.Duration) (bool, error) {
-		*now = now.Add(w.cfg.SlotWait / 2)
-		return st.Start(ctx, id, p, attempt, capacity, lease)
-	})
-}
-
-type starterFunc func(ctx context.Context, id string, p base.Payload, attempt, capacity int, lease time.Duration) (bool, error)
-
-func (f starterFunc) Start(ctx context.Context, id string, p base.Payload, attempt, capacity int, lease time.Duration) (bool, error) {
-	return f(ctx, id, p, attempt, capacity, lease)
-}
-
 func TestValidateStep(t *testing.T) {
 	t.Parallel()
 	w, _ := stepWorker(t)

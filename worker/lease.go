@@ -57,16 +57,6 @@ func (f *inflight) snapshot() map[string][]string {
 	return out
 }
 
-func (f *inflight) len() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, ids := range f.byIn {
-		n += len(ids)
-	}
-	return n
-}
-
 // renewLoop renews the leases of the slots this process holds until ctx is
 // done.
 func (w *Worker) renewLoop(ctx context.Context) {

@@ -35,9 +35,6 @@ type (
 	}
 )
 
-// handBack is how soon a task that gave way to a limit runs again.
-const handBack = 100 * time.Millisecond
-
 // limitRate applies the instance's rate cap across every worker process. It
 // only limits: a task over the rate is handed back without a retry spent.
 func (w *Worker) limitRate(next step) step {

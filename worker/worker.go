@@ -43,6 +43,7 @@ type Worker struct {
 	recon     *reconcile.Reconciler
 	stopRecon context.CancelFunc
 	reconDone chan struct{}
+	callbacks *callbacks
 
 	// held are the tasks this process holds a concurrency slot for.
 	held inflight
@@ -108,6 +109,9 @@ func New(cfg Config) (*Worker, error) {
 		}
 		w.validator = v
 	}
+	if w.callbacks, err = newCallbacks(cfg); err != nil {
+		return nil, err
+	}
 	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
 	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names,
 		ResultTTL: cfg.ResultTTL, Metrics: w.metrics, Logger: &w.log, Now: cfg.Now}); err != nil {
@@ -142,6 +146,7 @@ func (w *Worker) Handler() asynq.Handler {
 	mux := asynq.NewServeMux()
 	mux.Handle(base.TypeLogout, w)
 	mux.HandleFunc(base.TypeDiscover, w.discover)
+	mux.HandleFunc(base.TypeCallback, w.deliverCallback)
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		// Counted so that Shutdown knows when nothing runs any more.
 		w.running.Add(1)

@@ -78,6 +78,7 @@ func (a *app) tasksConfig() tasks.Config {
 	return tasks.Config{
 		Redis: a.rdb, Namespace: a.settings.Namespace, Instances: config.Names(a.instances),
 		MaxRetries: maxRetries(a.settings.MaxRetries), ResultTTL: a.settings.ResultTTL,
+		CallbackAllow: a.settings.CallbackAllow,
 	}
 }
 
@@ -117,8 +118,9 @@ func (a *app) workerConfig() worker.Config {
 		// The validation service's answers lose the WAHA keys too. (The WAHA
 		// clients are built in worker; passing them the validation key needs
 		// a worker.Instance field.)
-		Validation: wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey, Redact: wahaKeys},
-		Logger:     &log,
+		Validation:     wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey, Redact: wahaKeys},
+		CallbackSecret: s.CallbackSecret, CallbackAllow: s.CallbackAllow,
+		Logger: &log,
 	}
 }
 

@@ -172,10 +172,12 @@ func waitBatch(ctx context.Context, insp *tasks.Inspector, id string, timeout ti
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return b, fmt.Errorf("batch %s is not done after %s (%d of %d tasks final): %w", id, timeout, done, b.Total, errWaitTimeout)
 		}
-		select {
-		case <-ctx.Done():
+		// A long-poll as long as the progress refresh: it returns at once
+		// when the batch is done (the finishing script wakes it).
+		if _, err := insp.WaitBatch(ctx, id, delay); ctx.Err() != nil {
 			return b, fmt.Errorf("%w while waiting: batch %s has %d of %d tasks final", errInterrupted, id, done, b.Total)
-		case <-time.After(delay):
+		} else if err != nil {
+			return b, err
 		}
 		delay = min(delay*3/2, pollMax)
 	}

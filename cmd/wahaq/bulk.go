@@ -17,6 +17,7 @@ func init() { register(newBulkCmd) }
 
 func newBulkCmd() *cobra.Command {
 	var (
+		callbackURL                    string
 		instance, sessionsFile, in, at string
 		all, wait, asJSON              bool
 		statuses, sessions             []string
@@ -97,9 +98,9 @@ the session listing of --all failed, the enqueue was interrupted part way);
 			ctx := cmd.Context()
 			var info *tasks.BatchInfo
 			if all {
-				info, err = p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when})
+				info, err = p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when, CallbackURL: callbackURL})
 			} else {
-				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when,
+				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when, CallbackURL: callbackURL,
 					OnCreated: func(id string) {
 						// Before the first task is written: whatever happens next,
 						// the operator can follow or cancel this batch.
@@ -142,6 +143,7 @@ the session listing of --all failed, the enqueue was interrupted part way);
 	f.StringVar(&instance, "instance", "", "WAHA server name (required; \"default\" is the one of WAHA_BASE_URL)")
 	f.BoolVar(&all, "all", false, "every session the server lists when the batch runs")
 	f.StringSliceVar(&statuses, "status", nil, "with --all: only sessions in these statuses, e.g. WORKING,FAILED")
+	f.StringVar(&callbackURL, "callback-url", "", "POST the batch here, signed, once it is done (a host of WAHAQ_CALLBACK_ALLOW)")
 	f.StringVar(&sessionsFile, "sessions-file", "", "file of session names, one a line (# comments; - for stdin)")
 	f.StringSliceVar(&sessions, "session", nil, "a session name; repeatable or comma-separated")
 	addWhenFlags(cmd, &in, &at)

@@ -22,6 +22,7 @@ func init() { register(newEnqueueCmd) }
 
 func newEnqueueCmd() *cobra.Command {
 	var (
+		callbackURL               string
 		session, instance, in, at string
 		asJSON                    bool
 	)
@@ -58,7 +59,7 @@ answer), 2 bad input (missing or malformed session name, unknown instance,
 				return err
 			}
 			ctx := cmd.Context()
-			t, err := p.Enqueue(ctx, tasks.LogoutRequest{Instance: instance, Session: session, When: when})
+			t, err := p.Enqueue(ctx, tasks.LogoutRequest{Instance: instance, Session: session, When: when, CallbackURL: callbackURL})
 			if err != nil {
 				return a.cliErr(ctx, err)
 			}
@@ -75,6 +76,7 @@ answer), 2 bad input (missing or malformed session name, unknown instance,
 	}
 	f := cmd.Flags()
 	f.StringVar(&session, "session", "", "WAHA session name to log out (required)")
+	f.StringVar(&callbackURL, "callback-url", "", "POST the task here, signed, once it is final (a host of WAHAQ_CALLBACK_ALLOW)")
 	f.StringVar(&instance, "instance", "default", "WAHA server name (default: the one of WAHA_BASE_URL)")
 	addWhenFlags(cmd, &in, &at)
 	f.BoolVar(&asJSON, "json", false, "print the task as JSON (the HTTP API's shape)")

@@ -34,7 +34,7 @@ func newStatusCmd() *cobra.Command {
 		Long: `Show a logout task: its state, outcome, attempts, last error and WAHA's
 answer. --json prints the task as the HTTP API returns it (GET /v1/tasks/{id}).
 
---wait polls (every 200ms, slowing to 1s) until the task reaches a final state
+--wait long-polls (woken by the worker, no polling) until the task reaches a final state
 (completed, dead or canceled), then prints it. --timeout bounds the wait.
 
 Exit codes:
@@ -119,31 +119,39 @@ func outcomeSuffix(t *tasks.Task) string {
 // errWaitTimeout is returned when --timeout passes before the end.
 var errWaitTimeout = errors.New("timed out")
 
-// waitTask polls a task until it reaches a final state. On timeout or
-// interruption it returns the task as last read with the error.
+// waitTask long-polls a task (tasks.Inspector.WaitTask: no Redis command
+// while waiting, the finishing script wakes it) until it reaches a final
+// state. On timeout or interruption it returns the task as last read with
+// the error.
 func waitTask(ctx context.Context, insp *tasks.Inspector, id string, timeout time.Duration) (*tasks.Task, error) {
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	delay := pollFirst
+	defer insp.Close()
+	var last *tasks.Task
 	for {
-		t, err := insp.Task(ctx, id)
+		wait := tasks.MaxWait
+		if !deadline.IsZero() {
+			wait = min(wait, max(time.Until(deadline), 0))
+		}
+		t, err := insp.WaitTask(ctx, id, wait)
+		if ctx.Err() != nil {
+			if last == nil {
+				return nil, fmt.Errorf("%w while waiting: task %s", errInterrupted, id)
+			}
+			return last, fmt.Errorf("%w while waiting: task %s is %s", errInterrupted, id, last.State)
+		}
 		if err != nil {
 			return nil, err
 		}
+		last = t
 		if t.State.Final() {
 			return t, nil
 		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return t, fmt.Errorf("task %s is still %s after %s: %w", id, t.State, timeout, errWaitTimeout)
 		}
-		select {
-		case <-ctx.Done():
-			return t, fmt.Errorf("%w while waiting: task %s is %s", errInterrupted, id, t.State)
-		case <-time.After(delay):
-		}
-		delay = min(delay*3/2, pollMax)
 	}
 }
 

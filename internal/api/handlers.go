@@ -25,6 +25,8 @@ type logoutRequest struct {
 	Session  string `json:"session"`
 	At       string `json:"at"`
 	In       string `json:"in"`
+	// CallbackURL receives the task once final (see tasks.LogoutRequest).
+	CallbackURL string `json:"callback_url"`
 }
 
 // batchRequest is the body of POST /v1/batches.
@@ -35,6 +37,8 @@ type batchRequest struct {
 	Status   []string `json:"status"`
 	At       string   `json:"at"`
 	In       string   `json:"in"`
+	// CallbackURL receives the batch once done.
+	CallbackURL string `json:"callback_url"`
 }
 
 // batchAccepted is the answer to POST /v1/batches: tasks.BatchInfo with
@@ -83,7 +87,7 @@ func (s *server) postLogout(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, http.StatusBadRequest, detail)
 		return
 	}
-	t, err := s.cfg.Producer.Enqueue(r.Context(), tasks.LogoutRequest{Instance: req.Instance, Session: req.Session, When: when})
+	t, err := s.cfg.Producer.Enqueue(r.Context(), tasks.LogoutRequest{Instance: req.Instance, Session: req.Session, When: when, CallbackURL: req.CallbackURL})
 	if err != nil {
 		s.fail(w, r, err, details{})
 		return
@@ -126,9 +130,9 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		err  error
 	)
 	if req.All {
-		info, err = s.cfg.Producer.EnqueueDiscovery(r.Context(), tasks.DiscoveryRequest{Instance: req.Instance, Statuses: req.Status, When: when})
+		info, err = s.cfg.Producer.EnqueueDiscovery(r.Context(), tasks.DiscoveryRequest{Instance: req.Instance, Statuses: req.Status, When: when, CallbackURL: req.CallbackURL})
 	} else {
-		info, err = s.cfg.Producer.EnqueueBatch(r.Context(), tasks.BatchRequest{Instance: req.Instance, Sessions: req.Sessions, When: when})
+		info, err = s.cfg.Producer.EnqueueBatch(r.Context(), tasks.BatchRequest{Instance: req.Instance, Sessions: req.Sessions, When: when, CallbackURL: req.CallbackURL})
 	}
 	if err != nil {
 		s.fail(w, r, err, details{})
@@ -141,7 +145,11 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	b, err := s.cfg.Inspector.Batch(r.Context(), id)
+	wait, ok := s.waitParam(w, r)
+	if !ok {
+		return
+	}
+	b, err := s.cfg.Inspector.WaitBatch(r.Context(), id, wait)
 	if err != nil {
 		s.fail(w, r, err, details{notFound: fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80))})
 		return
@@ -151,7 +159,11 @@ func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	t, err := s.cfg.Inspector.Task(r.Context(), id)
+	wait, ok := s.waitParam(w, r)
+	if !ok {
+		return
+	}
+	t, err := s.cfg.Inspector.WaitTask(r.Context(), id, wait)
 	if err != nil {
 		s.fail(w, r, err, details{notFound: taskNotFound(id)})
 		return

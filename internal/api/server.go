@@ -208,6 +208,10 @@ func (s *server) wrap(rt route) http.Handler {
 				return
 			}
 		}
+		if rt.method == http.MethodPost && r.Header.Get(idempotencyHeader) != "" {
+			s.idempotent(w, r, rt)
+			return
+		}
 		rt.handle(s, w, r)
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	"github.com/wahaq/wahaq/internal/callback"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/reconcile"
 	"github.com/wahaq/wahaq/tasks"
@@ -46,6 +47,8 @@ type Settings struct {
 	ShutdownGrace       time.Duration // WAHAQ_SHUTDOWN_GRACE, default 30s
 	ReconcileInterval   time.Duration // WAHAQ_RECONCILE_INTERVAL, default reconcile.DefaultInterval (30s)
 	APITokens           []string      // WAHAQ_API_TOKENS, comma-separated
+	CallbackSecret      string        // WAHAQ_CALLBACK_SECRET: whsec_<base64>, signs completion callbacks (worker)
+	CallbackAllow       []string      // WAHAQ_CALLBACK_ALLOW: hosts, host:port, CIDRs a callback_url may name
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
 	LogLevel            string        // LOG_LEVEL, default info
 	LogFormat           string        // LOG_FORMAT, default json; console for people
@@ -79,6 +82,8 @@ var table = []setting{
 	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", shortDuration(worker.DefaultShutdownGrace), "how long in-flight logouts may finish after SIGTERM", false},
 	{"WAHAQ_RECONCILE_INTERVAL", "reconcile-interval", shortDuration(reconcile.DefaultInterval), "how often workers repair records that disagree with asynq's queues (tasks deleted or archived in asynq's tools, stale claims, batches left open)", false},
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
+	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true},
+	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated hosts, host:port pairs and CIDRs a callback_url may name (empty: callbacks refused)", false},
 	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
 	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false},
@@ -165,6 +170,8 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		ShutdownGrace:       dur("WAHAQ_SHUTDOWN_GRACE"),
 		ReconcileInterval:   dur("WAHAQ_RECONCILE_INTERVAL"),
 		APITokens:           splitList(v["WAHAQ_API_TOKENS"]),
+		CallbackSecret:      v["WAHAQ_CALLBACK_SECRET"],
+		CallbackAllow:       splitList(v["WAHAQ_CALLBACK_ALLOW"]),
 		Namespace:           v["WAHAQ_NAMESPACE"],
 		LogLevel:            v["LOG_LEVEL"],
 		LogFormat:           v["LOG_FORMAT"],
@@ -204,6 +211,14 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	if _, err := serverKey(s.WahaBaseURL); err != nil {
 		// Not %q of the value: it may carry a password.
 		errs = append(errs, fmt.Errorf("WAHA_BASE_URL: %w", err))
+	}
+	if s.CallbackSecret != "" {
+		if _, err := callback.ParseSecret(s.CallbackSecret); err != nil {
+			errs = append(errs, fmt.Errorf("WAHAQ_CALLBACK_SECRET: %w", err))
+		}
+	}
+	if _, err := callback.ParseAllow(strings.Join(s.CallbackAllow, ",")); err != nil {
+		errs = append(errs, fmt.Errorf("WAHAQ_CALLBACK_ALLOW: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("%w: %w", ErrBadConfig, err)

@@ -308,9 +308,9 @@ func TestCancelBatch(t *testing.T) {
 	_, csrf := signIn(t, c, srv.URL, token, nil)
 	action := srv.URL + "/ui/batches/" + info.BatchID + "/cancel"
 
-	resp, body := post(t, c, action, url.Values{"csrf": {"forged"}, "confirm": {"yes"}}, nil)
+	resp, _ := post(t, c, action, url.Values{"csrf": {"forged"}, "confirm": {"yes"}}, nil)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
-	resp, body = post(t, c, action, url.Values{"csrf": {csrf}}, nil)
+	resp, body := post(t, c, action, url.Values{"csrf": {csrf}}, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, body, "Cancel 5 tasks", "the confirmation names how many")
 	b, err := env.Inspector.Batch(context.Background(), info.BatchID)

@@ -46,7 +46,7 @@ func startWorker(t *testing.T, rdb redis.UniversalClient, ns string, instances .
 	w, err := worker.New(worker.Config{
 		Redis: rdb, Namespace: ns, Instances: instances,
 		Concurrency: 16, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		SlotWait: time.Second, ShutdownGrace: 2 * time.Second,
+		ShutdownGrace: 2 * time.Second,
 	})
 	require.NoError(t, err)
 	require.NoError(t, w.Start())

@@ -63,7 +63,7 @@ func TestSentinelFailover(t *testing.T) {
 		Redis: rdb, Namespace: ns,
 		Instances:   []worker.Instance{{Name: "default", BaseURL: fake.URL(), Concurrency: 8}},
 		Concurrency: 16, RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		SlotWait: time.Second, ShutdownGrace: 2 * time.Second,
+		ShutdownGrace: 2 * time.Second,
 	})
 	require.NoError(t, err)
 	require.NoError(t, w.Start())

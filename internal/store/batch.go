@@ -41,7 +41,7 @@ const (
 // batch_outcome(key, outcome, delta) adds delta to an outcome's count.
 // batch_done(key, ttl) sets the batch to expire once every task in it is
 // final and the batch is closed; its task list (Keys.BatchTasks) goes with
-// it.
+// it, and returns true then.
 const batchLua = `
 local function batch_move(key, from, to)
   redis.call('HINCRBY', key, from, -1)
@@ -52,12 +52,14 @@ local function batch_outcome(key, outcome, delta)
 end
 local function batch_done(key, ttl)
   local v = redis.call('HMGET', key, 'total', 'completed', 'dead', 'canceled', 'open')
-  if v[5] then return end
+  if v[5] then return false end
   local fin = (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0)
   if fin >= (tonumber(v[1]) or 0) then
     redis.call('EXPIRE', key, ttl)
     redis.call('EXPIRE', key .. ':ids', ttl) -- Keys.BatchTasks
+    return true
   end
+  return false
 end
 `
 
@@ -82,6 +84,8 @@ type Batch struct {
 	ScheduledFor *time.Time
 	Deduplicated int64
 	Error        string
+	// Callback is the batch's completion callback, or nil.
+	Callback *Callback
 }
 
 // CreateBatch writes a new, open batch. Enqueue adds its tasks; CloseBatch
@@ -106,6 +110,47 @@ func (s *Store) CreateBatch(ctx context.Context, instance, id string, scheduledF
 	})
 	if err != nil {
 		return fmt.Errorf("create batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// announceBatchScript, once a closed batch's tasks are all final, starts
+// its expiry, enqueues its callback and announces it.
+//
+// KEYS[1] batch, KEYS[2] asynq pending, KEYS[3] asynq task of the batch's
+// callback, KEYS[4] completion channel.
+// ARGV[1] batch TTL (s), ARGV[2] batch id, ARGV[3] callback id, ARGV[4] its
+// message, ARGV[5] now (ns).
+// Returns 1 when the batch is done, else 0.
+var announceBatchScript = redis.NewScript(batchLua + callbackLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if batch_done(KEYS[1], ARGV[1]) then
+  batch_finished(KEYS[1], KEYS[3], KEYS[2], ARGV[3], ARGV[4], ARGV[5], KEYS[4], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// announceBatch runs announceBatchScript after a close: a batch whose tasks
+// all finished while it was open is done now, with the same callback and
+// announcement as when its last task finishes.
+func (s *Store) announceBatch(ctx context.Context, instance, id string, ttl time.Duration) error {
+	k := s.Keys(instance)
+	cb := s.callbackArgs(k, instance, "", id)
+	keys := append([]string{k.Batch(id), k.Pending()}, cb.keys[1:]...)
+	args := append([]any{ttlSeconds(ttl), id}, cb.args[2:]...)
+	if err := announceBatchScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
+		return fmt.Errorf("announce batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetBatchCallback names the callback URL of an open batch (CreateBatch):
+// it is posted the batch once the batch is done. A batch cannot be done
+// before CloseBatch, so writing it after CreateBatch loses nothing.
+func (s *Store) SetBatchCallback(ctx context.Context, instance, id, url string) error {
+	if err := s.rdb.HSet(ctx, s.Keys(instance).Batch(id), FieldCallbackURL, url).Err(); err != nil {
+		return fmt.Errorf("batch %s callback: %w", id, err)
 	}
 	return nil
 }
@@ -146,6 +191,7 @@ func (s *Store) decodeBatch(id, instance string, m map[string]string) *Batch {
 		b.CreatedAt = *c
 	}
 	b.ScheduledFor = msTime(m[BatchSched])
+	b.Callback = decodeCallback(m)
 	if b.ScheduledFor != nil && !b.ScheduledFor.After(s.now()) {
 		b.Counts[StatePending] += b.Counts[StateScheduled]
 		b.Counts[StateScheduled] = 0

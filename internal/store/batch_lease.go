@@ -101,6 +101,11 @@ func (s *Store) closeBatch(ctx context.Context, instance, id, dedup, errMsg stri
 	if err != nil {
 		return 0, fmt.Errorf("close batch %s: %w", id, err)
 	}
+	if n == closeDone {
+		if err := s.announceBatch(ctx, instance, id, ttl); err != nil {
+			return n, err
+		}
+	}
 	return n, nil
 }
 

@@ -14,12 +14,19 @@ import (
 // scheduled or retry), its record becomes canceled and expires, its dedup
 // entry goes, and its batch counts it canceled.
 //
+// Like the finish script, it enqueues the task's (and a batch made done by
+// it, the batch's) callback delivery and publishes the completion.
+//
 // KEYS[1] record, KEYS[2] asynq task, KEYS[3] asynq pending, KEYS[4] asynq
-// scheduled, KEYS[5] asynq retry, KEYS[6] batch, KEYS[7] dedup.
-// ARGV[1] id, ARGV[2] now (ms), ARGV[3] result TTL (s).
+// scheduled, KEYS[5] asynq retry, KEYS[6] batch, KEYS[7] dedup, KEYS[8]
+// asynq task of the task's callback, KEYS[9] asynq task of the batch's
+// callback, KEYS[10] completion channel.
+// ARGV[1] id, ARGV[2] now (ms), ARGV[3] result TTL (s), ARGV[4] task
+// callback id, ARGV[5] its message, ARGV[6] batch callback id, ARGV[7] its
+// message, ARGV[8] now (ns).
 // Returns cancelDone, cancelNotFound, or cancelStarted (already started or
 // finished).
-var cancelScript = redis.NewScript(batchLua + `
+var cancelScript = redis.NewScript(batchLua + callbackLua + `
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
 if st ~= 'scheduled' and st ~= 'pending' then return -1 end
@@ -40,8 +47,12 @@ if redis.call('GET', KEYS[7]) == ARGV[1] then redis.call('DEL', KEYS[7]) end
 local b = redis.call('HGET', KEYS[1], 'batch')
 if b and redis.call('EXISTS', KEYS[6]) == 1 then
   batch_move(KEYS[6], st, 'canceled')
-  batch_done(KEYS[6], ARGV[3])
+  if batch_done(KEYS[6], ARGV[3]) then
+    batch_finished(KEYS[6], KEYS[9], KEYS[3], ARGV[6], ARGV[7], ARGV[8], KEYS[10], b)
+  end
 end
+cb_enqueue(KEYS[1], KEYS[8], KEYS[3], ARGV[4], ARGV[5], ARGV[8])
+notify(KEYS[10], 't:' .. ARGV[1])
 return 1
 `)
 
@@ -61,9 +72,10 @@ func (s *Store) Cancel(ctx context.Context, instances []string, id string, resul
 		return nil, err
 	}
 	k := s.Keys(inst)
-	n, err := cancelScript.Run(ctx, s.rdb,
-		[]string{k.Record(id), k.AsynqTask(id), k.Pending(), k.Scheduled(), k.Retry(), k.Batch(r.BatchID), k.Dedup(r.Session)},
-		id, s.now().UnixMilli(), ttlSeconds(resultTTL)).Int()
+	cb := s.callbackArgs(k, inst, id, r.BatchID)
+	keys := append([]string{k.Record(id), k.AsynqTask(id), k.Pending(), k.Scheduled(), k.Retry(), k.Batch(r.BatchID), k.Dedup(r.Session)}, cb.keys...)
+	args := append([]any{id, s.now().UnixMilli(), ttlSeconds(resultTTL)}, cb.args...)
+	n, err := cancelScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return nil, fmt.Errorf("cancel task %s: %w", id, err)
 	}

@@ -39,8 +39,11 @@ import (
 // ARGV[1] now (ns), ARGV[2] process-at (Unix s, "0" = now), ARGV[3]
 // batch id, ARGV[4] now (ms), ARGV[5] max retries, ARGV[6]
 // scheduled-for (ms or ""), ARGV[7] asynq task key prefix, ARGV[8] batch
-// lease end (ms), then per task j: ARGV[9+3j] id, ARGV[10+3j] asynq message,
-// ARGV[11+3j] session.
+// lease end (ms), ARGV[9] callback URL (""), then per task j: ARGV[10+3j]
+// id, ARGV[11+3j] asynq message, ARGV[12+3j] session.
+// A callback URL goes into each new record; a deduplicated task that has
+// none takes it too (its record is found by prefix, in the same slot), so
+// the caller hears of the live task's end.
 // Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated,
 // enqueueDeduplicated or enqueueRescheduled onto the returned live id; or
 // the error "BATCHCLOSED" (ErrBatchClosed) and writes nothing.
@@ -58,6 +61,7 @@ end
 local rec = {'state', state, 'max', ARGV[5], 'enq', ARGV[4]}
 if ARGV[3] ~= '' then rec[#rec + 1] = 'batch'; rec[#rec + 1] = ARGV[3] end
 if ARGV[6] ~= '' then rec[#rec + 1] = 'sched'; rec[#rec + 1] = ARGV[6] end
+if ARGV[9] ~= '' then rec[#rec + 1] = 'cb'; rec[#rec + 1] = ARGV[9] end
 local ns = #rec + 1
 rec[ns] = 'session'
 -- pull the live scheduled task live forward to this request's time, if
@@ -92,7 +96,7 @@ local function pull_forward(live, recKey)
 end
 local out, ids, created, made = {}, {}, 0, {}
 for j = 0, n - 1 do
-  local recKey, dedup, id = KEYS[6 + 3*j], KEYS[7 + 3*j], ARGV[9 + 3*j]
+  local recKey, dedup, id = KEYS[6 + 3*j], KEYS[7 + 3*j], ARGV[10 + 3*j]
   -- claim the session; the reply is the previous holder, if any
   local live = redis.call('SET', dedup, id, 'NX', 'GET')
   local dup = false
@@ -100,6 +104,7 @@ for j = 0, n - 1 do
     local st = redis.call('HGET', ARGV[7] .. live, 'state')
     if st and st ~= 'archived' and st ~= 'completed' then
       dup = true
+      if ARGV[9] ~= '' then redis.call('HSETNX', string.sub(recKey, 1, #recKey - #id) .. live, 'cb', ARGV[9]) end
       local flag = 1
       if st == 'scheduled' and pull_forward(live, string.sub(recKey, 1, #recKey - #id) .. live) then flag = 2 end
       out[#out + 1] = live
@@ -109,13 +114,13 @@ for j = 0, n - 1 do
     end
   end
   if not dup then
-    rec[ns + 1] = ARGV[11 + 3*j]
+    rec[ns + 1] = ARGV[12 + 3*j]
     redis.call('HSET', recKey, unpack(rec))
     if state == 'pending' then
-      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
+      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[11 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
       ids[#ids + 1] = id
     else
-      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[10 + 3*j], 'state', 'scheduled')
+      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[11 + 3*j], 'state', 'scheduled')
       ids[#ids + 1] = ARGV[2]
       ids[#ids + 1] = id
     end
@@ -175,6 +180,9 @@ type NewTask struct {
 	// TraceParent is the W3C traceparent of the trace the task was enqueued
 	// in, carried in the payload to the worker; "" when not traced.
 	TraceParent string
+	// CallbackURL, when set, receives the task when it is final. It must
+	// have passed the allow-list already.
+	CallbackURL string
 }
 
 // Enqueued is the result of creating one task.
@@ -205,7 +213,7 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 	var groups []group
 	same := func(a, b *NewTask) bool {
 		return a.Instance == b.Instance && a.BatchID == b.BatchID && a.MaxRetries == b.MaxRetries &&
-			a.Timeout == b.Timeout && a.ProcessAt.Equal(b.ProcessAt)
+			a.Timeout == b.Timeout && a.ProcessAt.Equal(b.ProcessAt) && a.CallbackURL == b.CallbackURL
 	}
 	for i := 0; i < len(ts); {
 		j := i + 1
@@ -233,9 +241,9 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			n := g.end - g.start
 			keys := make([]string, 0, 5+3*n)
 			keys = append(keys, k.Pending(), k.Scheduled(), k.Batch(first.BatchID), k.BatchTasks(first.BatchID), k.OpenBatches())
-			args := make([]any, 0, 8+3*n)
+			args := make([]any, 0, 9+3*n)
 			args = append(args, now.UnixNano(), processAt, first.BatchID, now.UnixMilli(),
-				first.MaxRetries, sched, k.AsynqTaskPrefix(), now.Add(s.lease).UnixMilli())
+				first.MaxRetries, sched, k.AsynqTaskPrefix(), now.Add(s.lease).UnixMilli(), first.CallbackURL)
 			timeout := timeoutSeconds(first.Timeout)
 			for i := g.start; i < g.end; i++ {
 				t := &ts[i]

@@ -15,20 +15,27 @@ import (
 // one expires, a dead one joins the dead letters. Applied twice (its reply
 // lost in a Redis crash, then sent again) it counts the outcome once.
 //
-// Freeing the slot opens the queue's gate (gate.go) if wahaq closed it.
+// Freeing the slot opens the queue's gate (gate.go) if wahaq closed it. A
+// task becoming final (not one already final) enqueues its callback
+// delivery, if it has a callback URL, and publishes "t:<id>" for long-poll
+// waiters; a batch becoming done does the same for the batch.
 //
 // KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dedup, KEYS[5]
-// dead letters, KEYS[6] asynq's paused key.
+// dead letters, KEYS[6] asynq pending, KEYS[7] asynq task of the task's
+// callback, KEYS[8] asynq task of the batch's callback, KEYS[9] completion
+// channel, KEYS[10] asynq's paused key.
 // ARGV[1] id, ARGV[2] new state, ARGV[3] outcome ("" when retrying), ARGV[4]
 // now (ms), ARGV[5] next attempt (ms), ARGV[6] last error, ARGV[7] result
-// JSON, ARGV[8] result TTL (s), ARGV[9] batch id, ARGV[10] attempt log
-// entry (see attemptLogLua; "" = none).
+// JSON, ARGV[8] result TTL (s), ARGV[9] batch id, ARGV[10] task callback id,
+// ARGV[11] its asynq message, ARGV[12] batch callback id, ARGV[13] its
+// message, ARGV[14] now (ns), ARGV[15] attempt log entry (see
+// attemptLogLua; "" = none).
 // Returns 1.
-var finishScript = redis.NewScript(batchLua + gateLua + attemptLogLua + `
+var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
-gate_open(KEYS[6])
+gate_open(KEYS[10])
 -- attempt history (attemptlog.go): one entry per attempt, the last 20
-if ARGV[10] ~= '' then attempt_log(KEYS[2], ARGV[10], ARGV[4]) end
+if ARGV[15] ~= '' then attempt_log(KEYS[2], ARGV[15], ARGV[4]) end
 -- end attempt history
 local old = redis.call('HGET', KEYS[2], 'state')
 -- set only when the task was already final: the same Finish applied twice
@@ -59,8 +66,15 @@ if ARGV[9] ~= '' and old and redis.call('EXISTS', KEYS[3]) == 1 then
       batch_outcome(KEYS[3], oldOutcome, -1)
     end
     batch_outcome(KEYS[3], ARGV[3], 1)
-    batch_done(KEYS[3], ARGV[8])
+    if batch_done(KEYS[3], ARGV[8]) then
+      batch_finished(KEYS[3], KEYS[8], KEYS[6], ARGV[12], ARGV[13], ARGV[14], KEYS[9], ARGV[9])
+    end
   end
+end
+-- completion: callback and long-poll, once per transition into a final state
+if new ~= 'retrying' and old ~= 'completed' and old ~= 'dead' and old ~= 'canceled' then
+  cb_enqueue(KEYS[2], KEYS[7], KEYS[6], ARGV[10], ARGV[11], ARGV[14])
+  notify(KEYS[9], 't:' .. ARGV[1])
 end
 return 1
 `)
@@ -95,10 +109,12 @@ func (s *Store) Finish(ctx context.Context, id string, p base.Payload, f Finish)
 	if !f.NextAttempt.IsZero() {
 		next = f.NextAttempt.UnixMilli()
 	}
-	err := finishScript.Run(ctx, s.rdb,
-		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Paused()},
-		id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID,
-		attemptEntry(f)).Err()
+	cb := s.callbackArgs(k, p.Instance, id, p.BatchID)
+	keys := append([]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Pending()}, cb.keys...)
+	keys = append(keys, k.Paused())
+	args := append([]any{id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID}, cb.args...)
+	args = append(args, attemptEntry(f))
+	err := finishScript.Run(ctx, s.rdb, keys, args...).Err()
 	if err != nil {
 		return fmt.Errorf("finish task %s: %w", id, err)
 	}

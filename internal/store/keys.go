@@ -22,6 +22,7 @@ import (
 //	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
 //	wahaq:{<queue>}:cron:<schedule>:<unix> claim of one schedule tick
 //	asynq:{<queue>}:paused                 asynq's pause; wahaq's gate when its value is GateMarker (gate.go)
+//	wahaq:{<queue>}:done                   shard channel: "t:<id>"/"b:<id>" when a task is final, a batch done
 //
 // <queue> is "<namespace>:<instance>".
 type Keys struct {
@@ -59,6 +60,11 @@ func (k Keys) DeadLetters() string { return k.prefix + "dlq" }
 
 // Slots is the instance's concurrency semaphore.
 func (k Keys) Slots() string { return k.prefix + "slots" }
+
+// Done is the shard channel (SPUBLISH) on which the finishing scripts
+// announce a final task ("t:<id>") or a done batch ("b:<id>") to
+// long-poll waiters. It hashes to the queue's slot like every key here.
+func (k Keys) Done() string { return k.prefix + "done" }
 
 // Rate is the instance's rate limiter key (redis_rate).
 func (k Keys) Rate() string { return k.prefix + "rate" }

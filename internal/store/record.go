@@ -63,6 +63,8 @@ type Record struct {
 	AttemptLog []Attempt
 	// TraceID is the trace the task was enqueued in (32 hex digits), or "".
 	TraceID string
+	// Callback is the task's completion callback, or nil.
+	Callback *Callback
 }
 
 // Get returns the record with the given id from any of the instances, or an
@@ -114,6 +116,7 @@ func (s *Store) decodeRecord(id, instance string, m map[string]string) *Record {
 	r.ScheduledFor = msTime(m[FieldSched])
 	r.NextAttemptAt = msTime(m[FieldNext])
 	r.FinishedAt = msTime(m[FieldFinished])
+	r.Callback = decodeCallback(m)
 	if v := m[FieldResult]; v != "" {
 		r.Result = []byte(v)
 	}

@@ -1,0 +1,33 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/wahaq/wahaq/tasks"
+)
+
+// waitSlack is added to a long-poll's write deadline: the answer is written
+// after the wait, and the server's own WriteTimeout would cut it.
+const waitSlack = 10 * time.Second
+
+// waitParam reads ?wait= (a Go duration such as 30s, at most
+// tasks.MaxWait) of a long-poll GET, and extends the connection's write
+// deadline to cover it. It answers the
+// problem itself and returns false on bad input.
+func (s *server) waitParam(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > tasks.MaxWait {
+		s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("wait %q is not a duration from 0s to %s, such as 30s", truncate(v, 40), tasks.MaxWait))
+		return 0, false
+	}
+	// Errors mean the writer cannot change deadlines (a test recorder):
+	// then there is no server deadline to extend either.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d + waitSlack))
+	return d, true
+}

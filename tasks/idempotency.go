@@ -1,0 +1,105 @@
+package tasks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wahaq/wahaq/internal/store"
+)
+
+// Idempotency keys make a retried request safe: the first request with a
+// key runs, later ones with the same key and the same request get its
+// answer back for IdempotencyTTL, even after the task finished and even if
+// the first caller timed out before reading it.
+const (
+	// IdempotencyTTL is how long an answer is kept.
+	IdempotencyTTL = 24 * time.Hour
+	// idempotencyHold bounds the reservation of a key whose request is
+	// still running; a process that died mid-request frees it then.
+	idempotencyHold = time.Minute
+	// idempotencyPatience is how long a duplicate waits for the first
+	// request to answer before it gets ErrIdempotencyInProgress.
+	idempotencyPatience = 3 * time.Second
+	// MaxIdempotencyKeyLen bounds a key.
+	MaxIdempotencyKeyLen = 255
+)
+
+// ErrIdempotencyMismatch: the key was used with a different request (HTTP 422).
+var ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+
+// ErrIdempotencyInProgress: the first request with the key has not answered
+// yet (HTTP 409); retry a moment later.
+var ErrIdempotencyInProgress = errors.New("a request with this idempotency key is still in progress")
+
+// Answer is what an idempotent call answered, kept to be given again.
+type Answer struct {
+	// Status is the HTTP status (the CLI stores its exit code's HTTP
+	// equivalent: 200 for success).
+	Status int
+	// Headers are the headers to give again (JSON object), if any.
+	Headers []byte
+	// Body is the answer's body.
+	Body []byte
+}
+
+// Idempotent runs do once per (scope, key) within IdempotencyTTL. scope
+// separates callers (the API uses a hash of the bearer token, never the
+// token); request is the request's bytes, compared by SHA-256. A repeat
+// with the same request returns the stored answer and replayed true; with
+// another request, ErrIdempotencyMismatch. do runs with a context that the
+// caller's cancellation does not stop, so a client that times out cannot
+// leave a half-done request behind. An answer with Status ≥ 500, or an
+// error from do, is not kept: a retry runs again.
+func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []byte,
+	do func(context.Context) (Answer, error)) (a Answer, replayed bool, err error) {
+	if key == "" || len(key) > MaxIdempotencyKeyLen {
+		return Answer{}, false, fmt.Errorf("%w: an idempotency key is 1 to %d characters", ErrInvalidInput, MaxIdempotencyKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return Answer{}, false, fmt.Errorf("%w: an idempotency key is printable ASCII", ErrInvalidInput)
+		}
+	}
+	sum := sha256.Sum256(request)
+	fp := hex.EncodeToString(sum[:])
+	// From here on the caller's cancellation does not stop the work: a
+	// client that timed out must find its answer on the retry.
+	wctx := context.WithoutCancel(ctx)
+	deadline := time.Now().Add(idempotencyPatience)
+	for {
+		code, ans, err := p.store.Reserve(wctx, scope, key, fp, idempotencyHold)
+		if err != nil {
+			return Answer{}, false, err
+		}
+		switch code {
+		case store.IdemMismatch:
+			return Answer{}, false, ErrIdempotencyMismatch
+		case store.IdemAnswered:
+			return Answer{Status: ans.Status, Headers: ans.Headers, Body: ans.Body}, true, nil
+		case store.IdemInProgress:
+			if time.Now().After(deadline) {
+				return Answer{}, false, ErrIdempotencyInProgress
+			}
+			select {
+			case <-ctx.Done():
+				return Answer{}, false, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		break
+	}
+	a, err = do(wctx)
+	if err != nil || a.Status >= 500 {
+		_ = p.store.ReleaseKey(wctx, scope, key)
+		return a, false, err
+	}
+	if err := p.store.SaveAnswer(wctx, scope, key, store.Answer{Status: a.Status, Headers: a.Headers, Body: a.Body}, IdempotencyTTL); err != nil {
+		return a, false, err
+	}
+	return a, false, nil
+}

@@ -219,6 +219,7 @@ func TestSecretsNotInHelp(t *testing.T) {
 		"WAHA_API_KEY":            "sekrit-waha-key",
 		"WAHA_VALIDATION_API_KEY": "sekrit-validation-key",
 		"WAHAQ_API_TOKENS":        "sekrit-token-1,sekrit-token-2",
+		"WAHAQ_CALLBACK_SECRET":   "whsec_c2Vrcml0LWNhbGxiYWNrLXNlY3JldC0wMTIzNDU2Nzg5", // base64 of sekrit-callback-secret-0123456789
 	}
 	for k, v := range secrets {
 		t.Setenv(k, v)
@@ -240,6 +241,7 @@ func TestSecretsNotInHelp(t *testing.T) {
 	require.Equal(t, len(secrets), n, "every secret setting is marked secret")
 	help := fs.FlagUsages()
 	require.NotContains(t, help, "sekrit")
+	require.NotContains(t, help, "c2Vrcml0LWNh", "nor the callback secret")
 	// The values are still read from the environment.
 	require.NoError(t, fs.Parse(nil))
 	s, err := Load(fs)

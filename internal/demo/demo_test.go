@@ -26,7 +26,7 @@ func TestTable(t *testing.T) {
 		t.Errorf("first line = %q, want the durability warning", first)
 	}
 	table := tableRows(t, out.String())
-	for _, o := range tasks.AllOutcomes {
+	for _, o := range demoOutcomes() {
 		if table[string(o)] == 0 {
 			t.Errorf("no row with outcome %s in the table:\n%s", o, out.String())
 		}
@@ -111,9 +111,21 @@ func TestJSON(t *testing.T) {
 			}
 		}
 	}
-	for _, o := range tasks.AllOutcomes {
+	for _, o := range demoOutcomes() {
 		if seen[o] == 0 {
 			t.Errorf("no task with outcome %s", o)
 		}
 	}
+}
+
+// demoOutcomes is every outcome the demo's scenario produces: all but
+// archived, which only an operator's use of asynq's own tools causes.
+func demoOutcomes() []tasks.Outcome {
+	var out []tasks.Outcome
+	for _, o := range tasks.AllOutcomes {
+		if o != tasks.OutcomeArchived {
+			out = append(out, o)
+		}
+	}
+	return out
 }

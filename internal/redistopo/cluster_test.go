@@ -80,9 +80,11 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, again.Deduplicated)
 		require.Equal(t, first.ID, again.ID)
-		require.Equal(t, tasks.StateScheduled, again.State)
-		// Run it now, through asynq's Inspector (scheduled -> pending).
-		require.NoError(t, aq.RunTask(q, first.ID))
+		// Now means now: the request for now pulled the logout set for in
+		// an hour forward (scheduled -> pending, in one script on the
+		// task's slot).
+		require.True(t, again.Rescheduled)
+		require.Nil(t, again.ScheduledFor)
 		done := waitTask(t, insp, first.ID, inState(tasks.StateCompleted))
 		require.Equal(t, tasks.OutcomeLoggedOut, outcomeOf(done))
 		require.NotNil(t, done.Result)

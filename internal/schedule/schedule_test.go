@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,8 +85,15 @@ func scanKeys(t *testing.T, rdb *redis.Client, pattern string) []string {
 	return keys
 }
 
+// batchKeys lists the batch hashes (not their task lists, b:<id>:ids).
 func batchKeys(t *testing.T, rdb *redis.Client, ns string) []string {
-	return scanKeys(t, rdb, "wahaq:{"+ns+":default}:b:*")
+	var out []string
+	for _, k := range scanKeys(t, rdb, "wahaq:{"+ns+":default}:b:*") {
+		if !strings.HasSuffix(k, ":ids") {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func pendingDiscoveries(t *testing.T, rdb *redis.Client, ns string) []*asynq.TaskInfo {

@@ -78,6 +78,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -216,28 +217,6 @@ func (s *server) wrap(rt route) http.Handler {
 	})
 }
 
-// statusWriter remembers the status code written.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // headerOnly captures what the mux's own 404/405 handlers write, so the
 // answer can be turned into a problem.
 type headerOnly struct {
@@ -262,7 +241,7 @@ func (c *headerOnly) Write(b []byte) (int, error) {
 // recovers panics, and logs one line per request.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &httpserver.StatusWriter{ResponseWriter: w}
 	h, pattern := s.mux.Handler(r)
 	defer func() {
 		if v := recover(); v != nil {
@@ -270,11 +249,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			s.log.Error().Str("method", r.Method).Str("path", routePath(pattern)).Interface("panic", v).Msg("http handler panicked")
-			if sw.code == 0 {
+			if sw.Code == 0 {
 				s.problem(sw, r, http.StatusInternalServerError, genericDetail)
 			}
 		}
-		s.log.Info().Str("method", r.Method).Str("path", routePath(pattern)).Int("status", sw.code).
+		s.log.Info().Str("method", r.Method).Str("path", routePath(pattern)).Int("status", sw.Code).
 			Dur("duration", time.Since(start)).Msg("http request")
 	}()
 	if pattern != "" {

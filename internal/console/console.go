@@ -52,6 +52,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -256,7 +257,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	start := c.now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &httpserver.StatusWriter{ResponseWriter: w}
 	_, pattern := c.mux.Handler(r)
 	c.mux.ServeHTTP(sw, r)
 	// Live fragments come every few seconds per open page: debug only.
@@ -264,30 +265,8 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		ev = c.log.Info()
 	}
-	ev.Str("method", r.Method).Str("path", pattern).Int("status", sw.code).Dur("duration", c.now().Sub(start)).Msg("console request")
+	ev.Str("method", r.Method).Str("path", pattern).Int("status", sw.Code).Dur("duration", c.now().Sub(start)).Msg("console request")
 }
-
-// statusWriter remembers the status code written, for the request log.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // handler is a page that needs a session.
 type handler func(http.ResponseWriter, *http.Request, session)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/redistest"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -76,9 +77,9 @@ func TestRequeueByOutcomeReportsRedisErrors(t *testing.T) {
 	insp, err := tasks.NewInspector(cfg)
 	require.NoError(t, err)
 	id := "0f8fad5b-d9cb-469f-a165-70867728950e"
-	k := "wahaq:{" + ns + ":default}:"
-	require.NoError(t, rdb.HSet(ctx, k+"t:"+id, "state", "dead", "outcome", "auth_failed", "session", "s1", "max", 3).Err())
-	require.NoError(t, rdb.ZAdd(ctx, k+"dlq", redis.Z{Score: 1, Member: id}).Err())
+	k := store.KeysFor(ns, "default")
+	require.NoError(t, rdb.HSet(ctx, k.Record(id), "state", "dead", "outcome", "auth_failed", "session", "s1", "max", 3).Err())
+	require.NoError(t, rdb.ZAdd(ctx, k.DeadLetters(), redis.Z{Score: 1, Member: id}).Err())
 
 	hook.on.Store(true)
 	sel := tasks.Selection{All: true, Outcome: tasks.OutcomeAuthFailed}
@@ -111,7 +112,7 @@ func TestEnqueueDiscoveryFailureClosesBatch(t *testing.T) {
 	require.ErrorIs(t, err, errBlip)
 	hook.on.Store(false)
 
-	keys, err := rdb.Keys(ctx, "wahaq:{"+ns+":default}:b:*").Result()
+	keys, err := rdb.Keys(ctx, store.KeysFor(ns, "default").Batch("*")).Result()
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/wahaqtest"
@@ -762,7 +763,7 @@ func TestSecretsStayOut(t *testing.T) {
 	for _, k := range keys {
 		check("key name "+k, k)
 		check("value of "+k, readKey(t, env.Redis, k))
-		sawWahaq = sawWahaq || strings.HasPrefix(k, "wahaq:{"+env.Namespace+":")
+		sawWahaq = sawWahaq || strings.HasPrefix(k, store.NamespacePrefix(env.Namespace))
 		sawAsynq = sawAsynq || strings.HasPrefix(k, "asynq:{"+env.Namespace+":")
 	}
 	require.True(t, sawWahaq, "no wahaq key was checked")

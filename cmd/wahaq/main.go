@@ -19,7 +19,7 @@ import (
 	"github.com/wahaq/wahaq/tasks"
 )
 
-// Exit codes (PRODUCT.md): 0 success, 1 failure, 2 bad usage or bad input.
+// Exit codes, as the README states them: 0 success, 1 failure, 2 bad usage or bad input.
 const (
 	exitOK      = 0
 	exitFailure = 1

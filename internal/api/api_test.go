@@ -192,7 +192,7 @@ func (e *env) requireNothingEnqueued() {
 	// every other key of the namespace (batches, asynq messages).
 	keys := e.scan("*{" + e.ns + ":*")
 	records := slices.DeleteFunc(slices.Clone(keys), func(k string) bool {
-		return !strings.HasPrefix(k, "wahaq:{"+e.ns+":default}:t:")
+		return !strings.HasPrefix(k, store.KeysFor(e.ns, "default").Record(""))
 	})
 	require.Empty(e.t, records, "task records")
 	require.Empty(e.t, keys, "keys of the namespace")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -41,7 +42,7 @@ func TestIdempotencyKeyTimeoutAndRetry(t *testing.T) {
 	require.Equal(t, w1.Header().Get("Location"), w2.Header().Get("Location"))
 	t2 := decodeJSON[tasks.Task](t, w2)
 	require.Equal(t, t1.ID, t2.ID)
-	require.Len(t, e.scan("wahaq:{"+e.ns+":default}:t:*"), 1, "the retry enqueued a second task")
+	require.Len(t, e.scan(store.KeysFor(e.ns, "default").Record("*")), 1, "the retry enqueued a second task")
 
 	other := e.req("POST", "/v1/logouts", `{"session":"idem-b"}`)
 	other.Header.Set("Idempotency-Key", "n8n-exec-42")

@@ -30,7 +30,7 @@
 // (SHA-256 of both sides, then crypto/subtle against every configured token)
 // and never logged. /healthz, /readyz, /metrics and /openapi.json are open:
 // probes and Prometheus scrapers carry no token, and the document describes
-// only what PRODUCT.md already publishes. Keep the port off the public
+// only the public HTTP API the README already documents. Keep the port off the public
 // internet or put /metrics behind the network policy if that matters.
 // Unknown routes (404) and wrong methods (405) are answered without
 // authentication too; they reveal no more than /openapi.json.

@@ -29,7 +29,8 @@ import (
 // ErrBadConfig marks settings that cannot work; commands exit with code 2.
 var ErrBadConfig = errors.New("bad configuration")
 
-// Settings are wahaq's settings (PRODUCT.md's table).
+// Settings are wahaq's settings, one per row of the README's configuration
+// table: each is an environment variable and a flag.
 type Settings struct {
 	RedisURL            string        // REDIS_URL, default redis://127.0.0.1:6379/0
 	RedisClusterAddrs   []string      // REDIS_CLUSTER_ADDRS, comma-separated; when set, a Cluster client is used

@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -193,10 +194,10 @@ type record struct {
 }
 
 // records reads every task record of a queue straight from Redis.
-func records(t *testing.T, rdb *redis.Client, queue string) map[string]record {
+func records(t *testing.T, rdb *redis.Client, ns string) map[string]record {
 	t.Helper()
 	ctx := context.Background()
-	prefix := "wahaq:{" + queue + "}:t:"
+	prefix := store.KeysFor(ns, "default").Record("")
 	out := map[string]record{}
 	iter := rdb.Scan(ctx, 0, prefix+"*", 2000).Iterator()
 	var keys []string
@@ -276,7 +277,7 @@ func TestWorkerKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := records(t, r.rdb, r.queue())
+	recs := records(t, r.rdb, r.ns)
 	inFlight := map[string]bool{}
 	for _, aid := range activeIDs {
 		inFlight[recs[aid].Session] = true
@@ -291,7 +292,7 @@ func TestWorkerKilled(t *testing.T) {
 	b := waitBatch(t, insp, id, 200*time.Second, isDone)
 	recover := time.Since(killedAt)
 	stats := r.fake.Stats()
-	recs = records(t, r.rdb, r.queue())
+	recs = records(t, r.rdb, r.ns)
 	lost := lostCount(recs, sessions, stats.LogoutCalls, string(tasks.OutcomeLoggedOut))
 	dups, dupSessions := stats.Duplicates()
 	Report(t, Figures{Scenario: "worker_killed", Tasks: n, Lost: lost, Duplicates: dups,
@@ -372,7 +373,7 @@ func TestRedisRestarted(t *testing.T) {
 	}
 
 	stats := r.fake.Stats()
-	recs := records(t, r.rdb, r.queue())
+	recs := records(t, r.rdb, r.ns)
 	lost := lostCount(recs, sessions, stats.LogoutCalls, string(tasks.OutcomeLoggedOut))
 	dups, _ := stats.Duplicates()
 	Report(t, Figures{Scenario: "redis_restarted", Tasks: n, Lost: lost, Duplicates: dups,
@@ -434,7 +435,7 @@ func TestWahaDown(t *testing.T) {
 	b := waitBatch(t, insp, id, 120*time.Second, isDone)
 	recover := time.Since(backAt)
 	stats := r.fake.Stats()
-	recs := records(t, r.rdb, r.queue())
+	recs := records(t, r.rdb, r.ns)
 	lost := lostCount(recs, sessions, stats.LogoutCalls, string(tasks.OutcomeLoggedOut))
 	attempts, retried := 0, 0
 	for _, rc := range recs {
@@ -504,7 +505,7 @@ func TestKeysRevoked(t *testing.T) {
 	if b.Counts[tasks.StateCompleted]+deadAfterRevoke != n {
 		t.Fatalf("not every task is final: %s", describe(b))
 	}
-	recs := records(t, r.rdb, r.queue())
+	recs := records(t, r.rdb, r.ns)
 	deadSessions := map[string]bool{}
 	for _, rc := range recs {
 		if rc.State == string(tasks.StateDead) {
@@ -538,7 +539,7 @@ func TestKeysRevoked(t *testing.T) {
 	})
 	recover := time.Since(fixedAt)
 	stats = r.fake.Stats()
-	recs = records(t, r.rdb, r.queue())
+	recs = records(t, r.rdb, r.ns)
 	lost := lostCount(recs, sessions, stats.LogoutCalls, string(tasks.OutcomeLoggedOut))
 	dlqLeft, _ := r.inspector(r.ns).DeadLetters(context.Background(), "", 0, 1)
 	dups := 0
@@ -676,7 +677,7 @@ func TestGracefulShutdown(t *testing.T) {
 	StartWorker(t, r.bins, r.dir, "worker-2", env)
 	b = waitBatch(t, insp, id, 60*time.Second, isDone)
 	final := r.fake.Stats()
-	recs := records(t, r.rdb, r.queue())
+	recs := records(t, r.rdb, r.ns)
 	if lost := lostCount(recs, sessions, final.LogoutCalls, string(tasks.OutcomeLoggedOut)); lost != 0 || b.Outcomes[tasks.OutcomeLoggedOut] != n {
 		t.Errorf("lost %d after restart: %s", lost, describe(b))
 	}
@@ -769,7 +770,7 @@ func TestSecretsAndAccess(t *testing.T) {
 	insp := r.inspector(r.ns)
 	all := func() []*tasks.Task {
 		var out []*tasks.Task
-		for _, rc := range records(t, r.rdb, r.queue()) {
+		for _, rc := range records(t, r.rdb, r.ns) {
 			tk, err := insp.Task(context.Background(), rc.ID)
 			if err != nil {
 				t.Fatal(err)

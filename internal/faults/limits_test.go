@@ -28,7 +28,7 @@ func TestThreeWorkersShareOneCap(t *testing.T) {
 	b := waitBatch(t, insp, id, 3*time.Minute, isDone)
 	took := time.Since(start)
 	stats := r.fake.Stats()
-	recs := records(t, r.rdb, r.queue())
+	recs := records(t, r.rdb, r.ns)
 
 	retried := 0
 	for _, rc := range recs {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/worker"
@@ -255,7 +256,7 @@ func TestSentinelWrongMasterName(t *testing.T) {
 func batchTaskIDs(t *testing.T, rdb redis.UniversalClient, ns, batchID string, want int) []string {
 	t.Helper()
 	ctx := context.Background()
-	prefix := "wahaq:{" + ns + ":default}:t:"
+	prefix := store.KeysFor(ns, "default").Record("")
 	var ids []string
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {

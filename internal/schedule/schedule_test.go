@@ -88,7 +88,7 @@ func scanKeys(t *testing.T, rdb *redis.Client, pattern string) []string {
 // batchKeys lists the batch hashes (not their task lists, b:<id>:ids).
 func batchKeys(t *testing.T, rdb *redis.Client, ns string) []string {
 	var out []string
-	for _, k := range scanKeys(t, rdb, "wahaq:{"+ns+":default}:b:*") {
+	for _, k := range scanKeys(t, rdb, store.KeysFor(ns, "default").Batch("*")) {
 		if !strings.HasSuffix(k, ":ids") {
 			out = append(out, k)
 		}
@@ -143,7 +143,7 @@ schedules:
 
 	// Redis holds exactly one batch, one discovery task and one claim per tick.
 	require.Len(t, batchKeys(t, rdb, ns), ticks)
-	require.Len(t, scanKeys(t, rdb, "wahaq:{"+ns+":default}:cron:every-minute:*"), ticks)
+	require.Len(t, scanKeys(t, rdb, store.KeysFor(ns, "default").Prefix()+"cron:every-minute:*"), ticks)
 	pending := pendingDiscoveries(t, rdb, ns)
 	require.Len(t, pending, ticks)
 	batches := map[string]bool{}
@@ -157,7 +157,7 @@ schedules:
 	}
 	require.Len(t, batches, ticks, "every tick has its own batch")
 	for _, k := range batchKeys(t, rdb, ns) {
-		require.True(t, batches[k[len("wahaq:{"+ns+":default}:b:"):]], "batch key %s has a discovery task", k)
+		require.True(t, batches[k[len(store.KeysFor(ns, "default").Batch("")):]], "batch key %s has a discovery task", k)
 	}
 }
 
@@ -232,7 +232,7 @@ schedules:
 
 	keys := batchKeys(t, rdb, ns)
 	require.Len(t, keys, 1)
-	batchID := keys[0][len("wahaq:{"+ns+":default}:b:"):]
+	batchID := keys[0][len(store.KeysFor(ns, "default").Batch("")):]
 	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns})
 	require.NoError(t, err)
 	b, err := insp.Batch(ctx, batchID)
@@ -244,8 +244,8 @@ schedules:
 
 	// The batch holds exactly the listed sessions, as logout tasks.
 	var sessions []string
-	for _, k := range scanKeys(t, rdb, "wahaq:{"+ns+":default}:t:*") {
-		task, err := insp.Task(ctx, k[len("wahaq:{"+ns+":default}:t:"):])
+	for _, k := range scanKeys(t, rdb, store.KeysFor(ns, "default").Record("*")) {
+		task, err := insp.Task(ctx, k[len(store.KeysFor(ns, "default").Record("")):])
 		require.NoError(t, err)
 		require.NotNil(t, task.BatchID)
 		require.Equal(t, batchID, *task.BatchID)
@@ -272,7 +272,7 @@ schedules:
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.Equal(t, 0, rs[0].Check(ctx, t0, t0.Add(3*time.Minute)))
-	require.Empty(t, scanKeys(t, rdb, "wahaq:{"+ns+":default}:*"), "no claim, no batch")
+	require.Empty(t, scanKeys(t, rdb, store.KeysFor(ns, "default").Prefix()+"*"), "no claim, no batch")
 	require.Zero(t, rdb.Exists(context.Background(), "asynq:{"+ns+":default}:pending").Val())
 
 	// The ticks were not claimed, so a working replica still enqueues them.

@@ -37,6 +37,10 @@ func KeysFor(ns, instance string) Keys {
 	return Keys{Queue: q, prefix: "wahaq:{" + q + "}:"}
 }
 
+// NamespacePrefix is the start of every wahaq key of namespace ns, whatever
+// the instance: a SCAN for NamespacePrefix(ns)+"*" finds them all.
+func NamespacePrefix(ns string) string { return "wahaq:{" + ns + ":" }
+
 // Record is the task record of id.
 func (k Keys) Record(id string) string { return k.prefix + "t:" + id }
 

@@ -340,7 +340,7 @@ type ScannedKey struct {
 // returns the records, dedup claims and batches found, and the next cursor
 // (0 once the keyspace is covered).
 func (s *Store) Scan(ctx context.Context, rdb redis.Cmdable, cursor uint64, count int64) ([]ScannedKey, uint64, error) {
-	keys, next, err := rdb.Scan(ctx, cursor, "wahaq:{"+s.ns+":*", count).Result()
+	keys, next, err := rdb.Scan(ctx, cursor, NamespacePrefix(s.ns)+"*", count).Result()
 	if err != nil {
 		return nil, 0, fmt.Errorf("scan: %w", err)
 	}
@@ -355,7 +355,7 @@ func (s *Store) Scan(ctx context.Context, rdb redis.Cmdable, cursor uint64, coun
 
 // parseKey reads a key written by Keys.
 func (s *Store) parseKey(key string) (ScannedKey, bool) {
-	rest, ok := strings.CutPrefix(key, "wahaq:{"+s.ns+":")
+	rest, ok := strings.CutPrefix(key, NamespacePrefix(s.ns))
 	if !ok {
 		return ScannedKey{}, false
 	}

@@ -58,20 +58,25 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	defer func() {
+		if err := insp.Close(); err != nil {
+			panic(err)
+		}
+	}()
 	task, err := p.Enqueue(ctx, tasks.LogoutRequest{Session: "session-0001"})
 	if err != nil {
 		panic(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		t, err := insp.Task(ctx, task.ID)
-		if err != nil {
-			panic(err)
-		}
-		if t.State.Final() || time.Now().After(deadline) {
-			fmt.Println(t.State, *t.Outcome, t.Result.Status, t.Result.HTTPStatus)
-			break
-		}
+	// WaitTask answers as soon as the worker has finished the logout (or
+	// after the wait with the current state); it does not poll Redis.
+	t, err := insp.WaitTask(ctx, task.ID, 30*time.Second)
+	if err != nil {
+		panic(err)
 	}
+	if !t.State.Final() {
+		panic("the logout did not finish within 30s: " + string(t.State))
+	}
+	fmt.Println(t.State, *t.Outcome, t.Result.Status, t.Result.HTTPStatus)
 	// Output:
 	// completed logged_out success 201
 }

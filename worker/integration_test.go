@@ -22,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -457,16 +458,14 @@ func waitArchived(t *testing.T, env *wahaqtest.Env, atLeast int) *asynq.QueueInf
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(env.Redis)
 	q := env.Producer.Queue(env.Instance)
-	deadline := time.Now().Add(wait)
-	for {
-		info, err := insp.GetQueueInfo(q)
-		require.NoError(t, err)
-		if info.Active == 0 && info.Pending == 0 && info.Archived >= atLeast {
-			return info
-		}
-		require.True(t, time.Now().Before(deadline), "asynq queue %s did not settle: %+v", q, info)
-		time.Sleep(20 * time.Millisecond)
-	}
+	var info *asynq.QueueInfo
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, err := insp.GetQueueInfo(q)
+		require.NoError(c, err)
+		info = got
+		assert.True(c, got.Active == 0 && got.Pending == 0 && got.Archived >= atLeast, "asynq queue %s did not settle: %+v", q, got)
+	}, wait, 20*time.Millisecond)
+	return info
 }
 
 func TestBatch(t *testing.T) {

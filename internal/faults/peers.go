@@ -24,7 +24,6 @@ import (
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 )
 
-
 // Redis is a redis-server of the test's own, with AOF on and fsync on every
 // write, that can be killed and started again on the same port and
 // directory (so it reloads its append-only file).
@@ -77,7 +76,6 @@ func (r *Redis) Client() *redis.Client {
 	r.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
-
 
 // Fake is a fakewaha process.
 type Fake struct {
@@ -156,7 +154,6 @@ func (s FakeStats) Duplicates() (int, []string) {
 	}
 	return n, names
 }
-
 
 // Proxy forwards TCP connections to a target. Down closes its listener and
 // every open connection (clients see "connection refused" and resets); Up

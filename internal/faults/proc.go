@@ -16,7 +16,6 @@ import (
 	"github.com/wahaq/wahaq/internal/redistest"
 )
 
-
 // Proc is a child process whose stdout and stderr go to a log file.
 type Proc struct {
 	Name    string

@@ -20,7 +20,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-
 // Env is a set of wahaq settings for a child process.
 type Env map[string]string
 

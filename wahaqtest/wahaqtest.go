@@ -103,8 +103,8 @@ type Env struct {
 }
 
 // Start builds and starts an environment and registers its teardown in
-// t.Cleanup: the worker is shut down first, then the fake is closed and the
-// namespace's keys are deleted. It fails the test if anything cannot start.
+// t.Cleanup: the worker is shut down first, then the inspector's long-poll
+// subscriptions end, the fake is closed and the namespace's keys are deleted. It fails the test if anything cannot start.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	if opts.Instance == "" {
@@ -126,6 +126,8 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatalf("wahaqtest: inspector: %v", err)
 	}
+	// A long-poll (WaitTask, WaitBatch) leaves a subscription open.
+	t.Cleanup(func() { _ = insp.Close() })
 
 	wcfg := worker.Config{
 		Redis:     rdb,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,13 +18,13 @@ func init() { register(newBulkCmd) }
 
 func newBulkCmd() *cobra.Command {
 	var (
-		callbackURL                    string
+		callbackURL, idemKey           string
 		instance, sessionsFile, in, at string
 		all, wait, asJSON              bool
 		statuses, sessions             []string
 	)
 	cmd := &cobra.Command{
-		Use:   "bulk --instance I (--all [--status WORKING,...] | --sessions-file F | --session S...) [--in D | --at T] [--wait] [--json]",
+		Use:   "bulk --instance I (--all [--status WORKING,...] | --sessions-file F | --session S...) [--in D | --at T] [--idempotency-key K] [--wait] [--json]",
 		Short: "Enqueue the logout of many sessions of one WAHA server as one batch",
 		Long: `Enqueue a bulk teardown: the logout of many sessions of one WAHA server, as
 one batch, and print the batch id. Follow it with wahaq batch BATCH_ID.
@@ -53,6 +54,12 @@ batch cancel ID. A batch whose producer was killed is closed the same way by
 the workers' reconciler within seconds.
 
 --in/--at may be at most 366 days ahead.
+
+--idempotency-key K makes a rerun safe (a job run again after a timeout):
+the same key with the same flags and sessions within 24 hours prints the first
+run's batch again (and --wait follows it) instead of making another batch. No
+key is made up when none is given: pass one that stays the same across the
+reruns, such as the job's run id.
 
 Exit codes: 0 enqueued (with --wait: done); 1 failure (Redis does not answer,
 the session listing of --all failed, the enqueue was interrupted part way);
@@ -96,17 +103,19 @@ the session listing of --all failed, the enqueue was interrupted part way);
 				return err
 			}
 			ctx := cmd.Context()
-			var info *tasks.BatchInfo
-			if all {
-				info, err = p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when, CallbackURL: callbackURL})
-			} else {
-				info, err = p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when, CallbackURL: callbackURL,
+			asGiven := map[string]any{"instance": instance, "all": all, "status": statuses, "sessions": sessions,
+				"in": in, "at": at, "callback_url": callbackURL}
+			info, _, err := idempotent(ctx, cmd, p, idemKey, asGiven, func(ctx context.Context) (*tasks.BatchInfo, error) {
+				if all {
+					return p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: instance, Statuses: statuses, When: when, CallbackURL: callbackURL})
+				}
+				return p.EnqueueBatch(ctx, tasks.BatchRequest{Instance: instance, Sessions: sessions, When: when, CallbackURL: callbackURL,
 					OnCreated: func(id string) {
 						// Before the first task is written: whatever happens next,
 						// the operator can follow or cancel this batch.
 						fmt.Fprintf(cmd.ErrOrStderr(), "batch %s: enqueueing %d logouts on %s\n", id, len(sessions), instance)
 					}})
-			}
+			})
 			var be *tasks.BatchError
 			if errors.As(err, &be) {
 				return fmt.Errorf("%w\n  follow it: wahaq batch %s --wait\n  cancel what has not started: wahaq batch cancel %s",
@@ -147,6 +156,7 @@ the session listing of --all failed, the enqueue was interrupted part way);
 	f.StringVar(&sessionsFile, "sessions-file", "", "file of session names, one a line (# comments; - for stdin)")
 	f.StringSliceVar(&sessions, "session", nil, "a session name; repeatable or comma-separated")
 	addWhenFlags(cmd, &in, &at)
+	addIdempotencyFlag(cmd, &idemKey)
 	f.BoolVar(&wait, "wait", false, "follow the batch until every task is completed, dead or canceled")
 	f.BoolVar(&asJSON, "json", false, "print JSON (the HTTP API's shape)")
 	return cmd

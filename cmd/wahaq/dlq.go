@@ -51,20 +51,23 @@ reconciler moved it here). Nothing leaves it until a person requeues or purges i
 
 func newDLQListCmd() *cobra.Command {
 	var (
-		instance      string
-		limit, offset int64
-		asJSON        bool
+		instance, batch string
+		limit, offset   int64
+		asJSON          bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--instance I] [--limit N] [--offset N] [--json]",
+		Use:   "list [--instance I] [--batch ID] [--limit N] [--offset N] [--json]",
 		Short: "List dead letters, oldest first",
 		Long: `List dead letters by instance, oldest first, as a table: id, instance,
-session, outcome, attempts, finished at, last error. --json prints the page as
-the HTTP API returns it (GET /v1/dlq): {"tasks", "total", "next_offset"}.
+session, outcome, attempts, finished at, last error. --batch keeps the dead
+letters of one batch (also after the batch itself expired; it reads every dead
+letter's batch). --json prints the page as the HTTP API returns it
+(GET /v1/dlq): {"tasks", "total", "next_offset"}.
 
 Exit codes: 0 listed (even when empty); 1 Redis does not answer; 2 bad usage.`,
 		Example: `  wahaq dlq list
-  wahaq dlq list --instance eu --limit 1000 --json | jq -r '.tasks[].id'`,
+  wahaq dlq list --instance eu --limit 1000 --json | jq -r '.tasks[].id'
+  wahaq dlq list --batch "$bid"`,
 		Args: noArgs("dlq list", "filter with --instance"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 || limit > dlqMaxLimit {
@@ -73,23 +76,38 @@ Exit codes: 0 listed (even when empty); 1 Redis does not answer; 2 bad usage.`,
 			if offset < 0 {
 				return usagef("--offset must not be negative")
 			}
+			if batch != "" {
+				if err := tasks.ValidateBatchID(batch); err != nil {
+					return err
+				}
+			}
 			a, insp, err := newInspectorApp(cmd)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			page, err := insp.DeadLetters(ctx, instance, offset, limit)
+			var page *tasks.DeadLetterPage
+			if batch != "" {
+				page, err = insp.DeadLettersOfBatch(ctx, instance, batch, offset, limit)
+			} else {
+				page, err = insp.DeadLetters(ctx, instance, offset, limit)
+			}
 			if err != nil {
 				return a.cliErr(ctx, err)
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), page)
 			}
+			if batch != "" && page.Total == 0 {
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "batch %s has no dead letters\n", batch)
+				return err
+			}
 			return printDeadLetters(cmd.OutOrStdout(), page, offset)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&instance, "instance", "", "only this WAHA server's dead letters (default: every instance)")
+	f.StringVar(&batch, "batch", "", "only the dead letters of this batch")
 	f.Int64Var(&limit, "limit", dlqDefaultLimit, fmt.Sprintf("at most this many (1 to %d)", dlqMaxLimit))
 	f.Int64Var(&offset, "offset", 0, "skip this many (the next_offset of the previous page)")
 	f.BoolVar(&asJSON, "json", false, "print the page as JSON (the HTTP API's shape)")

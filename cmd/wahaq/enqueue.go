@@ -22,12 +22,12 @@ func init() { register(newEnqueueCmd) }
 
 func newEnqueueCmd() *cobra.Command {
 	var (
-		callbackURL               string
+		callbackURL, idemKey      string
 		session, instance, in, at string
 		asJSON                    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "enqueue --session S [--instance I] [--in 30m | --at RFC3339] [--json]",
+		Use:   "enqueue --session S [--instance I] [--in 30m | --at RFC3339] [--idempotency-key K] [--json]",
 		Short: "Enqueue the logout of one session and print the task id",
 		Long: `Enqueue the logout of one WAHA session and print the task id.
 
@@ -39,9 +39,16 @@ stderr; --json prints the task with "deduplicated": true).
 P7D, P1DT2H); --at runs it at an RFC 3339 time.
 --json prints the task as the HTTP API returns it, on one line.
 
-Exit codes: 0 enqueued (or deduplicated), 1 failure (e.g. Redis does not
-answer), 2 bad input (missing or malformed session name, unknown instance,
---at in the past, both --in and --at).`,
+--idempotency-key K makes a rerun safe (a job run again after a timeout):
+the same key with the same flags within 24 hours prints the first run's task
+again, even after it finished, instead of enqueueing another logout. No key is
+made up when none is given: pass one that stays the same across the reruns,
+such as the job's run id.
+
+Exit codes: 0 enqueued (or deduplicated, or the first answer of the key),
+1 failure (e.g. Redis does not answer), 2 bad input (missing or malformed
+session name, unknown instance, --at in the past, both --in and --at, a key
+used with other flags).`,
 		Example: `  wahaq enqueue --session sales-bot
   wahaq enqueue --session sales-bot --instance eu --in 30m
   wahaq enqueue --session sales-bot --at 2025-07-01T18:00:00Z --json`,
@@ -59,7 +66,11 @@ answer), 2 bad input (missing or malformed session name, unknown instance,
 				return err
 			}
 			ctx := cmd.Context()
-			t, err := p.Enqueue(ctx, tasks.LogoutRequest{Instance: instance, Session: session, When: when, CallbackURL: callbackURL})
+			req := tasks.LogoutRequest{Instance: instance, Session: session, When: when, CallbackURL: callbackURL}
+			asGiven := map[string]string{"instance": instance, "session": session, "in": in, "at": at, "callback_url": callbackURL}
+			t, _, err := idempotent(ctx, cmd, p, idemKey, asGiven, func(ctx context.Context) (*tasks.Task, error) {
+				return p.Enqueue(ctx, req)
+			})
 			if err != nil {
 				return a.cliErr(ctx, err)
 			}
@@ -79,6 +90,7 @@ answer), 2 bad input (missing or malformed session name, unknown instance,
 	f.StringVar(&callbackURL, "callback-url", "", "POST the task here, signed, once it is final (a host of WAHAQ_CALLBACK_ALLOW)")
 	f.StringVar(&instance, "instance", "default", "WAHA server name (default: the one of WAHA_BASE_URL)")
 	addWhenFlags(cmd, &in, &at)
+	addIdempotencyFlag(cmd, &idemKey)
 	f.BoolVar(&asJSON, "json", false, "print the task as JSON (the HTTP API's shape)")
 	return cmd
 }

@@ -39,6 +39,10 @@ func TestHumanOutputStripsControlCharacters(t *testing.T) {
 	requireTerminalSafe(t, b.String())
 
 	b.Reset()
+	require.NoError(t, printTaskPage(&b, &tasks.TaskPage{Tasks: []*tasks.Task{task}}))
+	requireTerminalSafe(t, b.String())
+
+	b.Reset()
 	require.NoError(t, printBatch(&b, &tasks.Batch{BatchID: "b", Instance: "default", Total: 1, Done: true, Error: hostile,
 		Counts: map[tasks.State]int64{}, Outcomes: map[tasks.Outcome]int64{}}, false))
 	requireTerminalSafe(t, b.String())

@@ -3,6 +3,9 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strconv"
+
+	"github.com/wahaq/wahaq/tasks"
 )
 
 // deleteBatch cancels every task of a batch that has not started.
@@ -10,8 +13,41 @@ func (s *server) deleteBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	c, err := s.cfg.Producer.CancelBatch(r.Context(), id)
 	if err != nil {
-		s.fail(w, r, err, details{notFound: fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80))})
+		s.fail(w, r, err, details{notFound: batchNotFound(id)})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, c)
+}
+
+// getBatchTasks lists a batch's tasks, paged by an opaque cursor, filtered
+// by ?state= and ?outcome=.
+func (s *server) getBatchTasks(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	for k := range q {
+		if k != "state" && k != "outcome" && k != "cursor" && k != "limit" {
+			s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: state, outcome, cursor, limit", truncate(k, 40)))
+			return
+		}
+	}
+	p := tasks.Page{Cursor: q.Get("cursor")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > tasks.MaxPageLimit {
+			s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("limit %q is not an integer from 1 to %d", truncate(v, 40), tasks.MaxPageLimit))
+			return
+		}
+		p.Limit = n
+	}
+	f := tasks.TaskFilter{State: tasks.State(q.Get("state")), Outcome: tasks.Outcome(q.Get("outcome"))}
+	page, err := s.cfg.Inspector.BatchTasks(r.Context(), id, f, p)
+	if err != nil {
+		s.fail(w, r, err, details{notFound: batchNotFound(id)})
+		return
+	}
+	s.writeJSON(w, http.StatusOK, page)
+}
+
+func batchNotFound(id string) string {
+	return fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80))
 }

@@ -151,7 +151,7 @@ func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := s.cfg.Inspector.WaitBatch(r.Context(), id, wait)
 	if err != nil {
-		s.fail(w, r, err, details{notFound: fmt.Sprintf("no batch with id %q (unknown, or expired after WAHAQ_RESULT_TTL)", truncate(id, 80))})
+		s.fail(w, r, err, details{notFound: batchNotFound(id)})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, b)
@@ -192,8 +192,8 @@ func (s *server) deleteTask(w http.ResponseWriter, r *http.Request) {
 func (s *server) getDLQ(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
-		if k != "instance" && k != "offset" && k != "limit" {
-			s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: instance, offset, limit", truncate(k, 40)))
+		if k != "instance" && k != "batch_id" && k != "offset" && k != "limit" {
+			s.problem(w, r, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: instance, batch_id, offset, limit", truncate(k, 40)))
 			return
 		}
 	}
@@ -214,7 +214,15 @@ func (s *server) getDLQ(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	page, err := s.cfg.Inspector.DeadLetters(r.Context(), q.Get("instance"), offset, limit)
+	var (
+		page *tasks.DeadLetterPage
+		err  error
+	)
+	if b := q.Get("batch_id"); b != "" {
+		page, err = s.cfg.Inspector.DeadLettersOfBatch(r.Context(), q.Get("instance"), b, offset, limit)
+	} else {
+		page, err = s.cfg.Inspector.DeadLetters(r.Context(), q.Get("instance"), offset, limit)
+	}
 	if err != nil {
 		s.fail(w, r, err, details{})
 		return

@@ -12,9 +12,10 @@
 //	POST   /v1/batches        enqueue a bulk teardown (named sessions or "all")
 //	GET    /v1/batches/{id}   a batch's counts
 //	DELETE /v1/batches/{id}   cancel every task of a batch that has not started
+//	GET    /v1/batches/{id}/tasks  a batch's tasks, by state and outcome, paged
 //	GET    /v1/tasks/{id}     a task
 //	DELETE /v1/tasks/{id}     cancel a task that has not started
-//	GET    /v1/dlq            dead letters, paged
+//	GET    /v1/dlq            dead letters (of one instance or batch), paged
 //	POST   /v1/dlq/requeue    put dead letters back in the queue
 //	DELETE /v1/dlq            purge dead letters
 //	GET    /healthz           liveness (always 200 while serving)
@@ -140,6 +141,7 @@ var routes = []route{
 	{method: http.MethodPost, pattern: "/v1/batches", body: true, handle: (*server).postBatch},
 	{method: http.MethodGet, pattern: "/v1/batches/{id}", handle: (*server).getBatch},
 	{method: http.MethodDelete, pattern: "/v1/batches/{id}", handle: (*server).deleteBatch},
+	{method: http.MethodGet, pattern: "/v1/batches/{id}/tasks", handle: (*server).getBatchTasks},
 	{method: http.MethodGet, pattern: "/v1/tasks/{id}", handle: (*server).getTask},
 	{method: http.MethodDelete, pattern: "/v1/tasks/{id}", handle: (*server).deleteTask},
 	{method: http.MethodGet, pattern: "/v1/dlq", handle: (*server).getDLQ},

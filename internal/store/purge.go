@@ -74,6 +74,15 @@ func (s *Store) DeadLetters(ctx context.Context, instance string, offset, limit 
 	if err != nil {
 		return nil, 0, fmt.Errorf("dead letters: %w", err)
 	}
+	out, err := s.DeadLetterRecords(ctx, instance, ids)
+	return out, total, err
+}
+
+// DeadLetterRecords reads the records of dead letters ids of an instance.
+// A dead letter whose record is gone is shown as one (state dead, error
+// "record missing") rather than hidden: it cannot be replayed.
+func (s *Store) DeadLetterRecords(ctx context.Context, instance string, ids []string) ([]*Record, error) {
+	k := s.Keys(instance)
 	out := make([]*Record, 0, len(ids))
 	for start := 0; start < len(ids); start += pipelineChunk {
 		end := min(start+pipelineChunk, len(ids))
@@ -83,19 +92,17 @@ func (s *Store) DeadLetters(ctx context.Context, instance string, offset, limit 
 			cmds = append(cmds, pipe.HGetAll(ctx, k.Record(id)))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, 0, fmt.Errorf("dead letters: %w", err)
+			return nil, fmt.Errorf("dead letters: %w", err)
 		}
 		for i, c := range cmds {
 			m := c.Val()
 			if len(m) == 0 {
-				// A dead letter whose record is gone cannot be replayed;
-				// show it rather than hide it.
 				m = map[string]string{FieldState: StateDead, FieldInstance: instance, FieldError: "record missing"}
 			}
 			out = append(out, s.decodeRecord(ids[start+i], instance, m))
 		}
 	}
-	return out, total, nil
+	return out, nil
 }
 
 // DeadLetterIDs returns every dead task id of an instance, oldest first.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -63,14 +64,28 @@ const (
 // reconcileTaskScript compares one record with its asynq task and repairs
 // a divergence.
 //
+// A repair that makes a live task final (gone: canceled; archived: dead)
+// does what the finish script does for a final task: it enqueues the task's
+// callback delivery and, when the batch becomes done, the batch's, and
+// publishes the completions, so a callback receiver and a long-poll waiter
+// learn of it like of any other end. The batch's delivery message names the
+// batch id, which only the record knows: when the task's batch has a
+// callback not yet enqueued and the call brought no batch message, the
+// script changes nothing and returns reconcileNeedBatch, and Go calls again
+// with it (the batch field of a record never changes).
+//
 // KEYS[1] record, KEYS[2] asynq task, KEYS[3] dead letters, KEYS[4]
 // semaphore, KEYS[5] asynq pending, KEYS[6] asynq scheduled, KEYS[7] asynq
-// retry.
+// retry, KEYS[8] asynq task of the task's callback, KEYS[9] asynq task of
+// the batch's callback, KEYS[10] completion channel.
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] result TTL (s), ARGV[4] wahaq key
 // prefix of the queue, ARGV[5] asynq task key prefix, ARGV[6] error text
-// of a deleted task, ARGV[7] error text of an archived one.
-// Returns reconcileOK or the repair's code (reconcileGone ...).
-var reconcileTaskScript = redis.NewScript(batchLua + `
+// of a deleted task, ARGV[7] error text of an archived one, ARGV[8] task
+// callback id, ARGV[9] its message, ARGV[10] batch callback id, ARGV[11]
+// its message ("" when not known yet), ARGV[12] now (ns).
+// Returns reconcileOK, the repair's code (reconcileGone ...) or
+// reconcileNeedBatch.
+var reconcileTaskScript = redis.NewScript(batchLua + callbackLua + `
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
@@ -90,19 +105,34 @@ local function unqueue()
   redis.call('DEL', KEYS[2])
 end
 local queued = ast == 'pending' or ast == 'scheduled' or ast == 'retry'
+-- a batch whose callback a done batch would enqueue needs its message
+local function need_batch()
+  return batch and ARGV[11] == '' and redis.call('HEXISTS', bk, 'cb') == 1 and redis.call('HEXISTS', bk, 'cb_id') == 0
+end
+-- the task is final now: callbacks and long-poll, as in the finish script
+local function finished()
+  if batch and batch_done(bk, ARGV[3]) then
+    batch_finished(bk, KEYS[9], KEYS[5], ARGV[10], ARGV[11], ARGV[12], KEYS[10], b)
+  end
+  cb_enqueue(KEYS[1], KEYS[8], KEYS[5], ARGV[8], ARGV[9], ARGV[12])
+  notify(KEYS[10], 't:' .. id)
+end
 if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' then
   if not ast then
     -- an attempt in flight holds a live slot lease; its Finish ends the record
     local lease = tonumber(redis.call('ZSCORE', KEYS[4], id))
     if st == 'active' and lease and lease >= tonumber(ARGV[2]) then return 0 end
+    if need_batch() then return -1 end
     redis.call('ZREM', KEYS[4], id)
     redis.call('HSET', KEYS[1], 'state', 'canceled', 'fin', ARGV[2], 'err', ARGV[6])
     redis.call('HDEL', KEYS[1], 'next')
     redis.call('EXPIRE', KEYS[1], ARGV[3])
     release()
-    if batch then batch_move(bk, st, 'canceled'); batch_done(bk, ARGV[3]) end
+    if batch then batch_move(bk, st, 'canceled') end
+    finished()
     return 1
   elseif ast == 'archived' then
+    if need_batch() then return -1 end
     redis.call('ZREM', KEYS[4], id)
     redis.call('HSET', KEYS[1], 'state', 'dead', 'outcome', 'archived', 'fin', ARGV[2], 'err', ARGV[7])
     redis.call('HDEL', KEYS[1], 'next')
@@ -112,8 +142,8 @@ if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' th
     if batch then
       batch_move(bk, st, 'dead')
       batch_outcome(bk, 'archived', 1)
-      batch_done(bk, ARGV[3])
     end
+    finished()
     return 2
   end
   -- a scheduled record whose asynq task is pending is asynq moving it on time
@@ -159,6 +189,10 @@ return 0
 
 var reconcileKinds = []string{RepairNone, RepairGone, RepairArchived, RepairRevived, RepairSuperseded, RepairStray}
 
+// reconcileNeedBatch is reconcileTaskScript's answer when it needs the
+// batch's callback message to repair the task.
+const reconcileNeedBatch = -1
+
 // Repair is one repair the reconciler made.
 type Repair struct {
 	// Kind is one of the Repair* kinds.
@@ -174,15 +208,19 @@ func (s *Store) ReconcileTasks(ctx context.Context, instance string, ids []strin
 	k := s.Keys(instance)
 	now := s.now().UnixMilli()
 	ttl := ttlSeconds(resultTTL)
+	call := func(id, batchID string) scriptCall {
+		cb := s.callbackArgs(k, instance, id, batchID)
+		return scriptCall{
+			keys: append([]string{k.Record(id), k.AsynqTask(id), k.DeadLetters(), k.Slots(), k.Pending(), k.Scheduled(), k.Retry()}, cb.keys...),
+			args: append([]any{id, now, ttl, k.Prefix(), k.AsynqTaskPrefix(), errRemoved, errArchived}, cb.args...),
+		}
+	}
 	var out []Repair
 	for start := 0; start < len(ids); start += pipelineChunk {
 		chunk := ids[start:min(start+pipelineChunk, len(ids))]
 		calls := make([]scriptCall, len(chunk))
 		for i, id := range chunk {
-			calls[i] = scriptCall{
-				keys: []string{k.Record(id), k.AsynqTask(id), k.DeadLetters(), k.Slots(), k.Pending(), k.Scheduled(), k.Retry()},
-				args: []any{id, now, ttl, k.Prefix(), k.AsynqTaskPrefix(), errRemoved, errArchived},
-			}
+			calls[i] = call(id, "")
 		}
 		cmds, err := s.runPipelined(ctx, reconcileTaskScript, calls)
 		if err != nil {
@@ -190,12 +228,34 @@ func (s *Store) ReconcileTasks(ctx context.Context, instance string, ids []strin
 		}
 		for i, c := range cmds {
 			n, _ := c.Int()
+			if n == reconcileNeedBatch {
+				// Rare (a repair in a batch with a callback): once more
+				// with the batch's message.
+				if n, err = s.reconcileWithBatch(ctx, k, chunk[i], call); err != nil {
+					return out, err
+				}
+			}
 			if n > 0 && n < len(reconcileKinds) {
 				out = append(out, Repair{Kind: reconcileKinds[n], Instance: instance, ID: chunk[i]})
 			}
 		}
 	}
 	return out, nil
+}
+
+// reconcileWithBatch runs reconcileTaskScript for id again, with the
+// callback message of the batch its record names.
+func (s *Store) reconcileWithBatch(ctx context.Context, k Keys, id string, call func(id, batchID string) scriptCall) (int, error) {
+	batchID, err := s.rdb.HGet(ctx, k.Record(id), FieldBatch).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("reconcile task %s: %w", id, err)
+	}
+	c := call(id, batchID)
+	n, err := reconcileTaskScript.Run(ctx, s.rdb, c.keys, c.args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("reconcile task %s: %w", id, err)
+	}
+	return n, nil
 }
 
 // releaseClaimScript releases a dedup claim whose task is finished or
@@ -246,11 +306,16 @@ func (s *Store) ReleaseStaleClaims(ctx context.Context, instance string, session
 // already true (each enqueue counts what it creates); closing lets it read
 // done once those tasks end.
 //
-// KEYS[1] batch.
+// A batch done once closed (its tasks all ended while its producer was
+// gone) enqueues its callback and is announced, as when its last task ends.
+//
+// KEYS[1] batch, KEYS[2] asynq pending, KEYS[3] asynq task of the batch's
+// callback, KEYS[4] completion channel.
 // ARGV[1] now (ms), ARGV[2] stale after (ms), ARGV[3] done TTL (s),
-// ARGV[4] error text.
+// ARGV[4] error text, ARGV[5] batch id, ARGV[6] callback id, ARGV[7] its
+// message, ARGV[8] now (ns).
 // Returns 1 when closed, 0 otherwise.
-var closeStaleBatchScript = redis.NewScript(batchLua + `
+var closeStaleBatchScript = redis.NewScript(batchLua + callbackLua + `
 local v = redis.call('HMGET', KEYS[1], 'open', 'discovering', 'created', 'hb')
 if not v[1] or v[2] then return 0 end
 local last = math.max(tonumber(v[3]) or 0, tonumber(v[4]) or 0)
@@ -258,7 +323,9 @@ if last > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
 redis.call('HDEL', KEYS[1], 'open')
 redis.call('HSET', KEYS[1], 'interrupted', 1)
 if redis.call('HEXISTS', KEYS[1], 'error') == 0 then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
-batch_done(KEYS[1], ARGV[3])
+if batch_done(KEYS[1], ARGV[3]) then
+  batch_finished(KEYS[1], KEYS[3], KEYS[2], ARGV[6], ARGV[7], ARGV[8], KEYS[4], ARGV[5])
+end
 return 1
 `)
 
@@ -269,7 +336,11 @@ func (s *Store) CloseStaleBatches(ctx context.Context, instance string, ids []st
 	now := s.now().UnixMilli()
 	calls := make([]scriptCall, len(ids))
 	for i, id := range ids {
-		calls[i] = scriptCall{keys: []string{k.Batch(id)}, args: []any{now, staleAfter.Milliseconds(), ttlSeconds(ttl), BatchInterruptedError}}
+		cb := s.callbackArgs(k, instance, "", id)
+		calls[i] = scriptCall{
+			keys: append([]string{k.Batch(id), k.Pending()}, cb.keys[1:]...),
+			args: append([]any{now, staleAfter.Milliseconds(), ttlSeconds(ttl), BatchInterruptedError, id}, cb.args[2:]...),
+		}
 	}
 	var out []Repair
 	for start := 0; start < len(calls); start += pipelineChunk {

@@ -239,3 +239,103 @@ func redisZ(member string) redis.Z { return redisZAt(member, time.Now()) }
 func redisZAt(member string, at time.Time) redis.Z {
 	return redis.Z{Score: float64(at.UnixMilli()), Member: member}
 }
+
+// TestReconcileRepairCallbacks: a repair that makes a task final enqueues
+// the callback deliveries (the task's; the batch's when the batch becomes
+// done) and publishes the completions, as the finish script does; a second
+// pass enqueues nothing more.
+func TestReconcileRepairCallbacks(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, state, ast    string
+		taskCB, batchCB     bool
+		wantDeliveries      int
+		wantAnnouncements   []string
+		wantTaskCB, wantBCB string // cb_state afterwards ("" = none)
+	}{
+		{"gone, task callback", "pending", "", true, false, 1, []string{"t:t1", "b:b1"}, "pending", ""},
+		{"archived, task and batch callbacks", "scheduled", "archived", true, true, 2, []string{"b:b1", "t:t1"}, "pending", "pending"},
+		{"gone, batch callback only", "retrying", "", false, true, 1, []string{"b:b1", "t:t1"}, "", "pending"},
+		{"gone, no callback", "pending", "", false, false, 0, []string{"b:b1", "t:t1"}, "", ""},
+		{"no repair", "active", "active", true, true, 0, nil, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb := redistest.Client(t)
+			st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+			k := seed(t, st, "t1", tc.state, tc.ast)
+			if tc.taskCB {
+				require.NoError(t, rdb.HSet(ctx, k.Record("t1"), store.FieldCallbackURL, "http://127.0.0.1:9/t").Err())
+			}
+			if tc.batchCB {
+				require.NoError(t, rdb.HSet(ctx, k.Batch("b1"), store.FieldCallbackURL, "http://127.0.0.1:9/b").Err())
+			}
+			ps := rdb.SSubscribe(ctx, k.Done())
+			defer ps.Close()
+			_, err := ps.Receive(ctx)
+			require.NoError(t, err)
+			pendingBefore := rdb.LRange(ctx, k.Pending(), 0, -1).Val()
+
+			_, err = st.ReconcileTasks(ctx, "default", []string{"t1"}, time.Hour)
+			require.NoError(t, err)
+			_, err = st.ReconcileTasks(ctx, "default", []string{"t1"}, time.Hour)
+			require.NoError(t, err)
+
+			pending := rdb.LRange(ctx, k.Pending(), 0, -1).Val()
+			require.Len(t, pending, len(pendingBefore)+tc.wantDeliveries, "callback deliveries enqueued")
+			for _, id := range pending[:tc.wantDeliveries] { // LPUSHed: the newest first
+				require.Equal(t, "pending", rdb.HGet(ctx, k.AsynqTask(id), "state").Val())
+			}
+			require.Equal(t, tc.wantTaskCB, rdb.HGet(ctx, k.Record("t1"), store.FieldCallbackState).Val())
+			require.Equal(t, tc.wantBCB, rdb.HGet(ctx, k.Batch("b1"), store.FieldCallbackState).Val())
+			var got []string
+			for range tc.wantAnnouncements {
+				select {
+				case m := <-ps.Channel():
+					got = append(got, m.Payload)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("announcements: got %v, want %v", got, tc.wantAnnouncements)
+				}
+			}
+			require.ElementsMatch(t, tc.wantAnnouncements, got)
+			select {
+			case m := <-ps.Channel():
+				t.Fatalf("one announcement too many: %s", m.Payload)
+			case <-time.After(100 * time.Millisecond):
+			}
+		})
+	}
+}
+
+// TestCloseStaleBatchCallback: a stale batch whose tasks all ended is done
+// once closed: its callback is enqueued and it is announced.
+func TestCloseStaleBatchCallback(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
+	k := st.Keys("default")
+	require.NoError(t, rdb.HSet(ctx, k.Batch("b1"), "open", 1, "created", time.Now().Add(-time.Hour).UnixMilli(),
+		"total", 2, "completed", 2, store.FieldCallbackURL, "http://127.0.0.1:9/b").Err())
+	ps := rdb.SSubscribe(ctx, k.Done())
+	defer ps.Close()
+	_, err := ps.Receive(ctx)
+	require.NoError(t, err)
+
+	reps, err := st.CloseStaleBatches(ctx, "default", []string{"b1"}, 5*time.Minute, time.Hour)
+	require.NoError(t, err)
+	require.Len(t, reps, 1)
+	b, err := st.GetBatch(ctx, []string{"default"}, "b1")
+	require.NoError(t, err)
+	require.True(t, b.Done)
+	require.Equal(t, store.CallbackPending, b.Callback.State)
+	require.Equal(t, []string{b.Callback.ID}, rdb.LRange(ctx, k.Pending(), 0, -1).Val())
+	select {
+	case m := <-ps.Channel():
+		require.Equal(t, "b:b1", m.Payload)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the done batch was not announced")
+	}
+}

@@ -47,7 +47,7 @@ import (
 // Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated,
 // enqueueDeduplicated or enqueueRescheduled onto the returned live id; or
 // the error "BATCHCLOSED" (ErrBatchClosed) and writes nothing.
-var enqueueScript = redis.NewScript(batchLua + `
+var enqueueScript = redis.NewScript(batchLua + claimLua + `
 local n = (#KEYS - 5) / 3
 local state, list = 'pending', KEYS[1]
 if ARGV[2] ~= '0' then state, list = 'scheduled', KEYS[2] end
@@ -114,6 +114,7 @@ for j = 0, n - 1 do
     end
   end
   if not dup then
+    claim_arm(dedup, ARGV[6], ARGV[4]) -- dedup.go: the claim's backstop expiry
     rec[ns + 1] = ARGV[12 + 3*j]
     redis.call('HSET', recKey, unpack(rec))
     if state == 'pending' then

@@ -138,3 +138,10 @@ func (f *fixture) asynqState(id, state string) {
 
 // ms is t as the records store it.
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func (f *fixture) pttl(key string) time.Duration {
+	f.t.Helper()
+	d, err := f.rdb.PTTL(f.ctx, key).Result()
+	require.NoError(f.t, err)
+	return d
+}

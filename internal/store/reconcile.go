@@ -70,7 +70,7 @@ const (
 // prefix of the queue, ARGV[5] asynq task key prefix, ARGV[6] error text
 // of a deleted task, ARGV[7] error text of an archived one.
 // Returns reconcileOK or the repair's code (reconcileGone ...).
-var reconcileTaskScript = redis.NewScript(batchLua + `
+var reconcileTaskScript = redis.NewScript(batchLua + claimLua + `
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
@@ -137,6 +137,9 @@ if st == 'dead' and queued then
   if ast == 'scheduled' then new = 'scheduled' elseif ast == 'retry' then new = 'retrying' end
   local oo = redis.call('HGET', KEYS[1], 'outcome')
   redis.call('SET', dedup, id)
+  local at = nil
+  if ast == 'scheduled' then at = redis.call('ZSCORE', KEYS[6], id) elseif ast == 'retry' then at = redis.call('ZSCORE', KEYS[7], id) end
+  claim_arm(dedup, at and tonumber(at) * 1000, ARGV[2])
   redis.call('ZREM', KEYS[3], id)
   redis.call('HSET', KEYS[1], 'state', new, 'attempts', 0, 'rst', 1)
   redis.call('HDEL', KEYS[1], 'outcome', 'fin', 'result', 'err', 'aoff')
@@ -199,17 +202,24 @@ func (s *Store) ReconcileTasks(ctx context.Context, instance string, ids []strin
 }
 
 // releaseClaimScript releases a dedup claim whose task is finished or
-// missing. A claim of a live record stays, and so does one of a dead letter
-// that asynq's tools queued again (reconcileTaskScript revives it).
+// missing. A claim of a live record stays, its backstop expiry re-armed
+// from the task's next planned run (dedup.go), and so does one of a dead
+// letter that asynq's tools queued again (reconcileTaskScript revives it).
 //
 // KEYS[1] dedup.
-// ARGV[1] wahaq key prefix of the queue, ARGV[2] asynq task key prefix.
+// ARGV[1] wahaq key prefix of the queue, ARGV[2] asynq task key prefix,
+// ARGV[3] now (ms).
 // Returns 1 when released, 0 otherwise.
-var releaseClaimScript = redis.NewScript(`
+var releaseClaimScript = redis.NewScript(claimLua + `
 local id = redis.call('GET', KEYS[1])
 if not id then return 0 end
-local st = redis.call('HGET', ARGV[1] .. 't:' .. id, 'state')
-if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' then return 0 end
+local rk = ARGV[1] .. 't:' .. id
+local st = redis.call('HGET', rk, 'state')
+if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' then
+  local v = redis.call('HMGET', rk, 'sched', 'next')
+  claim_arm(KEYS[1], math.max(tonumber(v[1]) or 0, tonumber(v[2]) or 0), ARGV[3])
+  return 0
+end
 local ast = redis.call('HGET', ARGV[2] .. id, 'state')
 if ast and ast ~= 'archived' and ast ~= 'completed' then return 0 end
 redis.call('DEL', KEYS[1])
@@ -220,9 +230,10 @@ return 1
 // finished or missing.
 func (s *Store) ReleaseStaleClaims(ctx context.Context, instance string, sessions []string) ([]Repair, error) {
 	k := s.Keys(instance)
+	now := s.now().UnixMilli()
 	calls := make([]scriptCall, len(sessions))
 	for i, sess := range sessions {
-		calls[i] = scriptCall{keys: []string{k.Dedup(sess)}, args: []any{k.Prefix(), k.AsynqTaskPrefix()}}
+		calls[i] = scriptCall{keys: []string{k.Dedup(sess)}, args: []any{k.Prefix(), k.AsynqTaskPrefix(), now}}
 	}
 	var out []Repair
 	for start := 0; start < len(calls); start += pipelineChunk {

@@ -180,8 +180,8 @@ func TestReconcilerRepairs(t *testing.T) {
 			bid := f.openBatch()
 			a, b2 := f.enqueue("s-b1", bid), f.enqueue("s-b2", bid)
 			// the producer is killed here: nobody closes the batch or renews
-			// its lease
-			f.advance(time.Hour)
+			// its lease, which ends DefaultBatchLease after the last enqueue
+			f.advance(store.DefaultBatchLease + time.Second)
 			return bid, func(f *fixture) {
 				b := f.batch(bid)
 				require.False(f.t, b.Open)
@@ -189,6 +189,9 @@ func TestReconcilerRepairs(t *testing.T) {
 				require.Contains(f.t, b.Error, "interrupted")
 				require.Equal(f.t, int64(2), b.Total, "the tasks it really holds")
 				require.False(f.t, b.Done, "its tasks are not final yet")
+				open, err := f.rdb.ZRange(f.ctx, f.k.OpenBatches(), 0, -1).Result()
+				require.NoError(f.t, err)
+				require.NotContains(f.t, open, bid, "it left the open batches' lease set")
 				for _, id := range []string{a, b2} {
 					_, err := f.st.Cancel(f.ctx, []string{"default"}, id, time.Hour)
 					require.NoError(f.t, err)

@@ -55,7 +55,9 @@ if ARGV[3] ~= '' then
   if redis.call('HEXISTS', KEYS[3], 'open') == 0 then
     return redis.error_reply('BATCHCLOSED batch ' .. ARGV[3] .. ' is closed')
   end
-  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[3])
+  -- renew the producer's lease (batch_lease.go); GT: never shortened, so
+  -- of several producers the latest renewal holds
+  redis.call('ZADD', KEYS[5], 'GT', ARGV[8], ARGV[3])
 end
 -- the record's fields shared by the group; the session goes last
 local rec = {'state', state, 'max', ARGV[5], 'enq', ARGV[4]}
@@ -138,9 +140,6 @@ if #ids > 0 then
     redis.call('ZADD', list, unpack(ids))
   end
 end
--- (issue 10) the producer's heartbeat: the reconciler closes an open batch
--- that nothing has been added to for a while
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], 'hb', ARGV[4]) end
 if ARGV[3] ~= '' and created > 0 then
   redis.call('HINCRBY', KEYS[3], 'total', created)
   redis.call('HINCRBY', KEYS[3], state, created)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -40,8 +41,8 @@ const (
 	// RepairClaim: a dedup claim pointing at a finished or missing task was
 	// released.
 	RepairClaim = "claim"
-	// RepairBatch: a batch left open by a producer that stopped was closed
-	// and marked interrupted.
+	// RepairBatch: a batch left open by a producer whose lease ended
+	// (batch_lease.go) was closed and marked interrupted.
 	RepairBatch = "batch"
 	// RepairQueue: a queue missing from asynq's queue set was registered.
 	RepairQueue = "queue"
@@ -55,9 +56,6 @@ const OutcomeArchived = "archived"
 const (
 	errRemoved  = "removed from the queue outside wahaq (its asynq task was deleted)"
 	errArchived = "archived outside wahaq (asynq's tools)"
-	// BatchInterruptedError is the error of a batch closed by the
-	// reconciler.
-	BatchInterruptedError = "interrupted: the producer stopped before the batch was complete; it holds the tasks enqueued until then"
 )
 
 // reconcileTaskScript compares one record with its asynq task and repairs
@@ -251,51 +249,27 @@ func (s *Store) ReleaseStaleClaims(ctx context.Context, instance string, session
 	return out, nil
 }
 
-// closeStaleBatchScript closes a batch whose producer stopped filling it:
-// open, not discovering, and neither created nor added to (the enqueue
-// script's heartbeat BatchHeartbeat) for the stale period. Its total is
-// already true (each enqueue counts what it creates); closing lets it read
-// done once those tasks end.
-//
-// KEYS[1] batch.
-// ARGV[1] now (ms), ARGV[2] stale after (ms), ARGV[3] done TTL (s),
-// ARGV[4] error text.
-// Returns 1 when closed, 0 otherwise.
-var closeStaleBatchScript = redis.NewScript(batchLua + `
-local v = redis.call('HMGET', KEYS[1], 'open', 'discovering', 'created', 'hb')
-if not v[1] or v[2] then return 0 end
-local last = math.max(tonumber(v[3]) or 0, tonumber(v[4]) or 0)
-if last > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
-redis.call('HDEL', KEYS[1], 'open')
-redis.call('HSET', KEYS[1], 'interrupted', 1)
-if redis.call('HEXISTS', KEYS[1], 'error') == 0 then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
-batch_done(KEYS[1], ARGV[3])
-return 1
-`)
-
-// CloseStaleBatches closes the batches of ids left open by a producer that
-// stopped more than staleAfter ago, marking them interrupted.
-func (s *Store) CloseStaleBatches(ctx context.Context, instance string, ids []string, staleAfter, ttl time.Duration) ([]Repair, error) {
-	k := s.Keys(instance)
-	now := s.now().UnixMilli()
-	calls := make([]scriptCall, len(ids))
-	for i, id := range ids {
-		calls[i] = scriptCall{keys: []string{k.Batch(id)}, args: []any{now, staleAfter.Milliseconds(), ttlSeconds(ttl), BatchInterruptedError}}
+// CloseAbandonedBatches closes up to limit batches of an instance whose
+// producer's lease has ended (batch_lease.go: ExpiredOpenBatches, then
+// CloseAbandoned, which re-checks the lease inside Redis, so a producer
+// that renewed meanwhile keeps its batch and several reconcilers close each
+// batch once). It returns the batches it closed.
+func (s *Store) CloseAbandonedBatches(ctx context.Context, instance string, limit int64, ttl time.Duration) ([]Repair, error) {
+	ids, err := s.ExpiredOpenBatches(ctx, instance, limit)
+	if err != nil {
+		return nil, err
 	}
 	var out []Repair
-	for start := 0; start < len(calls); start += pipelineChunk {
-		end := min(start+pipelineChunk, len(calls))
-		cmds, err := s.runPipelined(ctx, closeStaleBatchScript, calls[start:end])
+	var errs error
+	for _, id := range ids {
+		closed, err := s.CloseAbandoned(ctx, instance, id, ttl)
 		if err != nil {
-			return out, fmt.Errorf("close stale batches: %w", err)
-		}
-		for i, c := range cmds {
-			if n, _ := c.Int(); n == 1 {
-				out = append(out, Repair{Kind: RepairBatch, Instance: instance, ID: ids[start+i]})
-			}
+			errs = errors.Join(errs, err)
+		} else if closed {
+			out = append(out, Repair{Kind: RepairBatch, Instance: instance, ID: id})
 		}
 	}
-	return out, nil
+	return out, errs
 }
 
 // RegisterQueue adds the instance's queue to asynq's queue set when it
@@ -335,6 +309,8 @@ type KeyKind int
 const (
 	KeyRecord KeyKind = iota + 1
 	KeyDedup
+	// KeyBatch is a batch or its task list; it only tells the reconciler
+	// that the instance exists (abandoned batches are found by their lease).
 	KeyBatch
 )
 
@@ -385,10 +361,9 @@ func (s *Store) parseKey(key string) (ScannedKey, bool) {
 	case "d":
 		sk.Kind = KeyDedup
 	case "b":
-		if strings.Contains(name, ":") {
-			// the batch's task list (Keys.BatchTasks), not the batch
-			return ScannedKey{}, false
-		}
+		// a batch or its task list: batches are found through the open
+		// batches' lease set, not by scanning; the key still names an
+		// instance the reconciler must look at
 		sk.Kind = KeyBatch
 	default:
 		return ScannedKey{}, false

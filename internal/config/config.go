@@ -19,8 +19,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
-	"github.com/wahaq/wahaq/internal/callback"
 	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/callback"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/reconcile"
 	"github.com/wahaq/wahaq/tasks"

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,9 +44,16 @@ func (e *BatchError) Unwrap() error { return e.Err }
 var ErrBatchClosed = store.ErrBatchClosed
 
 // interrupted closes a batch whose fill failed and builds its BatchError.
-// Redis may be failing: each step gets a few seconds of its own.
+// Redis may be failing: the steps get a few seconds of their own, but only
+// half a second when the caller's deadline has passed (Redis did not
+// answer in time; the HTTP API must answer within its bound, and the
+// batch's lease closes it if this close cannot).
 func (p *Producer) interrupted(ctx context.Context, instance, id string, acked int64, cause error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	budget := 3 * time.Second
+	if ctx.Err() != nil || errors.Is(cause, context.DeadlineExceeded) {
+		budget = 500 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	defer cancel()
 	_ = p.store.CloseInterrupted(ctx, instance, id, "interrupted: "+cause.Error(), p.cfg.ResultTTL)
 	n := acked

@@ -24,6 +24,8 @@ const (
 	// idempotencyPatience is how long a duplicate waits for the first
 	// request to answer before it gets ErrIdempotencyInProgress.
 	idempotencyPatience = 3 * time.Second
+	// idempotencyRelease bounds the release of a key whose request failed.
+	idempotencyRelease = 10 * time.Second
 	// MaxIdempotencyKeyLen bounds a key.
 	MaxIdempotencyKeyLen = 255
 )
@@ -67,8 +69,15 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 	sum := sha256.Sum256(request)
 	fp := hex.EncodeToString(sum[:])
 	// From here on the caller's cancellation does not stop the work: a
-	// client that timed out must find its answer on the retry.
+	// client that went away must find its answer on the retry. The
+	// caller's deadline still holds (the HTTP API's request timeout): a
+	// frozen Redis must not hold the request past it.
 	wctx := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(wctx, dl)
+		defer cancel()
+	}
 	deadline := time.Now().Add(idempotencyPatience)
 	for {
 		code, ans, err := p.store.Reserve(wctx, scope, key, fp, idempotencyHold)
@@ -95,7 +104,15 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 	}
 	a, err = do(wctx)
 	if err != nil || a.Status >= 500 {
-		_ = p.store.ReleaseKey(wctx, scope, key)
+		// Released in the background, with time of its own: the failure
+		// is answered now, and a Redis that just froze or fell over can
+		// still take the release a moment later, so a retry runs instead
+		// of waiting out idempotencyHold.
+		go func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idempotencyRelease)
+			defer cancel()
+			_ = p.store.ReleaseKey(rctx, scope, key)
+		}()
 		return a, false, err
 	}
 	if err := p.store.SaveAnswer(wctx, scope, key, store.Answer{Status: a.Status, Headers: a.Headers, Body: a.Body}, IdempotencyTTL); err != nil {

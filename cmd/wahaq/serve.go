@@ -73,9 +73,10 @@ enqueued once, however many replicas run).`,
 			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), st, queues, a.log))
 			h, err := api.New(api.Config{
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, InsecureNoAuth: insecure,
-				Ready:   func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
-				Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-				Logger:  &a.log,
+				Ready:          func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
+				Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+				Logger:         &a.log,
+				RequestTimeout: a.settings.RequestTimeout,
 			})
 			if err != nil {
 				return err

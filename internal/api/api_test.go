@@ -76,8 +76,13 @@ type env struct {
 // checks that no token reached the log.
 func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	t.Helper()
-	rdb := redistest.Client(t)
-	ns := redistest.Namespace(t)
+	return newEnvOn(t, redistest.Client(t), redistest.Namespace(t), mods...)
+}
+
+// newEnvOn is newEnv on a given Redis client and namespace (a redis-server
+// the test started and breaks).
+func newEnvOn(t *testing.T, rdb *redis.Client, ns string, mods ...func(*Config)) *env {
+	t.Helper()
 	tcfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default", "eu"}}
 	prod, err := tasks.NewProducer(tcfg)
 	require.NoError(t, err)

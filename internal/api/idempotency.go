@@ -22,7 +22,7 @@ const idempotencyHeader = "Idempotency-Key"
 const replayedHeader = "Idempotent-Replayed"
 
 // keptHeaders are the headers of an answer kept with it.
-var keptHeaders = []string{"Content-Type", "Location"}
+var keptHeaders = []string{"Content-Type", "Location", "Retry-After", "Vary"}
 
 // idempotent serves a POST that carries an Idempotency-Key: the first
 // request with a key runs and its answer is kept for 24 h, scoped to the

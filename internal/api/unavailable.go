@@ -93,10 +93,17 @@ func (s *server) failUnavailable(w http.ResponseWriter, r *http.Request, err err
 	return true
 }
 
-// withTimeout bounds a request's context by d.
+// withTimeout bounds a request's context by d, plus a long-poll's ?wait=
+// (waitParam checks it): the wait is not Redis work and must not be cut.
 func withTimeout(h http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
+		total := d
+		if v := r.URL.Query().Get("wait"); v != "" && r.Method == http.MethodGet {
+			if wait, err := time.ParseDuration(v); err == nil && wait > 0 && wait <= tasks.MaxWait {
+				total += wait
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), total)
 		defer cancel()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})

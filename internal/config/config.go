@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/callback"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/reconcile"
@@ -48,6 +49,7 @@ type Settings struct {
 	ShutdownGrace       time.Duration // WAHAQ_SHUTDOWN_GRACE, default 30s
 	ReconcileInterval   time.Duration // WAHAQ_RECONCILE_INTERVAL, default reconcile.DefaultInterval (30s)
 	APITokens           []string      // WAHAQ_API_TOKENS, comma-separated
+	RequestTimeout      time.Duration // WAHAQ_REQUEST_TIMEOUT, default api.DefaultRequestTimeout (4s)
 	CallbackSecret      string        // WAHAQ_CALLBACK_SECRET: whsec_<base64>, signs completion callbacks (worker)
 	CallbackAllow       []string      // WAHAQ_CALLBACK_ALLOW: hosts, host:port, CIDRs a callback_url may name
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
@@ -82,6 +84,7 @@ var table = []setting{
 	{"WAHAQ_RESULT_TTL", "result-ttl", shortDuration(tasks.DefaultResultTTL), "how long results stay pollable", false},
 	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", shortDuration(worker.DefaultShutdownGrace), "how long in-flight logouts may finish after SIGTERM", false},
 	{"WAHAQ_RECONCILE_INTERVAL", "reconcile-interval", shortDuration(reconcile.DefaultInterval), "how often workers repair records that disagree with asynq's queues (tasks deleted or archived in asynq's tools, stale claims, batches left open)", false},
+	{"WAHAQ_REQUEST_TIMEOUT", "request-timeout", shortDuration(api.DefaultRequestTimeout), "HTTP API: how long one request may wait for Redis before it answers 503 with Retry-After (a long-poll's ?wait= comes on top)", false},
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
 	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true},
 	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated hosts, host:port pairs and CIDRs a callback_url may name (empty: callbacks refused)", false},
@@ -171,6 +174,7 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		ShutdownGrace:       dur("WAHAQ_SHUTDOWN_GRACE"),
 		ReconcileInterval:   dur("WAHAQ_RECONCILE_INTERVAL"),
 		APITokens:           splitList(v["WAHAQ_API_TOKENS"]),
+		RequestTimeout:      dur("WAHAQ_REQUEST_TIMEOUT"),
 		CallbackSecret:      v["WAHAQ_CALLBACK_SECRET"],
 		CallbackAllow:       splitList(v["WAHAQ_CALLBACK_ALLOW"]),
 		Namespace:           v["WAHAQ_NAMESPACE"],

@@ -7,7 +7,10 @@
 // A pass walks a bounded slice of the namespace's keys (SCAN with a cursor
 // kept between passes, on every master of a cluster), so its cost does not
 // grow with the number of tasks; a full sweep takes as many passes as the
-// keyspace needs.
+// keyspace needs. Batches left open are not found by scanning: every pass
+// closes those whose producer's lease has ended (the queue's open-batches
+// zset, store/batch_lease.go), for every configured instance and every
+// instance the scan has seen keys of.
 package reconcile
 
 import (
@@ -28,9 +31,9 @@ import (
 const (
 	// DefaultInterval is how often a worker reconciles.
 	DefaultInterval = 30 * time.Second
-	// DefaultBatchStaleAfter is how long an open batch may go without its
-	// producer adding to it before it is closed as interrupted.
-	DefaultBatchStaleAfter = 5 * time.Minute
+	// DefaultBatchLimit bounds the abandoned batches one pass closes per
+	// instance.
+	DefaultBatchLimit = 1000
 	// DefaultScanCount is SCAN's COUNT hint per step.
 	DefaultScanCount = 1000
 	// DefaultScanSteps bounds the SCAN steps of one pass per Redis node.
@@ -48,8 +51,6 @@ type Config struct {
 	// Instances are the instances whose queues are kept in asynq's queue
 	// set. Defaults to none.
 	Instances []string
-	// BatchStaleAfter: see DefaultBatchStaleAfter. Defaults to 5m.
-	BatchStaleAfter time.Duration
 	// ResultTTL is how long ended records and done batches are kept.
 	// Defaults to 24h.
 	ResultTTL time.Duration
@@ -82,9 +83,6 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Namespace == "" {
 		cfg.Namespace = store.DefaultNamespace
-	}
-	if cfg.BatchStaleAfter <= 0 {
-		cfg.BatchStaleAfter = DefaultBatchStaleAfter
 	}
 	if cfg.ResultTTL <= 0 {
 		cfg.ResultTTL = DefaultResultTTL
@@ -197,8 +195,13 @@ func (r *Reconciler) Pass(ctx context.Context) ([]store.Repair, bool, error) {
 
 // repair runs the repairs of the keys found, grouped by instance and kind.
 func (r *Reconciler) repair(ctx context.Context, found []store.ScannedKey) ([]store.Repair, error) {
-	type group struct{ records, claims, batches []string }
+	type group struct{ records, claims []string }
+	// every configured instance is looked at for abandoned batches, and so
+	// is any other instance the scan finds keys of
 	groups := map[string]*group{}
+	for _, inst := range r.cfg.Instances {
+		groups[inst] = &group{}
+	}
 	for _, k := range found {
 		g := groups[k.Instance]
 		if g == nil {
@@ -210,8 +213,6 @@ func (r *Reconciler) repair(ctx context.Context, found []store.ScannedKey) ([]st
 			g.records = append(g.records, k.Name)
 		case store.KeyDedup:
 			g.claims = append(g.claims, k.Name)
-		case store.KeyBatch:
-			g.batches = append(g.batches, k.Name)
 		}
 	}
 	var out []store.Repair
@@ -222,7 +223,9 @@ func (r *Reconciler) repair(ctx context.Context, found []store.ScannedKey) ([]st
 		out, errs = append(out, reps...), errors.Join(errs, err)
 		reps, err = r.store.ReleaseStaleClaims(ctx, inst, g.claims)
 		out, errs = append(out, reps...), errors.Join(errs, err)
-		reps, err = r.store.CloseStaleBatches(ctx, inst, g.batches, r.cfg.BatchStaleAfter, r.cfg.ResultTTL)
+		// one mechanism for batches left open: the producer's lease
+		// (store/batch_lease.go)
+		reps, err = r.store.CloseAbandonedBatches(ctx, inst, DefaultBatchLimit, r.cfg.ResultTTL)
 		out, errs = append(out, reps...), errors.Join(errs, err)
 	}
 	if errs != nil {

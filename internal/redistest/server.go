@@ -247,3 +247,6 @@ func waitPing(addr string, exited <-chan struct{}, timeout time.Duration) error 
 		time.Sleep(30 * time.Millisecond)
 	}
 }
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }

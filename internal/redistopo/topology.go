@@ -148,8 +148,8 @@ sentinel parallel-syncs %[4]s 1
 	return st
 }
 
-// Cluster is a Redis Cluster of three masters (no replicas) that share the
-// 16384 slots.
+// Cluster is a Redis Cluster of three masters that share the 16384 slots,
+// with no replicas (StartCluster) or one each (StartReplicatedCluster).
 type Cluster struct {
 	Nodes []*Node
 }
@@ -168,12 +168,58 @@ func (c *Cluster) Addrs() []string {
 // cluster_state:ok and knows the three masters.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, 0)
+}
+
+// StartReplicatedCluster starts a Cluster of three masters with one replica
+// each (six nodes, cluster-node-timeout 2000 ms, so a replica takes over a
+// master that stops answering by itself within a few seconds), and waits
+// until every replica is in sync. Nodes[0:3] are the masters
+// `redis-cli --cluster create` picked first; ask the cluster who is whose
+// replica (ReplicaOf) rather than assume it.
+func StartReplicatedCluster(t testing.TB) *Cluster {
+	t.Helper()
+	return startCluster(t, 1)
+}
+
+// ReplicaOf returns the node that replicates the master at addr, asking
+// the master (INFO replication), or nil.
+func (c *Cluster) ReplicaOf(t testing.TB, addr string) *Node {
+	t.Helper()
+	var master *Node
+	for _, n := range c.Nodes {
+		if n.Addr == addr {
+			master = n
+		}
+	}
+	if master == nil {
+		return nil
+	}
+	info, err := master.Client(t).Info(context.Background(), "replication").Result()
+	if err != nil {
+		return nil
+	}
+	// slave0:ip=127.0.0.1,port=6380,state=online,...
+	for _, f := range strings.Split(infoField(info, "slave0"), ",") {
+		if port, ok := strings.CutPrefix(f, "port="); ok {
+			for _, n := range c.Nodes {
+				if strings.HasSuffix(n.Addr, ":"+port) {
+					return n
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func startCluster(t testing.TB, replicas int) *Cluster {
+	t.Helper()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatalf("redis-cli not found on PATH (apt-get install -y redis-tools): %v", err)
 	}
 	c := &Cluster{}
-	for i := range 3 {
+	for i := range 3 * (1 + replicas) {
 		c.Nodes = append(c.Nodes, start(t, "node"+strconv.Itoa(i+1), func(port int, dir string) []string {
 			bus, err := redistest.FreePort()
 			if err != nil {
@@ -187,7 +233,7 @@ func StartCluster(t testing.TB) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-yes")
+	args = append(args, "--cluster-yes", "--cluster-replicas", strconv.Itoa(replicas))
 	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
@@ -199,10 +245,25 @@ func StartCluster(t testing.TB) *Cluster {
 			if err != nil {
 				return false, err.Error()
 			}
-			return infoField(info, "cluster_state") == "ok" && infoField(info, "cluster_known_nodes") == "3" &&
+			return infoField(info, "cluster_state") == "ok" && infoField(info, "cluster_known_nodes") == strconv.Itoa(len(c.Nodes)) &&
 				infoField(info, "cluster_slots_ok") == "16384", info
 		}); err != nil {
 			t.Fatalf("cluster never became ok on %s: %v\n%s", n.Addr, err, n.Log())
+		}
+		if replicas == 0 {
+			continue
+		}
+		if err := waitFor(ctx, func() (bool, string) {
+			info, err := cl.Info(ctx, "replication").Result()
+			if err != nil {
+				return false, err.Error()
+			}
+			if infoField(info, "role") == "slave" {
+				return infoField(info, "master_link_status") == "up" && infoField(info, "master_sync_in_progress") == "0", info
+			}
+			return strings.Contains(infoField(info, "slave0"), "state=online"), info
+		}); err != nil {
+			t.Fatalf("replication never in sync on %s: %v\n%s", n.Addr, err, n.Log())
 		}
 	}
 	return c

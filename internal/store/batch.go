@@ -24,10 +24,9 @@ const (
 	BatchDiscovering = "discovering" // set while the worker lists sessions
 	BatchDedup       = "dedup"
 	BatchError       = "error"
-	// BatchHeartbeat is when a producer last added to an open batch (ms).
-	BatchHeartbeat = "hb"
-	// BatchInterrupted is set on a batch the reconciler closed because its
-	// producer stopped filling it.
+	// BatchInterrupted is set on a batch closed before its producer had
+	// enqueued every task: the producer failed (CloseInterrupted) or its
+	// lease ended (CloseAbandoned).
 	BatchInterrupted = "interrupted"
 	// BatchOutcomePrefix prefixes the outcome counters.
 	BatchOutcomePrefix = "o:"

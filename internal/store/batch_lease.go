@@ -46,8 +46,9 @@ import (
 // cover one pipeline round trip with margin.
 const DefaultBatchLease = 10 * time.Second
 
-// interruptedMsg is the batch error of a batch closed by CloseAbandoned.
-const interruptedMsg = "interrupted: the producer stopped before enqueueing every task; the batch holds the tasks enqueued until then"
+// BatchInterruptedError is the batch error of a batch closed by
+// CloseAbandoned.
+const BatchInterruptedError = "interrupted: the producer stopped before enqueueing every task; the batch holds the tasks enqueued until then"
 
 // closeBatchScript closes an open batch: it takes no more tasks, leaves the
 // open set and, once all its tasks are final, expires.
@@ -173,6 +174,6 @@ func (s *Store) ExpiredOpenBatches(ctx context.Context, instance string, limit i
 // batch; a batch whose lease was renewed meanwhile, or that is already
 // closed, is left as it is.
 func (s *Store) CloseAbandoned(ctx context.Context, instance, id string, ttl time.Duration) (bool, error) {
-	n, err := s.closeBatch(ctx, instance, id, "", interruptedMsg, true, true, ttl)
+	n, err := s.closeBatch(ctx, instance, id, "", BatchInterruptedError, true, true, ttl)
 	return n == closeDone, err
 }

@@ -47,7 +47,7 @@ import (
 // Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated,
 // enqueueDeduplicated or enqueueRescheduled onto the returned live id; or
 // the error "BATCHCLOSED" (ErrBatchClosed) and writes nothing.
-var enqueueScript = redis.NewScript(batchLua + `
+var enqueueScript = redis.NewScript(batchLua + claimLua + `
 local n = (#KEYS - 5) / 3
 local state, list = 'pending', KEYS[1]
 if ARGV[2] ~= '0' then state, list = 'scheduled', KEYS[2] end
@@ -55,7 +55,9 @@ if ARGV[3] ~= '' then
   if redis.call('HEXISTS', KEYS[3], 'open') == 0 then
     return redis.error_reply('BATCHCLOSED batch ' .. ARGV[3] .. ' is closed')
   end
-  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[3])
+  -- renew the producer's lease (batch_lease.go); GT: never shortened, so
+  -- of several producers the latest renewal holds
+  redis.call('ZADD', KEYS[5], 'GT', ARGV[8], ARGV[3])
 end
 -- the record's fields shared by the group; the session goes last
 local rec = {'state', state, 'max', ARGV[5], 'enq', ARGV[4]}
@@ -114,6 +116,7 @@ for j = 0, n - 1 do
     end
   end
   if not dup then
+    claim_arm(dedup, ARGV[6], ARGV[4]) -- dedup.go: the claim's backstop expiry
     rec[ns + 1] = ARGV[12 + 3*j]
     redis.call('HSET', recKey, unpack(rec))
     if state == 'pending' then
@@ -137,9 +140,6 @@ if #ids > 0 then
     redis.call('ZADD', list, unpack(ids))
   end
 end
--- (issue 10) the producer's heartbeat: the reconciler closes an open batch
--- that nothing has been added to for a while
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], 'hb', ARGV[4]) end
 if ARGV[3] ~= '' and created > 0 then
   redis.call('HINCRBY', KEYS[3], 'total', created)
   redis.call('HINCRBY', KEYS[3], state, created)

@@ -31,7 +31,7 @@ import (
 // message, ARGV[14] now (ns), ARGV[15] attempt log entry (see
 // attemptLogLua; "" = none).
 // Returns 1.
-var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + `
+var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 gate_open(KEYS[10])
 -- attempt history (attemptlog.go): one entry per attempt, the last 20
@@ -46,6 +46,8 @@ redis.call('HSET', KEYS[2], 'state', new)
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'err', ARGV[6]) else redis.call('HDEL', KEYS[2], 'err') end
 if new == 'retrying' then
   redis.call('HSET', KEYS[2], 'next', ARGV[5])
+  -- the claim lasts past the planned retry (dedup.go)
+  if redis.call('GET', KEYS[4]) == ARGV[1] then claim_arm(KEYS[4], ARGV[5], ARGV[4]) end
 else
   redis.call('HSET', KEYS[2], 'outcome', ARGV[3], 'fin', ARGV[4])
   redis.call('HDEL', KEYS[2], 'next')

@@ -22,6 +22,7 @@ type fixture struct {
 	rdb *redis.Client
 	st  *store.Store
 	k   store.Keys
+	ns  string
 	now time.Time
 }
 
@@ -30,6 +31,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, ctx: context.Background(), rdb: redistest.Client(t),
 		now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	ns := redistest.Namespace(t)
+	f.ns = ns
 	f.st = store.New(f.rdb, store.Options{Namespace: ns, Now: func() time.Time { return f.now }})
 	f.k = f.st.Keys("default")
 	return f
@@ -138,3 +140,21 @@ func (f *fixture) asynqState(id, state string) {
 
 // ms is t as the records store it.
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func (f *fixture) pttl(key string) time.Duration {
+	f.t.Helper()
+	d, err := f.rdb.PTTL(f.ctx, key).Result()
+	require.NoError(f.t, err)
+	return d
+}
+
+// enqueueIn creates one task per session in the open batch bid.
+func (f *fixture) enqueueIn(bid string, sessions ...string) {
+	f.t.Helper()
+	ts := make([]store.NewTask, len(sessions))
+	for i, s := range sessions {
+		ts[i] = store.NewTask{Instance: "default", Session: s, BatchID: bid, MaxRetries: 3}
+	}
+	_, err := f.st.Enqueue(f.ctx, ts)
+	require.NoError(f.t, err)
+}

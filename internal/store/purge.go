@@ -9,13 +9,16 @@ import (
 )
 
 // purgeScript deletes a dead task for good: its record, its dead letter, and
-// asynq's archived copy.
+// asynq's archived copy, and the session's dedup claim should it still name
+// the task (a dead task released it already; no claim outlives its task).
 //
 // KEYS[1] record, KEYS[2] asynq task, KEYS[3] asynq archived, KEYS[4] dead
-// letters. ARGV[1] id.
+// letters. ARGV[1] id, ARGV[2] dedup key prefix.
 // Returns purgeDone, or purgeNotDead (nothing changed).
 var purgeScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'state') ~= 'dead' then return 0 end
+local sess = redis.call('HGET', KEYS[1], 'session')
+if sess and redis.call('GET', ARGV[2] .. sess) == ARGV[1] then redis.call('DEL', ARGV[2] .. sess) end
 redis.call('DEL', KEYS[1])
 if redis.call('HGET', KEYS[2], 'state') == 'archived' then redis.call('DEL', KEYS[2]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -40,7 +43,7 @@ func (s *Store) Purge(ctx context.Context, instance string, ids []string) (int, 
 		for i, id := range chunk {
 			calls[i] = scriptCall{
 				keys: []string{k.Record(id), k.AsynqTask(id), k.Archived(), k.DeadLetters()},
-				args: []any{id},
+				args: []any{id, k.Dedup("")},
 			}
 		}
 		cmds, err := s.runPipelined(ctx, purgeScript, calls)

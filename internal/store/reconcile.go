@@ -41,8 +41,8 @@ const (
 	// RepairClaim: a dedup claim pointing at a finished or missing task was
 	// released.
 	RepairClaim = "claim"
-	// RepairBatch: a batch left open by a producer that stopped was closed
-	// and marked interrupted.
+	// RepairBatch: a batch left open by a producer whose lease ended
+	// (batch_lease.go) was closed and marked interrupted.
 	RepairBatch = "batch"
 	// RepairQueue: a queue missing from asynq's queue set was registered.
 	RepairQueue = "queue"
@@ -56,9 +56,6 @@ const OutcomeArchived = "archived"
 const (
 	errRemoved  = "removed from the queue outside wahaq (its asynq task was deleted)"
 	errArchived = "archived outside wahaq (asynq's tools)"
-	// BatchInterruptedError is the error of a batch closed by the
-	// reconciler.
-	BatchInterruptedError = "interrupted: the producer stopped before the batch was complete; it holds the tasks enqueued until then"
 )
 
 // reconcileTaskScript compares one record with its asynq task and repairs
@@ -85,7 +82,7 @@ const (
 // its message ("" when not known yet), ARGV[12] now (ns).
 // Returns reconcileOK, the repair's code (reconcileGone ...) or
 // reconcileNeedBatch.
-var reconcileTaskScript = redis.NewScript(batchLua + callbackLua + `
+var reconcileTaskScript = redis.NewScript(batchLua + callbackLua + claimLua + `
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
@@ -167,6 +164,9 @@ if st == 'dead' and queued then
   if ast == 'scheduled' then new = 'scheduled' elseif ast == 'retry' then new = 'retrying' end
   local oo = redis.call('HGET', KEYS[1], 'outcome')
   redis.call('SET', dedup, id)
+  local at = nil
+  if ast == 'scheduled' then at = redis.call('ZSCORE', KEYS[6], id) elseif ast == 'retry' then at = redis.call('ZSCORE', KEYS[7], id) end
+  claim_arm(dedup, at and tonumber(at) * 1000, ARGV[2])
   redis.call('ZREM', KEYS[3], id)
   redis.call('HSET', KEYS[1], 'state', new, 'attempts', 0, 'rst', 1)
   redis.call('HDEL', KEYS[1], 'outcome', 'fin', 'result', 'err', 'aoff')
@@ -259,17 +259,24 @@ func (s *Store) reconcileWithBatch(ctx context.Context, k Keys, id string, call 
 }
 
 // releaseClaimScript releases a dedup claim whose task is finished or
-// missing. A claim of a live record stays, and so does one of a dead letter
-// that asynq's tools queued again (reconcileTaskScript revives it).
+// missing. A claim of a live record stays, its backstop expiry re-armed
+// from the task's next planned run (dedup.go), and so does one of a dead
+// letter that asynq's tools queued again (reconcileTaskScript revives it).
 //
 // KEYS[1] dedup.
-// ARGV[1] wahaq key prefix of the queue, ARGV[2] asynq task key prefix.
+// ARGV[1] wahaq key prefix of the queue, ARGV[2] asynq task key prefix,
+// ARGV[3] now (ms).
 // Returns 1 when released, 0 otherwise.
-var releaseClaimScript = redis.NewScript(`
+var releaseClaimScript = redis.NewScript(claimLua + `
 local id = redis.call('GET', KEYS[1])
 if not id then return 0 end
-local st = redis.call('HGET', ARGV[1] .. 't:' .. id, 'state')
-if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' then return 0 end
+local rk = ARGV[1] .. 't:' .. id
+local st = redis.call('HGET', rk, 'state')
+if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' then
+  local v = redis.call('HMGET', rk, 'sched', 'next')
+  claim_arm(KEYS[1], math.max(tonumber(v[1]) or 0, tonumber(v[2]) or 0), ARGV[3])
+  return 0
+end
 local ast = redis.call('HGET', ARGV[2] .. id, 'state')
 if ast and ast ~= 'archived' and ast ~= 'completed' then return 0 end
 redis.call('DEL', KEYS[1])
@@ -280,9 +287,10 @@ return 1
 // finished or missing.
 func (s *Store) ReleaseStaleClaims(ctx context.Context, instance string, sessions []string) ([]Repair, error) {
 	k := s.Keys(instance)
+	now := s.now().UnixMilli()
 	calls := make([]scriptCall, len(sessions))
 	for i, sess := range sessions {
-		calls[i] = scriptCall{keys: []string{k.Dedup(sess)}, args: []any{k.Prefix(), k.AsynqTaskPrefix()}}
+		calls[i] = scriptCall{keys: []string{k.Dedup(sess)}, args: []any{k.Prefix(), k.AsynqTaskPrefix(), now}}
 	}
 	var out []Repair
 	for start := 0; start < len(calls); start += pipelineChunk {
@@ -300,62 +308,27 @@ func (s *Store) ReleaseStaleClaims(ctx context.Context, instance string, session
 	return out, nil
 }
 
-// closeStaleBatchScript closes a batch whose producer stopped filling it:
-// open, not discovering, and neither created nor added to (the enqueue
-// script's heartbeat BatchHeartbeat) for the stale period. Its total is
-// already true (each enqueue counts what it creates); closing lets it read
-// done once those tasks end.
-//
-// A batch done once closed (its tasks all ended while its producer was
-// gone) enqueues its callback and is announced, as when its last task ends.
-//
-// KEYS[1] batch, KEYS[2] asynq pending, KEYS[3] asynq task of the batch's
-// callback, KEYS[4] completion channel.
-// ARGV[1] now (ms), ARGV[2] stale after (ms), ARGV[3] done TTL (s),
-// ARGV[4] error text, ARGV[5] batch id, ARGV[6] callback id, ARGV[7] its
-// message, ARGV[8] now (ns).
-// Returns 1 when closed, 0 otherwise.
-var closeStaleBatchScript = redis.NewScript(batchLua + callbackLua + `
-local v = redis.call('HMGET', KEYS[1], 'open', 'discovering', 'created', 'hb')
-if not v[1] or v[2] then return 0 end
-local last = math.max(tonumber(v[3]) or 0, tonumber(v[4]) or 0)
-if last > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
-redis.call('HDEL', KEYS[1], 'open')
-redis.call('HSET', KEYS[1], 'interrupted', 1)
-if redis.call('HEXISTS', KEYS[1], 'error') == 0 then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
-if batch_done(KEYS[1], ARGV[3]) then
-  batch_finished(KEYS[1], KEYS[3], KEYS[2], ARGV[6], ARGV[7], ARGV[8], KEYS[4], ARGV[5])
-end
-return 1
-`)
-
-// CloseStaleBatches closes the batches of ids left open by a producer that
-// stopped more than staleAfter ago, marking them interrupted.
-func (s *Store) CloseStaleBatches(ctx context.Context, instance string, ids []string, staleAfter, ttl time.Duration) ([]Repair, error) {
-	k := s.Keys(instance)
-	now := s.now().UnixMilli()
-	calls := make([]scriptCall, len(ids))
-	for i, id := range ids {
-		cb := s.callbackArgs(k, instance, "", id)
-		calls[i] = scriptCall{
-			keys: append([]string{k.Batch(id), k.Pending()}, cb.keys[1:]...),
-			args: append([]any{now, staleAfter.Milliseconds(), ttlSeconds(ttl), BatchInterruptedError, id}, cb.args[2:]...),
-		}
+// CloseAbandonedBatches closes up to limit batches of an instance whose
+// producer's lease has ended (batch_lease.go: ExpiredOpenBatches, then
+// CloseAbandoned, which re-checks the lease inside Redis, so a producer
+// that renewed meanwhile keeps its batch and several reconcilers close each
+// batch once). It returns the batches it closed.
+func (s *Store) CloseAbandonedBatches(ctx context.Context, instance string, limit int64, ttl time.Duration) ([]Repair, error) {
+	ids, err := s.ExpiredOpenBatches(ctx, instance, limit)
+	if err != nil {
+		return nil, err
 	}
 	var out []Repair
-	for start := 0; start < len(calls); start += pipelineChunk {
-		end := min(start+pipelineChunk, len(calls))
-		cmds, err := s.runPipelined(ctx, closeStaleBatchScript, calls[start:end])
+	var errs error
+	for _, id := range ids {
+		closed, err := s.CloseAbandoned(ctx, instance, id, ttl)
 		if err != nil {
-			return out, fmt.Errorf("close stale batches: %w", err)
-		}
-		for i, c := range cmds {
-			if n, _ := c.Int(); n == 1 {
-				out = append(out, Repair{Kind: RepairBatch, Instance: instance, ID: ids[start+i]})
-			}
+			errs = errors.Join(errs, err)
+		} else if closed {
+			out = append(out, Repair{Kind: RepairBatch, Instance: instance, ID: id})
 		}
 	}
-	return out, nil
+	return out, errs
 }
 
 // RegisterQueue adds the instance's queue to asynq's queue set when it
@@ -395,6 +368,8 @@ type KeyKind int
 const (
 	KeyRecord KeyKind = iota + 1
 	KeyDedup
+	// KeyBatch is a batch or its task list; it only tells the reconciler
+	// that the instance exists (abandoned batches are found by their lease).
 	KeyBatch
 )
 
@@ -445,10 +420,9 @@ func (s *Store) parseKey(key string) (ScannedKey, bool) {
 	case "d":
 		sk.Kind = KeyDedup
 	case "b":
-		if strings.Contains(name, ":") {
-			// the batch's task list (Keys.BatchTasks), not the batch
-			return ScannedKey{}, false
-		}
+		// a batch or its task list: batches are found through the open
+		// batches' lease set, not by scanning; the key still names an
+		// instance the reconciler must look at
 		sk.Kind = KeyBatch
 	default:
 		return ScannedKey{}, false

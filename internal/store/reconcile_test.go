@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
@@ -125,39 +127,115 @@ func TestReleaseStaleClaimsScript(t *testing.T) {
 	}
 }
 
-func TestCloseStaleBatchesScript(t *testing.T) {
+// TestCloseAbandonedBatches: the reconciler's one mechanism for batches
+// left open is the producer's lease (batch_lease.go).
+func TestCloseAbandonedBatches(t *testing.T) {
 	t.Parallel()
-	now := time.Now()
 	cases := []struct {
-		name   string
-		fields []any
+		name string
+		// setup makes batch bid at the fixture's clock; the reconciler
+		// then runs an hour later unless live.
+		setup  func(f *fixture, bid string)
+		live   bool
 		closed bool
 	}{
-		{"open, producer silent", []any{"open", 1, "created", now.Add(-time.Hour).UnixMilli(), "total", 3}, true},
-		{"open, recent heartbeat", []any{"open", 1, "created", now.Add(-time.Hour).UnixMilli(), "hb", now.UnixMilli()}, false},
-		{"open, discovering", []any{"open", 1, "discovering", 1, "created", now.Add(-time.Hour).UnixMilli()}, false},
-		{"closed", []any{"created", now.Add(-time.Hour).UnixMilli(), "total", 1}, false},
+		{"lease ended (producer killed)", func(f *fixture, bid string) {
+			require.NoError(f.t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+			f.enqueueIn(bid, "s1", "s2", "s3")
+		}, false, true},
+		{"lease held (producer enqueueing)", func(f *fixture, bid string) {
+			require.NoError(f.t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+			f.enqueueIn(bid, "s1")
+		}, true, false},
+		{"discovery batch waiting for its task (no lease)", func(f *fixture, bid string) {
+			require.NoError(f.t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, true))
+		}, false, false},
+		{"closed by its producer", func(f *fixture, bid string) {
+			require.NoError(f.t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+			f.enqueueIn(bid, "s1")
+			require.NoError(f.t, f.st.CloseBatch(f.ctx, "default", bid, 0, "", time.Hour))
+		}, false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := context.Background()
-			rdb := redistest.Client(t)
-			st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
-			k := st.Keys("default")
-			require.NoError(t, rdb.HSet(ctx, k.Batch("b1"), tc.fields...).Err())
-			reps, err := st.CloseStaleBatches(ctx, "default", []string{"b1"}, 5*time.Minute, time.Hour)
-			require.NoError(t, err)
-			require.Equal(t, tc.closed, len(reps) == 1)
-			b, err := st.GetBatch(ctx, []string{"default"}, "b1")
-			require.NoError(t, err)
-			require.Equal(t, tc.closed, b.Interrupted)
-			if tc.closed {
-				require.Equal(t, int64(3), b.Total, "the total it really holds")
-				require.Equal(t, store.BatchInterruptedError, b.Error)
+			f := newFixture(t)
+			bid := base.NewID()
+			tc.setup(f, bid)
+			before := f.hash(f.k.Batch(bid))
+			if !tc.live {
+				f.now = f.now.Add(time.Hour)
 			}
+			reps, err := f.st.CloseAbandonedBatches(f.ctx, "default", 100, time.Hour)
+			require.NoError(t, err)
+			b, err := f.st.GetBatch(f.ctx, []string{"default"}, bid)
+			require.NoError(t, err)
+			if !tc.closed {
+				require.Empty(t, reps)
+				require.Equal(t, before, f.hash(f.k.Batch(bid)), "untouched")
+				return
+			}
+			require.Equal(t, []store.Repair{{Kind: store.RepairBatch, Instance: "default", ID: bid}}, reps)
+			require.False(t, b.Open)
+			require.True(t, b.Interrupted)
+			require.Equal(t, int64(3), b.Total, "the total it really holds")
+			require.Equal(t, store.BatchInterruptedError, b.Error)
+			require.NotContains(t, f.zmembers(f.k.OpenBatches()), bid)
+			again, err := f.st.CloseAbandonedBatches(f.ctx, "default", 100, time.Hour)
+			require.NoError(t, err)
+			require.Empty(t, again, "idempotent")
+			_, err = f.st.Enqueue(f.ctx, []store.NewTask{{Instance: "default", Session: "late", BatchID: bid, MaxRetries: 3}})
+			require.ErrorIs(t, err, store.ErrBatchClosed, "a stalled producer cannot grow it")
 		})
 	}
+}
+
+// TestCloseAbandonedBatchesReplicas: reconcilers of several replicas close
+// each abandoned batch once.
+func TestCloseAbandonedBatchesReplicas(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var bids []string
+	for i := 0; i < 20; i++ {
+		bid := base.NewID()
+		require.NoError(t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+		f.enqueueIn(bid, "s"+strconv.Itoa(i))
+		bids = append(bids, bid)
+	}
+	later := f.now.Add(time.Hour)
+	const replicas = 4
+	got := make(chan []store.Repair, replicas)
+	for i := 0; i < replicas; i++ {
+		st := store.New(f.rdb, store.Options{Namespace: f.ns, Now: func() time.Time { return later }})
+		go func() {
+			reps, err := st.CloseAbandonedBatches(context.Background(), "default", 100, time.Hour)
+			assert.NoError(t, err)
+			got <- reps
+		}()
+	}
+	var closed []string
+	for i := 0; i < replicas; i++ {
+		for _, r := range <-got {
+			closed = append(closed, r.ID)
+		}
+	}
+	require.ElementsMatch(t, bids, closed, "every batch closed exactly once")
+}
+
+// TestBatchLeaseNeverShortened: a producer whose clock lags another's (or a
+// late renewal) does not pull the lease end back.
+func TestBatchLeaseNeverShortened(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	bid := base.NewID()
+	require.NoError(t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+	f.enqueueIn(bid, "s1")
+	end := f.rdb.ZScore(f.ctx, f.k.OpenBatches(), bid).Val()
+	require.Equal(t, float64(f.now.Add(store.DefaultBatchLease).UnixMilli()), end)
+	behind := store.New(f.rdb, store.Options{Namespace: f.ns, Now: func() time.Time { return f.now.Add(-time.Minute) }})
+	_, err := behind.Enqueue(f.ctx, []store.NewTask{{Instance: "default", Session: "s2", BatchID: bid, MaxRetries: 3}})
+	require.NoError(t, err)
+	require.Equal(t, end, f.rdb.ZScore(f.ctx, f.k.OpenBatches(), bid).Val())
 }
 
 func TestRegisterQueue(t *testing.T) {
@@ -311,7 +389,10 @@ func TestReconcileRepairCallbacks(t *testing.T) {
 
 // TestCloseStaleBatchCallback: a stale batch whose tasks all ended is done
 // once closed: its callback is enqueued and it is announced.
-func TestCloseStaleBatchCallback(t *testing.T) {
+// TestCloseAbandonedBatchCallback: a batch whose tasks all ended while its
+// producer was gone is done once the reconciler closes it, and enqueues its
+// callback and is announced as when its last task ends.
+func TestCloseAbandonedBatchCallback(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := redistest.Client(t)
@@ -319,12 +400,14 @@ func TestCloseStaleBatchCallback(t *testing.T) {
 	k := st.Keys("default")
 	require.NoError(t, rdb.HSet(ctx, k.Batch("b1"), "open", 1, "created", time.Now().Add(-time.Hour).UnixMilli(),
 		"total", 2, "completed", 2, store.FieldCallbackURL, "http://127.0.0.1:9/b").Err())
+	// the producer's lease ended an hour ago
+	require.NoError(t, rdb.ZAdd(ctx, k.OpenBatches(), redis.Z{Score: float64(time.Now().Add(-time.Hour).UnixMilli()), Member: "b1"}).Err())
 	ps := rdb.SSubscribe(ctx, k.Done())
 	defer ps.Close()
 	_, err := ps.Receive(ctx)
 	require.NoError(t, err)
 
-	reps, err := st.CloseStaleBatches(ctx, "default", []string{"b1"}, 5*time.Minute, time.Hour)
+	reps, err := st.CloseAbandonedBatches(ctx, "default", 10, time.Hour)
 	require.NoError(t, err)
 	require.Len(t, reps, 1)
 	b, err := st.GetBatch(ctx, []string{"default"}, "b1")

@@ -25,7 +25,7 @@ import (
 // favour of that task, losing its outcome (in the record and in the batch's
 // outcome counts, which count completed and dead tasks only); {RequeueBusy, ""} when asynq has not yet archived it
 // (a moment after it died): try again.
-var requeueScript = redis.NewScript(batchLua + `
+var requeueScript = redis.NewScript(batchLua + claimLua + `
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'dead' then return {0, ''} end
 -- the worker that declared it dead has not handed it back to asynq yet
@@ -69,6 +69,7 @@ if queued then redis.call('HSET', KEYS[1], 'rst', 1) end
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('SET', KEYS[6], ARGV[1])
+claim_arm(KEYS[6], nil, ARGV[4])
 if batch then
   redis.call('PERSIST', KEYS[7])
   batch_move(KEYS[7], 'dead', 'pending')

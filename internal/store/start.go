@@ -40,7 +40,7 @@ import (
 // Returns the attempt number (>= 1) when started, startCapped when the cap is
 // reached, startInFlight, startEnded or {startSuperseded, live id}: nothing
 // was started.
-var startScript = redis.NewScript(batchLua + gateLua + `
+var startScript = redis.NewScript(batchLua + gateLua + claimLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
 local old = redis.call('HGET', KEYS[2], 'state')
 if old == 'active' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
@@ -92,6 +92,8 @@ if old == 'dead' then
   end
 end
 if batch and old ~= 'active' then batch_move(KEYS[3], old, 'active') end
+-- an attempt starting keeps its claim (dedup.go)
+if redis.call('GET', KEYS[5]) == ARGV[1] then claim_arm(KEYS[5], nil, ARGV[2]) end
 return attempt
 `)
 

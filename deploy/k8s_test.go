@@ -342,6 +342,19 @@ func TestK8sDeployments(t *testing.T) {
 				require.True(t, ok, "the API refuses to start without WAHAQ_API_TOKENS")
 				require.NotNil(t, e.ValueFrom)
 				require.NotNil(t, e.ValueFrom.SecretKeyRef)
+				// More than one replica: the console's session key must be the
+				// same in every pod, so it comes from the one Secret, and a
+				// missing key stops the pod instead of falling back to a
+				// random key per replica.
+				require.Greater(t, *d.Spec.Replicas, int32(1))
+				e, ok = findEnv(c, "WAHAQ_CONSOLE_KEY")
+				require.True(t, ok, "replicas would each sign console sessions with a random key")
+				require.NotNil(t, e.ValueFrom)
+				require.NotNil(t, e.ValueFrom.SecretKeyRef)
+				require.Equal(t, "wahaq-secrets", e.ValueFrom.SecretKeyRef.Name)
+				require.Equal(t, "WAHAQ_CONSOLE_KEY", e.ValueFrom.SecretKeyRef.Key)
+				require.Falsef(t, e.ValueFrom.SecretKeyRef.Optional != nil && *e.ValueFrom.SecretKeyRef.Optional,
+					"an optional key would let a replica start with a random one")
 			}
 		})
 	}
@@ -433,7 +446,7 @@ func TestK8sConfigAndSecret(t *testing.T) {
 	s, ok := o.secrets["wahaq-secrets"]
 	require.True(t, ok)
 	require.Empty(t, s.Data, "use stringData placeholders, not encoded values")
-	require.ElementsMatch(t, []string{"WAHA_API_KEY", "WAHAQ_API_TOKENS"}, mapKeys(s.StringData))
+	require.ElementsMatch(t, []string{"WAHA_API_KEY", "WAHAQ_API_TOKENS", "WAHAQ_CONSOLE_KEY"}, mapKeys(s.StringData))
 	for k, v := range s.StringData {
 		require.Equalf(t, "change-me", v, "%s: only placeholders belong in the repository", k)
 	}

@@ -1,10 +1,20 @@
 package tasks
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/wahaq/wahaq/internal/store"
 )
+
+// DefaultRecentBatches is how many batches RecentBatches returns when asked
+// for limit 0.
+const DefaultRecentBatches = 50
+
+// MaxRecentBatches is the largest limit RecentBatches takes: each WAHA
+// server's queue keeps its newest MaxRecentBatches batch ids.
+const MaxRecentBatches = store.RecentKeep
 
 // Batch is a bulk teardown's status, as GET /v1/batches/{id} and `wahaq batch
 // --json` return it. It is read from one Redis hash of counters that every
@@ -49,4 +59,33 @@ func newBatch(b *store.Batch) *Batch {
 		out.Outcomes[o] = b.Outcomes[string(o)]
 	}
 	return out
+}
+
+// RecentBatches returns the newest batches of every instance, newest first
+// by creation time, up to limit (0 means DefaultRecentBatches; more than
+// MaxRecentBatches is ErrInvalidInput). Every batch is listed, whoever
+// created it (API, CLI, console, a schedule, a discovery), until its record
+// expires, WAHAQ_RESULT_TTL after it was done. Like Batch, an open batch
+// whose producer's lease has ended is closed first, marked interrupted.
+func (i *Inspector) RecentBatches(ctx context.Context, limit int) ([]*Batch, error) {
+	switch {
+	case limit == 0:
+		limit = DefaultRecentBatches
+	case limit < 0 || limit > MaxRecentBatches:
+		return nil, fmt.Errorf("%w: limit %d is not between 1 and %d", ErrInvalidInput, limit, MaxRecentBatches)
+	}
+	bs, err := i.store.RecentBatches(ctx, i.cfg.Instances, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Batch, 0, len(bs))
+	for _, b := range bs {
+		if b.Open {
+			if fresh, err := getBatchClosingAbandoned(ctx, i.store, i.cfg, b.ID); err == nil {
+				b = fresh
+			}
+		}
+		out = append(out, newBatch(b))
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/wahaq/wahaq/internal/base"
 )
@@ -72,10 +73,18 @@ func (p *Producer) EnqueueDiscovery(ctx context.Context, r DiscoveryRequest) (*B
 		return nil, err
 	}
 	id := base.NewID()
+	ctx, span, tp := startEnqueueBatch(ctx, "wahaq.enqueue_discovery", instance, id, 0)
+	info, err := p.enqueueDiscovery(ctx, instance, id, r, statuses, at, tp)
+	endSpan(span, err)
+	return info, err
+}
+
+func (p *Producer) enqueueDiscovery(ctx context.Context, instance, id string, r DiscoveryRequest, statuses []string, at time.Time, tp string) (*BatchInfo, error) {
 	if err := p.createBatch(ctx, instance, id, at, true, r.CallbackURL); err != nil {
 		return nil, err
 	}
-	payload, err := json.Marshal(base.DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses, MaxRetries: p.cfg.MaxRetries})
+	payload, err := json.Marshal(base.DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses, MaxRetries: p.cfg.MaxRetries,
+		TraceParent: tp})
 	if err == nil {
 		err = p.store.EnqueueRaw(ctx, instance, id, base.TypeDiscover, payload, at, discoverRetries, p.cfg.TaskTimeout)
 	}

@@ -333,13 +333,23 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 		return nil, err
 	}
 	id := base.NewID()
+	ctx, span, tp := startEnqueueBatch(ctx, "wahaq.enqueue_batch", instance, id, len(r.Sessions))
+	info, err := p.enqueueBatch(ctx, instance, id, r, at, tp)
+	if info != nil && span.IsRecording() {
+		span.SetAttributes(attribute.Int64("total", info.Total), attribute.Int("deduplicated", info.Deduplicated))
+	}
+	endSpan(span, err)
+	return info, err
+}
+
+func (p *Producer) enqueueBatch(ctx context.Context, instance, id string, r BatchRequest, at time.Time, tp string) (*BatchInfo, error) {
 	if err := p.createBatch(ctx, instance, id, at, false, r.CallbackURL); err != nil {
 		return nil, err
 	}
 	if r.OnCreated != nil {
 		r.OnCreated(id)
 	}
-	f, err := p.store.FillBatch(ctx, instance, id, r.Sessions, at, p.cfg.MaxRetries, p.cfg.TaskTimeout, p.cfg.ResultTTL)
+	f, err := p.store.FillBatchTraced(ctx, instance, id, r.Sessions, at, p.cfg.MaxRetries, p.cfg.TaskTimeout, p.cfg.ResultTTL, tp)
 	p.enqueued(instance, int(f.Total))
 	if err != nil {
 		return nil, p.interrupted(ctx, instance, id, f.Total, err)

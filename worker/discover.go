@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/tasks"
@@ -23,6 +24,8 @@ func (w *Worker) discover(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("discover: bad payload: %v: %w", err, asynq.SkipRetry)
 	}
 	log := w.log.With().Str("batch_id", p.BatchID).Str("instance", p.Instance).Logger()
+	ctx, span, tp := startDiscover(ctx, p)
+	defer span.End()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	b, err := w.store.GetBatch(wctx, []string{p.Instance}, p.BatchID)
@@ -64,8 +67,11 @@ func (w *Worker) discover(ctx context.Context, t *asynq.Task) error {
 		}
 		names = append(names, s.Name)
 	}
-	info, err := w.store.FillBatch(wctx, p.Instance, p.BatchID, names, time.Time{}, p.MaxRetries, tasks.DefaultTaskTimeout, w.cfg.ResultTTL)
+	info, err := w.store.FillBatchTraced(wctx, p.Instance, p.BatchID, names, time.Time{}, p.MaxRetries, tasks.DefaultTaskTimeout, w.cfg.ResultTTL, tp)
 	w.OnEnqueued(p.Instance, int(info.Total))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("sessions", len(sessions)), attribute.Int64("enqueued", info.Total))
+	}
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wahaq/wahaq/internal/base"
 )
 
 // tracerName names the spans the worker starts.
@@ -41,4 +43,20 @@ func endAttempt(a *attempt, v verdict) {
 	if v.LastError != "" {
 		a.span.SetStatus(codes.Error, v.LastError)
 	}
+}
+
+// startDiscover starts the span of a discovery, a child of the batch
+// request's span (wahaq.enqueue_discovery) whose context the payload
+// carries, and returns the traceparent the batch's logouts are enqueued
+// with, so their attempts are children of the discovery: one trace per
+// batch request. "" when tracing is off.
+func startDiscover(ctx context.Context, p base.DiscoverPayload) (context.Context, trace.Span, string) {
+	if p.TraceParent != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": p.TraceParent})
+	}
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "wahaq.discover", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("instance", p.Instance), attribute.String("batch_id", p.BatchID)))
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return ctx, span, carrier["traceparent"]
 }

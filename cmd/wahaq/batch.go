@@ -29,7 +29,7 @@ func newBatchCmd() *cobra.Command {
 		asJSON  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "batch BATCH_ID [--wait [--timeout D]] [--json] | batch cancel BATCH_ID | batch tasks BATCH_ID",
+		Use:   "batch BATCH_ID [--wait [--timeout D]] [--json] | batch cancel BATCH_ID | batch tasks BATCH_ID | batch list",
 		Short: "Show a bulk teardown's progress: counts by state and outcome",
 		Long: `Show a bulk teardown (a batch made by wahaq bulk, POST /v1/batches or a
 schedule): how many of its tasks are in each state and outcome. --json prints
@@ -75,7 +75,7 @@ a malformed id.`,
 	f.BoolVar(&wait, "wait", false, "follow the batch until every task is completed, dead or canceled")
 	f.DurationVar(&timeout, "timeout", 0, "with --wait: give up after this long (0: wait as long as it takes)")
 	f.BoolVar(&asJSON, "json", false, "print the batch as JSON (the HTTP API's shape)")
-	cmd.AddCommand(newBatchCancelCmd(), newBatchTasksCmd())
+	cmd.AddCommand(newBatchCancelCmd(), newBatchTasksCmd(), newBatchListCmd())
 	return cmd
 }
 

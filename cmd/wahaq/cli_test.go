@@ -183,6 +183,7 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 		{"status --timeout without --wait", []string{"status", id, "--timeout", "5s"}, "--timeout only makes sense with --wait"},
 		{"batch malformed id", []string{"batch", "a b"}, `batch id "a b" is not valid`},
 		{"cancel malformed id", []string{"cancel", "x;y"}, `task id "x;y" is not valid`},
+		{"batch list bad --limit", []string{"batch", "list", "--limit", "1001"}, "--limit must be from 1 to 1000"},
 		{"cancel two ids", []string{"cancel", id, id}, "takes one TASK_ID, got 2"},
 		{"dlq without subcommand", []string{"dlq"}, "dlq needs a subcommand"},
 		{"dlq unknown subcommand", []string{"dlq", "drop"}, `unknown dlq subcommand "drop"`},
@@ -385,6 +386,25 @@ func TestCLIBulkAndBatch(t *testing.T) {
 	assert.True(t, info.Discovering)
 	r = c.ok("batch", info.BatchID)
 	assert.Contains(t, r.stdout, "listing the server's sessions")
+
+	// batch list: all three batches, newest first, as the API lists them.
+	r = c.ok("batch", "list", "--json")
+	var list struct {
+		Batches []tasks.Batch `json:"batches"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list))
+	var listed []string
+	for _, lb := range list.Batches {
+		listed = append(listed, lb.BatchID)
+	}
+	assert.ElementsMatch(t, []string{bid, info.BatchID, list.Batches[1].BatchID}, listed)
+	assert.Equal(t, info.BatchID, listed[0], "the discovery batch is the newest")
+	assert.Equal(t, bid, listed[2], "the first bulk is the oldest")
+	r = c.ok("batch", "list", "--limit", "1")
+	assert.Contains(t, r.stdout, "ID")
+	assert.Contains(t, r.stdout, info.BatchID)
+	assert.Contains(t, r.stdout, "listing sessions")
+	assert.NotContains(t, r.stdout, bid)
 
 	// --wait without a worker: plain progress lines (stdout is no
 	// terminal), then the timeout.

@@ -56,7 +56,6 @@ func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Insp
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	go c.Run(cmd.Context())
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", c)
 	mux.Handle("/ui", c)

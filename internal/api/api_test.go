@@ -432,6 +432,35 @@ func TestBatches(t *testing.T) {
 	require.False(t, b.Done)
 }
 
+// TestListBatches: GET /v1/batches lists batches of every instance, made
+// by this API or not, and checks its limit.
+func TestListBatches(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.do("POST", "/v1/batches", `{"sessions":["lb-1","lb-2"]}`)
+	require.Equal(t, http.StatusAccepted, w.Code, w.Body.String())
+	viaAPI := decodeJSON[batchAccepted](t, w)
+	time.Sleep(2 * time.Millisecond) // creation times are in ms: keep the order certain
+	viaGo, err := e.prod.EnqueueDiscovery(context.Background(), tasks.DiscoveryRequest{Instance: "eu"})
+	require.NoError(t, err)
+
+	w = e.do("GET", "/v1/batches", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	list := decodeJSON[batchList](t, w)
+	require.Len(t, list.Batches, 2)
+	require.Equal(t, viaGo.BatchID, list.Batches[0].BatchID, "newest first")
+	require.Equal(t, "eu", list.Batches[0].Instance)
+	require.Equal(t, viaAPI.BatchID, list.Batches[1].BatchID)
+	require.EqualValues(t, 2, list.Batches[1].Total)
+
+	w = e.do("GET", "/v1/batches?limit=1", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Len(t, decodeJSON[batchList](t, w).Batches, 1)
+	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "offset=3"} {
+		requireProblem(t, e.do("GET", "/v1/batches?"+q, ""), http.StatusBadRequest)
+	}
+}
+
 func TestNotFound(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

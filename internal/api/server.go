@@ -139,6 +139,7 @@ type route struct {
 var routes = []route{
 	{method: http.MethodPost, pattern: "/v1/logouts", body: true, handle: (*server).postLogout},
 	{method: http.MethodPost, pattern: "/v1/batches", body: true, handle: (*server).postBatch},
+	{method: http.MethodGet, pattern: "/v1/batches", handle: (*server).listBatches},
 	{method: http.MethodGet, pattern: "/v1/batches/{id}", handle: (*server).getBatch},
 	{method: http.MethodDelete, pattern: "/v1/batches/{id}", handle: (*server).deleteBatch},
 	{method: http.MethodGet, pattern: "/v1/batches/{id}/tasks", handle: (*server).getBatchTasks},

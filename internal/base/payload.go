@@ -194,4 +194,8 @@ type DiscoverPayload struct {
 	// MaxRetries is the retry limit of the logouts it enqueues, fixed when
 	// the batch was requested.
 	MaxRetries int `json:"max_retries"`
+	// TraceParent is the W3C traceparent of the trace the batch was
+	// requested in, so the discovery and the logouts it enqueues join it;
+	// "" when not traced.
+	TraceParent string `json:"traceparent,omitempty"`
 }

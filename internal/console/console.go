@@ -24,12 +24,9 @@
 //
 // The console uses only tasks.Inspector, tasks.Producer and asynq's
 // Inspector (whose task payloads it reads with internal/base, as the demo
-// does). Three figures are not in the tasks API yet and are found by
-// reading asynq's queues (bounded):
-//   - recent batches: the batches of the queues' newest live tasks, kept in
-//     a small journal (Redis sorted set "<namespace>:console:batches", the
-//     newest 200 ids) so finished batches stay listed until their record
-//     expires;
+// does). The Batches page is tasks.Inspector.RecentBatches: every batch,
+// whoever created it, until its record expires. Two figures are not in the
+// tasks API yet and are found by reading asynq's queues (bounded):
 //   - a batch cancel: the batch's scheduled and pending tasks are canceled
 //     one by one with Producer.Cancel;
 //   - a lookup by session: live tasks in asynq's lists and dead letters;
@@ -88,8 +85,7 @@ type Config struct {
 	Inspector *tasks.Inspector
 	// Producer cancels tasks. Required.
 	Producer *tasks.Producer
-	// Redis is the client asynq's figures and the batch journal are read
-	// with. Required.
+	// Redis is the client asynq's figures are read with. Required.
 	Redis redis.UniversalClient
 	// Namespace is the queue prefix (queues are Namespace:instance).
 	// Defaults to tasks.DefaultNamespace.
@@ -195,27 +191,6 @@ func New(cfg Config) (*Console, error) {
 	}
 	c.routes()
 	return c, nil
-}
-
-// DiscoverEvery is how often Run looks for new batches.
-const DiscoverEvery = 5 * time.Second
-
-// Run looks for new batches in the queues every DiscoverEvery until ctx
-// ends, so the batch list also shows batches that started and finished
-// between two visits of the page (a batch that runs for less than
-// DiscoverEvery may still be missed: open it by id). Run it in a goroutine
-// next to the server.
-func (c *Console) Run(ctx context.Context) {
-	t := time.NewTicker(DiscoverEvery)
-	defer t.Stop()
-	for {
-		c.src.discover(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // routes registers every page. Handlers wrapped by auth need a session;

@@ -363,3 +363,30 @@ func TestDeadLetterActions(t *testing.T) {
 	require.Contains(t, body, "Purged 2 dead letters.")
 	require.Zero(t, deadCount(t, env))
 }
+
+// TestBatchesListsEveryBatch: the Batches page lists batches the console
+// never saw live: one made and finished before the console started (as
+// `wahaq bulk` or n8n would), and a discovery batch, whose only task is the
+// discovery itself. Both come from tasks.Inspector.RecentBatches.
+func TestBatchesListsEveryBatch(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	env.Fake.AddSessions("l", 2, wahafake.StatusWorking)
+	ctx := context.Background()
+	done, err := env.Producer.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: []string{"l0001", "l0002"}})
+	require.NoError(t, err)
+	env.WaitBatch(t, done.BatchID, 15*time.Second)
+	later, err := env.Producer.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{When: tasks.When{In: time.Hour}})
+	require.NoError(t, err)
+
+	srv := serve(t, env, nil)
+	c := client(t)
+	_, _ = signIn(t, c, srv.URL, token, nil)
+	_, body := get(t, c, srv.URL+"/ui/batches")
+	first, second := strings.Index(body, later.BatchID), strings.Index(body, done.BatchID)
+	require.NotEqual(t, -1, first, "the discovery batch is listed")
+	require.NotEqual(t, -1, second, "the batch finished before the console started is listed")
+	require.Less(t, first, second, "newest first")
+	_, body = get(t, c, srv.URL+"/ui/live/batches")
+	require.Contains(t, body, done.BatchID+".final")
+}

@@ -80,12 +80,15 @@ func (c *Console) viewBatch(b *tasks.Batch) *batchView {
 	return v
 }
 
+// recentShown is how many recent batches the Batches page lists.
+const recentShown = 50
+
 func (c *Console) batchesPage(w http.ResponseWriter, r *http.Request, s session) {
 	if id := r.URL.Query().Get("id"); id != "" {
 		http.Redirect(w, r, mount+"batches/"+url.PathEscape(trim(id)), http.StatusSeeOther)
 		return
 	}
-	bs, err := c.src.recentBatches(r.Context(), 50, true)
+	bs, err := c.src.insp.RecentBatches(r.Context(), recentShown)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
@@ -98,7 +101,7 @@ func (c *Console) batchesPage(w http.ResponseWriter, r *http.Request, s session)
 }
 
 func (c *Console) batchesLive(w http.ResponseWriter, r *http.Request, s session) {
-	bs, err := c.src.recentBatches(r.Context(), 50, false)
+	bs, err := c.src.insp.RecentBatches(r.Context(), recentShown)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
@@ -136,7 +139,6 @@ func (c *Console) batchPage(w http.ResponseWriter, r *http.Request, s session) {
 	if !ok {
 		return
 	}
-	c.src.remember(r.Context(), b.BatchID)
 	v := c.viewBatch(b)
 	var err error
 	v.Dead, v.DeadCount, err = c.src.batchDeadLetters(r.Context(), b, 100)

@@ -18,9 +18,9 @@ import (
 // The console reads through tasks.Inspector and tasks.Producer (the public
 // API) and through asynq's Inspector for queue figures, never through the
 // store's keys, so the engine may move inside wahaq without breaking it.
-// What the public API lacks today (a list of recent batches, a lookup by
-// session, a batch's tasks) is found by reading asynq's queues, bounded by
-// scanLimit, and is marked as such in the package documentation.
+// What the public API lacks today (a lookup by session, a batch's tasks) is
+// found by reading asynq's queues, bounded by scanLimit, and is marked as
+// such in the package documentation.
 
 // scanLimit bounds how many asynq tasks one lookup reads per queue state.
 const scanLimit = 20_000
@@ -31,9 +31,6 @@ const cancelScanLimit = 200_000
 
 // scanPage is the page size of asynq listings.
 const scanPage = 1000
-
-// journalKeep is how many batch ids the recent-batches journal keeps.
-const journalKeep = 200
 
 // CircuitState is the state of a WAHA server's circuit breaker.
 type CircuitState string
@@ -192,74 +189,6 @@ func (s *source) liveTasks(instance string, states []tasks.State, limit int, vis
 		}
 	}
 	return nil
-}
-
-// journalKey is the Redis key of the recent-batches journal.
-func (s *source) journalKey() string { return s.ns + ":console:batches" }
-
-// remember adds batch ids to the journal (score: first time seen).
-func (s *source) remember(ctx context.Context, ids ...string) {
-	if len(ids) == 0 {
-		return
-	}
-	zs := make([]redis.Z, len(ids))
-	for i, id := range ids {
-		zs[i] = redis.Z{Score: float64(s.now().UnixMilli()), Member: id}
-	}
-	pipe := s.rdb.Pipeline()
-	pipe.ZAddNX(ctx, s.journalKey(), zs...)
-	pipe.ZRemRangeByRank(ctx, s.journalKey(), 0, -journalKeep-1)
-	_, _ = pipe.Exec(ctx) // the journal is a convenience; a failure only hides a batch from the list
-}
-
-// discover adds the batches of the queues' newest live tasks to the
-// journal.
-func (s *source) discover(ctx context.Context) {
-	for _, srv := range s.servers {
-		seen := map[string]bool{}
-		n := 0
-		_ = s.liveTasks(srv.Name, []tasks.State{tasks.StatePending, tasks.StateActive, tasks.StateRetrying, tasks.StateScheduled}, scanLimit,
-			func(_ string, p base.Payload, _ tasks.State) bool {
-				if p.BatchID != "" {
-					seen[p.BatchID] = true
-				}
-				n++
-				return n < 4*scanPage // the newest few thousand tasks name the recent batches
-			})
-		ids := make([]string, 0, len(seen))
-		for id := range seen {
-			ids = append(ids, id)
-		}
-		s.remember(ctx, ids...)
-	}
-}
-
-// recentBatches returns the journal's batches, newest first, after looking
-// for new ones when discover is set (a page load; the live fragment relies on
-// Console.Run instead, to keep its reads small). Batches whose record has
-// expired leave the journal.
-func (s *source) recentBatches(ctx context.Context, limit int, discover bool) ([]*tasks.Batch, error) {
-	if discover {
-		s.discover(ctx)
-	}
-	ids, err := s.rdb.ZRevRange(ctx, s.journalKey(), 0, int64(limit)-1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read recent batches: %w", err)
-	}
-	out := make([]*tasks.Batch, 0, len(ids))
-	for _, id := range ids {
-		b, err := s.insp.Batch(ctx, id)
-		if errors.Is(err, tasks.ErrNotFound) || errors.Is(err, tasks.ErrInvalidInput) {
-			s.rdb.ZRem(ctx, s.journalKey(), id)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	slices.SortStableFunc(out, func(a, b *tasks.Batch) int { return b.CreatedAt.Compare(a.CreatedAt) })
-	return out, nil
 }
 
 // batchDeadLetters returns up to limit dead letters of a batch and how many

@@ -220,7 +220,7 @@ func records(t *testing.T, rdb *redis.Client, ns string) map[string]record {
 		for i, c := range cmds {
 			m := c.Val()
 			id := strings.TrimPrefix(chunk[i], prefix)
-			n, _ := strconv.Atoi(m["attempts"])
+			n := store.RecordAttempts(m) // a final record derives it from its attempt log
 			out[id] = record{ID: id, State: m["state"], Session: m["session"], Outcome: m["outcome"],
 				Err: m["err"], Result: m["result"], Attempts: n}
 		}

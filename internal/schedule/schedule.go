@@ -8,11 +8,18 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
+
+// tracerName names the spans the runner starts.
+const tracerName = "github.com/wahaq/wahaq/internal/schedule"
 
 // Runner enqueues scheduled teardowns.
 type Runner struct {
@@ -81,6 +88,12 @@ func (r *Runner) fire(ctx context.Context, sc config.Schedule, tick time.Time) b
 	if !ok {
 		return false // another replica has it
 	}
+	// A tick has no request to join: it is the root of its trace, and the
+	// batch request below (and so every logout of the batch) its child.
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "wahaq.schedule", trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("schedule", sc.Name), attribute.String("instance", sc.Instance),
+			attribute.String("tick", tick.UTC().Format(time.RFC3339))))
+	defer span.End()
 	var info *tasks.BatchInfo
 	if len(sc.Sessions) > 0 {
 		info, err = r.producer.EnqueueBatch(ctx, tasks.BatchRequest{Instance: sc.Instance, Sessions: sc.Sessions})
@@ -88,9 +101,11 @@ func (r *Runner) fire(ctx context.Context, sc config.Schedule, tick time.Time) b
 		info, err = r.producer.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{Instance: sc.Instance, Statuses: sc.Statuses})
 	}
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		log.Error().Err(err).Msg("scheduled teardown could not be enqueued")
 		return false
 	}
+	span.SetAttributes(attribute.String("batch_id", info.BatchID))
 	log.Info().Str("batch_id", info.BatchID).Msg("scheduled teardown enqueued")
 	return true
 }

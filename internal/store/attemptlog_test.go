@@ -111,6 +111,37 @@ func TestAttemptLog(t *testing.T) {
 		require.Equal(t, 0, rec.Attempts-1, "the attempt count starts again; the history does not")
 	})
 
+	t.Run("a final record derives attempts and fin from its history", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		bid, ids := f.batch("s1")
+		p := base.Payload{Instance: "default", Session: "s1", BatchID: bid, MaxRetries: 3}
+		attempt(f, ids[0], p, 1, store.Finish{State: store.StateRetrying, HTTPStatus: 503, LastError: "503"})
+		attempt(f, ids[0], p, 2, store.Finish{State: store.StateCompleted, Outcome: "logged_out", HTTPStatus: 200,
+			Result: []byte(`{"status":"success"}`)})
+		raw := f.hash(f.k.Record(ids[0]))
+		require.NotContains(t, raw, store.FieldAttempts)
+		require.NotContains(t, raw, store.FieldFinished)
+		require.Len(t, raw, 8, "state, max, enq, batch, session, outcome, result, log: %v", raw)
+		require.Equal(t, 2, store.RecordAttempts(raw))
+		rec, err := f.st.Get(f.ctx, []string{"default"}, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, 2, rec.Attempts)
+		require.NotNil(t, rec.FinishedAt)
+		require.Equal(t, f.now, *rec.FinishedAt, "the end of the last attempt is the finish time")
+
+		// a field written later (here by a requeue) wins over the history
+		f.asynqState(ids[0], "archived")
+		require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(ids[0]), "state", "dead").Err())
+		_, err = f.st.Requeue(f.ctx, "default", ids, 0, time.Hour)
+		require.NoError(t, err)
+		rec, err = f.st.Get(f.ctx, []string{"default"}, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, 0, rec.Attempts)
+		require.Nil(t, rec.FinishedAt)
+		require.Len(t, rec.AttemptLog, 2)
+	})
+
 	t.Run("trace id kept from the enqueue", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)

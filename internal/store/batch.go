@@ -105,6 +105,7 @@ func (s *Store) CreateBatch(ctx context.Context, instance, id string, scheduledF
 		if !discovering {
 			p.ZAdd(ctx, k.OpenBatches(), redis.Z{Score: float64(s.now().Add(s.lease).UnixMilli()), Member: id})
 		}
+		s.addRecent(ctx, p, k, id)
 		return nil
 	})
 	if err != nil {

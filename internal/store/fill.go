@@ -26,6 +26,15 @@ type Filled struct {
 // calls that answered created.
 func (s *Store) FillBatch(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int,
 	timeout, ttl time.Duration) (Filled, error) {
+	return s.FillBatchTraced(ctx, instance, id, sessions, at, maxRetries, timeout, ttl, "")
+}
+
+// FillBatchTraced is FillBatch whose new tasks carry traceParent (a W3C
+// traceparent, "" for none) in their payload and record, so each task's
+// attempts are children of the span that filled the batch: one trace per
+// batch request.
+func (s *Store) FillBatchTraced(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int,
+	timeout, ttl time.Duration, traceParent string) (Filled, error) {
 	seen := make(map[string]struct{}, len(sessions))
 	ts := make([]NewTask, 0, len(sessions))
 	for _, sess := range sessions {
@@ -34,7 +43,7 @@ func (s *Store) FillBatch(ctx context.Context, instance, id string, sessions []s
 		}
 		seen[sess] = struct{}{}
 		ts = append(ts, NewTask{Instance: instance, Session: sess, BatchID: id, MaxRetries: maxRetries,
-			ProcessAt: at, Timeout: timeout})
+			ProcessAt: at, Timeout: timeout, TraceParent: traceParent})
 	}
 	res, err := s.Enqueue(ctx, ts)
 	f := Filled{Requested: len(sessions), Deduplicated: len(sessions) - len(ts)}

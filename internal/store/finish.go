@@ -34,8 +34,10 @@ import (
 var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 gate_open(KEYS[10])
--- attempt history (attemptlog.go): one entry per attempt, the last 20
-if ARGV[15] ~= '' then attempt_log(KEYS[2], ARGV[15], ARGV[4]) end
+-- attempt history (attemptlog.go): one entry per attempt, the last 20; a
+-- final record whose history ends with this attempt derives attempts and
+-- fin from it (attemptlog.go, derived fields)
+local logged = ARGV[15] ~= '' and attempt_log(KEYS[2], ARGV[15], ARGV[4])
 -- end attempt history
 local old = redis.call('HGET', KEYS[2], 'state')
 -- set only when the task was already final: the same Finish applied twice
@@ -49,8 +51,13 @@ if new == 'retrying' then
   -- the claim lasts past the planned retry (dedup.go)
   if redis.call('GET', KEYS[4]) == ARGV[1] then claim_arm(KEYS[4], ARGV[5], ARGV[4]) end
 else
-  redis.call('HSET', KEYS[2], 'outcome', ARGV[3], 'fin', ARGV[4])
-  redis.call('HDEL', KEYS[2], 'next')
+  if logged then
+    redis.call('HSET', KEYS[2], 'outcome', ARGV[3])
+    redis.call('HDEL', KEYS[2], 'next', 'attempts', 'fin')
+  else
+    redis.call('HSET', KEYS[2], 'outcome', ARGV[3], 'fin', ARGV[4])
+    redis.call('HDEL', KEYS[2], 'next')
+  end
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'result', ARGV[7]) end
   if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
   if new == 'completed' then

@@ -17,6 +17,7 @@ import (
 //	wahaq:{<queue>}:b:<batch id>           batch counters (hash)
 //	wahaq:{<queue>}:b:<batch id>:ids       the batch's task ids (list, in enqueue order)
 //	wahaq:{<queue>}:open                   batches being filled (zset, score = lease end, ms)
+//	wahaq:{<queue>}:recent                 recent batches (zset, score = creation, ms; recent.go)
 //	wahaq:{<queue>}:dlq                    dead letters (zset, score = time of death, ms)
 //	wahaq:{<queue>}:slots                  concurrency slots (zset, score = lease end, ms)
 //	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
@@ -58,6 +59,10 @@ func (k Keys) BatchTasks(id string) string { return k.Batch(id) + ":ids" }
 // OpenBatches is the set of batches a producer is filling, scored by the end
 // of the producer's lease (Unix ms). See batch_lease.go.
 func (k Keys) OpenBatches() string { return k.prefix + "open" }
+
+// RecentBatches is the queue's list of recent batches, scored by creation
+// time (Unix ms). See recent.go.
+func (k Keys) RecentBatches() string { return k.prefix + "recent" }
 
 // DeadLetters is wahaq's dead-letter set.
 func (k Keys) DeadLetters() string { return k.prefix + "dlq" }

@@ -106,7 +106,7 @@ func msTime(v string) *time.Time {
 func (s *Store) decodeRecord(id, instance string, m map[string]string) *Record {
 	r := &Record{ID: id, Instance: instance, Session: m[FieldSession], State: m[FieldState], BatchID: m[FieldBatch],
 		Outcome: m[FieldOutcome], LastError: m[FieldError], TraceID: m[FieldTrace]}
-	r.Attempts, _ = strconv.Atoi(m[FieldAttempts])
+	r.Attempts = RecordAttempts(m)
 	r.MaxRetries, _ = strconv.Atoi(m[FieldMax])
 	if e := msTime(m[FieldEnqueued]); e != nil {
 		r.EnqueuedAt = *e
@@ -115,7 +115,7 @@ func (s *Store) decodeRecord(id, instance string, m map[string]string) *Record {
 	r.AttemptLog = decodeAttemptLog(m[FieldLog], enq)
 	r.ScheduledFor = msTime(m[FieldSched])
 	r.NextAttemptAt = msTime(m[FieldNext])
-	r.FinishedAt = msTime(m[FieldFinished])
+	r.FinishedAt = recordFinished(m)
 	r.Callback = decodeCallback(m)
 	if v := m[FieldResult]; v != "" {
 		r.Result = []byte(v)

@@ -45,7 +45,8 @@ import (
 // none takes it too (its record is found by prefix, in the same slot), so
 // the caller hears of the live task's end.
 // Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated,
-// enqueueDeduplicated or enqueueRescheduled onto the returned live id; or
+// enqueueDeduplicated or enqueueRescheduled onto the returned live id, or
+// enqueueInBatch when that live task is of this very batch already; or
 // the error "BATCHCLOSED" (ErrBatchClosed) and writes nothing.
 var enqueueScript = redis.NewScript(batchLua + `
 local n = (#KEYS - 5) / 3
@@ -104,9 +105,14 @@ for j = 0, n - 1 do
     local st = redis.call('HGET', ARGV[7] .. live, 'state')
     if st and st ~= 'archived' and st ~= 'completed' then
       dup = true
-      if ARGV[9] ~= '' then redis.call('HSETNX', string.sub(recKey, 1, #recKey - #id) .. live, 'cb', ARGV[9]) end
+      local liveRec = string.sub(recKey, 1, #recKey - #id) .. live
+      if ARGV[9] ~= '' then redis.call('HSETNX', liveRec, 'cb', ARGV[9]) end
       local flag = 1
-      if st == 'scheduled' and pull_forward(live, string.sub(recKey, 1, #recKey - #id) .. live) then flag = 2 end
+      if ARGV[3] ~= '' and redis.call('HGET', liveRec, 'batch') == ARGV[3] then
+        flag = 3 -- already in this batch: named twice, or a discovery run again
+      elseif st == 'scheduled' and pull_forward(live, liveRec) then
+        flag = 2
+      end
       out[#out + 1] = live
       out[#out + 1] = flag
     else
@@ -153,6 +159,7 @@ const (
 	enqueueCreated      = 0
 	enqueueDeduplicated = 1
 	enqueueRescheduled  = 2 // deduplicated onto a live task pulled forward
+	enqueueInBatch      = 3 // the live task is of the same batch
 )
 
 // ErrBatchClosed is returned by Enqueue for a batch that takes no more
@@ -194,6 +201,10 @@ type Enqueued struct {
 	// Rescheduled is true when that live task was scheduled later and was
 	// pulled forward to this request's time.
 	Rescheduled bool
+	// InBatch is true (with Deduplicated) when that live task belongs to
+	// the same batch already: the session was named twice, or a discovery
+	// runs again after a crash.
+	InBatch bool
 }
 
 // Enqueue creates tasks: groups of up to 100 tasks that share an instance,
@@ -273,7 +284,8 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			for i := g.start; i < g.end; i++ {
 				id, _ := v[2*(i-g.start)].(string)
 				flag, _ := v[2*(i-g.start)+1].(int64)
-				out[i] = Enqueued{ID: id, Deduplicated: flag != enqueueCreated, Rescheduled: flag == enqueueRescheduled}
+				out[i] = Enqueued{ID: id, Deduplicated: flag != enqueueCreated, Rescheduled: flag == enqueueRescheduled,
+					InBatch: flag == enqueueInBatch}
 			}
 		}
 		if err != nil {

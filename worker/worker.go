@@ -40,10 +40,13 @@ type Worker struct {
 	log       zerolog.Logger
 	srv       *asynq.Server
 	pipeline  step
-	recon     *reconcile.Reconciler
-	stopRecon context.CancelFunc
-	reconDone chan struct{}
-	callbacks *callbacks
+	// discoverPipeline is the chain of a discovery: the logout's steps
+	// that apply to listing a server (no rate or slot: one call per batch).
+	discoverPipeline step
+	recon            *reconcile.Reconciler
+	stopRecon        context.CancelFunc
+	reconDone        chan struct{}
+	callbacks        *callbacks
 
 	// held are the tasks this process holds a concurrency slot for.
 	held inflight
@@ -113,6 +116,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
+	w.discoverPipeline = chain(w.list, w.circuit, w.validate)
 	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names,
 		ResultTTL: cfg.ResultTTL, Metrics: w.metrics, Logger: &w.log, Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

@@ -194,4 +194,11 @@ type DiscoverPayload struct {
 	// MaxRetries is the retry limit of the logouts it enqueues, fixed when
 	// the batch was requested.
 	MaxRetries int `json:"max_retries"`
+	// Retries is the retry limit of the discovery itself; 0 (a payload
+	// from before it was written) means asynq's limit of the task decides.
+	Retries int `json:"retries,omitempty"`
 }
+
+// DefaultDiscoverRetries bounds the retries of a discovery: listing
+// sessions is cheap and a person is waiting for the batch.
+const DefaultDiscoverRetries = 5

@@ -54,7 +54,8 @@ const interruptedMsg = "interrupted: the producer stopped before enqueueing ever
 // open set and, once all its tasks are final, expires.
 //
 // KEYS[1] batch, KEYS[2] open batches, KEYS[3] asynq task of the batch's
-// discovery (its id is the batch id).
+// discovery (its id is the batch id), KEYS[4] the discovery's listed
+// sessions (Keys.BatchListed, dropped: a closed batch takes no more).
 // ARGV[1] batch id, ARGV[2] now (ms), ARGV[3] batch TTL (s), ARGV[4]
 // deduplicated count ("" leaves it), ARGV[5] error ("" none), ARGV[6] "1"
 // marks it interrupted, ARGV[7] "1" closes only when its lease has ended,
@@ -82,6 +83,7 @@ end
 -- be one that grows memory; after it, the rest may run
 redis.call('HDEL', KEYS[1], 'open', 'discovering')
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[4])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'dedup', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'interrupted', 1) end
@@ -114,7 +116,7 @@ func (s *Store) closeBatch(ctx context.Context, instance, id string, c closing, 
 	for _, r := range sortedKeys(c.skipped) {
 		args = append(args, r, c.skipped[r])
 	}
-	n, err := closeBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.OpenBatches(), k.AsynqTask(id)}, args...).Int()
+	n, err := closeBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.OpenBatches(), k.AsynqTask(id), k.BatchListed(id)}, args...).Int()
 	if err != nil && !c.onlyExpired {
 		// A producer closing its own batch must not leave it open because
 		// the script call failed (a blip): the same writes as a transaction,
@@ -138,6 +140,7 @@ func (s *Store) closeBatchTx(ctx context.Context, instance, id string, c closing
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, k.Batch(id), BatchOpen, BatchDiscovering)
 		p.ZRem(ctx, k.OpenBatches(), id)
+		p.Del(ctx, k.BatchListed(id))
 		if c.dedup != "" {
 			p.HSet(ctx, k.Batch(id), BatchDedup, c.dedup)
 		}

@@ -32,6 +32,15 @@ func TestFillChunkAndCloseDiscovery(t *testing.T) {
 	require.EqualValues(t, 2, b.Total)
 	require.Contains(t, f.zmembers(f.k.OpenBatches()), bid, "each chunk renews the lease")
 
+	require.Equal(t, map[string]string{"a": f.get(f.k.Dedup("a")), "b": f.get(f.k.Dedup("b")), "elsewhere": "d:" + other},
+		f.hash(f.k.BatchListed(bid)))
+	// a's task ends meanwhile: its dedup claim goes, its listing stays.
+	pa := base.Payload{Instance: "default", Session: "a", BatchID: bid, MaxRetries: 3}
+	f.start(f.get(f.k.Dedup("a")), pa)
+	require.NoError(t, f.st.Finish(f.ctx, f.hash(f.k.BatchListed(bid))["a"], pa, store.Finish{State: store.StateCompleted,
+		Outcome: "logged_out", ResultTTL: time.Hour}))
+	require.False(t, f.exists(f.k.Dedup("a")))
+
 	// Run again from the start, as after a crash, then on to a new name.
 	again, err := f.st.FillChunk(f.ctx, "default", bid, []string{"a", "b", "elsewhere", "c"}, time.Time{}, 3, time.Minute)
 	require.NoError(t, err)
@@ -40,7 +49,7 @@ func TestFillChunkAndCloseDiscovery(t *testing.T) {
 	require.NoError(t, f.st.CloseDiscovery(f.ctx, "default", bid, store.DiscoveryEnd{Deduplicated: 1,
 		Skipped: map[string]int64{"bad_name": 2, "not_object": 1, "no_name": 0}}, time.Hour))
 	h := f.hash(f.k.Batch(bid))
-	require.Equal(t, "3", h["total"])
+	require.Equal(t, "3", h["total"], "a, b and c: a's ended task was not made again")
 	require.Equal(t, "1", h["dedup"])
 	require.Equal(t, "2", h["s:bad_name"])
 	require.Equal(t, "1", h["s:not_object"])
@@ -52,6 +61,7 @@ func TestFillChunkAndCloseDiscovery(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int64{"bad_name": 2, "not_object": 1}, b.Skipped)
 	require.Len(t, f.list(f.k.BatchTasks(bid)), 3)
+	require.False(t, f.exists(f.k.BatchListed(bid)), "the listed sessions go with the close")
 	require.Equal(t, other, f.get(f.k.Dedup("elsewhere")), "the other live task is kept")
 
 	// Closed: a late chunk is refused and writes nothing.

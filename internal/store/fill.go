@@ -39,7 +39,7 @@ func (s *Store) FillBatch(ctx context.Context, instance, id string, sessions []s
 		seen[sess] = struct{}{}
 		uniq = append(uniq, sess)
 	}
-	f, err := s.FillChunk(ctx, instance, id, uniq, at, maxRetries, timeout)
+	f, err := s.fill(ctx, instance, id, uniq, at, maxRetries, timeout, false)
 	f.Requested = len(sessions)
 	f.Deduplicated += len(sessions) - len(uniq) + f.InBatch
 	if err != nil {
@@ -59,9 +59,15 @@ func (s *Store) FillBatch(ctx context.Context, instance, id string, sessions []s
 // nothing is created for it, so running a piece again is harmless.
 func (s *Store) FillChunk(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int,
 	timeout time.Duration) (Filled, error) {
+	return s.fill(ctx, instance, id, sessions, at, maxRetries, timeout, true)
+}
+
+func (s *Store) fill(ctx context.Context, instance, id string, sessions []string, at time.Time, maxRetries int,
+	timeout time.Duration, listed bool) (Filled, error) {
 	ts := make([]NewTask, len(sessions))
 	for i, sess := range sessions {
-		ts[i] = NewTask{Instance: instance, Session: sess, BatchID: id, MaxRetries: maxRetries, ProcessAt: at, Timeout: timeout}
+		ts[i] = NewTask{Instance: instance, Session: sess, BatchID: id, MaxRetries: maxRetries, ProcessAt: at, Timeout: timeout,
+			Listed: listed}
 	}
 	res, err := s.Enqueue(ctx, ts)
 	f := Filled{Requested: len(sessions)}

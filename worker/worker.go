@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,12 +84,14 @@ func New(cfg Config) (*Worker, error) {
 	}
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}
+	secrets := cfg.secrets()
 	for _, in := range cfg.Instances {
 		timeout := in.Timeout
 		if timeout <= 0 {
 			timeout = DefaultInstanceTimeout
 		}
-		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Timeout: timeout, Trace: cfg.Trace})
+		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Timeout: timeout,
+			Trace: cfg.Trace, Redact: secrets})
 		if err != nil {
 			return nil, fmt.Errorf("worker: instance %q: %w", in.Name, err)
 		}
@@ -106,7 +110,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.starter = w.store
 	if cfg.Validation.URL != "" {
-		v, err := wahaclient.NewValidator(cfg.Validation)
+		vc := cfg.Validation
+		vc.Redact = append(append([]string(nil), vc.Redact...), secrets...)
+		v, err := wahaclient.NewValidator(vc)
 		if err != nil {
 			return nil, fmt.Errorf("worker: validation: %w", err)
 		}
@@ -135,6 +141,31 @@ func New(cfg Config) (*Worker, error) {
 		LogLevel:                 asynq.WarnLevel,
 	})
 	return w, nil
+}
+
+// secrets lists every secret the worker is configured with: each
+// instance's API key and base-URL password, the validation service's key
+// and the callback secret (whole and its key part). Every WAHA client and
+// the validator remove all of them from what their server answers before
+// it becomes an error or a result (issue 11: a server that echoes another
+// server's key, or the validation key, must not get it stored or logged).
+func (c Config) secrets() []string {
+	var out []string
+	for _, in := range c.Instances {
+		out = append(out, in.APIKey)
+		if u, err := url.Parse(in.BaseURL); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	out = append(out, c.Validation.APIKey)
+	if c.CallbackSecret != "" {
+		out = append(out, c.CallbackSecret, strings.TrimPrefix(c.CallbackSecret, "whsec_"))
+	}
+	// Empty ones are dropped by the redactor; short ones are kept: a key
+	// is a key however short.
+	return out
 }
 
 // OnEnqueued counts n tasks enqueued for instance in the worker's

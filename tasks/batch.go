@@ -39,6 +39,14 @@ type Batch struct {
 	// Deduplicated counts sessions of the request that already had a live
 	// task: that task was kept and is not part of this batch.
 	Deduplicated int64 `json:"deduplicated"`
+	// Skipped counts, for a discovery batch, the entries of the server's
+	// listing that were not sessions and were skipped, per reason:
+	// "not_object" (not a JSON object), "no_name" (name missing or null),
+	// "bad_name" (not a string, or breaks WAHA's name rule, e.g. "../etc"),
+	// "bad_status" (status missing or not shaped like one). Absent when
+	// none was skipped. Sessions left out by the request's status filter
+	// are not skipped: they were filtered on purpose and are not counted.
+	Skipped map[string]int64 `json:"skipped,omitempty"`
 	// Error says why a discovery failed, when it did.
 	Error string `json:"error,omitempty"`
 	// Callback is the completion callback's delivery; absent when the batch
@@ -51,7 +59,8 @@ type Batch struct {
 func newBatch(b *store.Batch) *Batch {
 	out := &Batch{BatchID: b.ID, Instance: b.Instance, Total: b.Total, Counts: make(map[State]int64, len(AllStates)),
 		Outcomes: make(map[Outcome]int64, len(AllOutcomes)), Done: b.Done, Discovering: b.Discovering, Interrupted: b.Interrupted,
-		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error, Callback: newCallback(b.Callback)}
+		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error, Callback: newCallback(b.Callback),
+		Skipped: b.Skipped}
 	for _, st := range AllStates {
 		out.Counts[st] = b.Counts[string(st)]
 	}

@@ -47,6 +47,9 @@ func batchOfEveryKind(t *testing.T, ctx context.Context, p *tasks.Producer, insp
 	finish("ok-2", store.StateCompleted, tasks.OutcomeLoggedOut)
 	finish("gone-1", store.StateCompleted, tasks.OutcomeNotFound)
 	finish("auth-1", store.StateDead, tasks.OutcomeAuthFailed)
+	// Dead letters are ordered by time of death in ms; two deaths within
+	// one ms would be ordered by id (random), so the second dies later.
+	time.Sleep(2 * time.Millisecond)
 	finish("rej-1", store.StateDead, tasks.OutcomeRejected)
 	finish("busy-1", "", "")
 	_, err = p.Cancel(ctx, bySession["cancel-1"])

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
 )
 
-// discoverRetries bounds retries of a discovery (listing sessions is cheap and
-// a person is waiting for the batch).
-const discoverRetries = 5
+// discoverTimeout is asynq's timeout of one discovery attempt: a listing of
+// hundreds of thousands of sessions is read while their logouts are
+// enqueued, which takes minutes, not a logout's seconds. A server that stops
+// sending is caught sooner by the client's per-read timeout.
+const discoverTimeout = 30 * time.Minute
 
 // KnownStatuses are WAHA's session statuses. Others are accepted too (newer
 // servers add some) if they look like one.
@@ -84,9 +87,9 @@ func (p *Producer) enqueueDiscovery(ctx context.Context, instance, id string, r 
 		return nil, err
 	}
 	payload, err := json.Marshal(base.DiscoverPayload{Instance: instance, BatchID: id, Statuses: statuses, MaxRetries: p.cfg.MaxRetries,
-		TraceParent: tp})
+		TraceParent: tp, Retries: base.DefaultDiscoverRetries})
 	if err == nil {
-		err = p.store.EnqueueRaw(ctx, instance, id, base.TypeDiscover, payload, at, discoverRetries, p.cfg.TaskTimeout)
+		err = p.store.EnqueueRaw(ctx, instance, id, base.TypeDiscover, payload, at, store.AsynqMaxRetry, max(p.cfg.TaskTimeout, discoverTimeout))
 	}
 	if err != nil {
 		// Close the batch with the error, or it would read "discovering"

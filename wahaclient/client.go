@@ -25,8 +25,9 @@ import (
 const DefaultTimeout = 60 * time.Second
 
 // Caps on response bodies read into memory, so a hostile or broken server
-// cannot exhaust the worker's memory. A session list is allowed to be large:
-// a bulk teardown may list tens of thousands of sessions.
+// cannot exhaust the worker's memory. ListSessions reads a listing whole,
+// so it is allowed to be large; EachSession streams one instead and needs
+// no cap on the body (MaxListEntryBytes bounds one entry).
 const (
 	maxBodyBytes     = 1 << 20  // error bodies and single session objects
 	maxListBodyBytes = 64 << 20 // GET /api/sessions
@@ -223,7 +224,10 @@ func (c *Client) GetSession(ctx context.Context, name string) (*Session, error) 
 }
 
 // ListSessions returns GET /api/sessions; with all=true (?all=true) STOPPED
-// sessions are included, which is what a bulk teardown of "all sessions" needs.
+// sessions are included. It holds the whole answer (up to 64 MiB) and fails
+// on any entry that is not a session; EachSession streams a listing of any
+// length entry by entry and skips such entries, which is what a bulk
+// teardown of "all sessions" uses.
 func (c *Client) ListSessions(ctx context.Context, all bool) ([]Session, error) {
 	var q url.Values
 	if all {

@@ -28,6 +28,9 @@ type attempt struct {
 	Instance *instance
 	Log      zerolog.Logger
 	span     trace.Span // the attempt's span (a no-op one when tracing is off)
+	// discovery is set on an attempt of a discovery task (Payload then
+	// names only the instance).
+	discovery *discovery
 }
 
 // answer is what the inner steps report: WAHA's answer, or why there was

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,10 +42,13 @@ type Worker struct {
 	log       zerolog.Logger
 	srv       *asynq.Server
 	pipeline  step
-	recon     *reconcile.Reconciler
-	stopRecon context.CancelFunc
-	reconDone chan struct{}
-	callbacks *callbacks
+	// discoverPipeline is the chain of a discovery: the logout's steps
+	// that apply to listing a server (no rate or slot: one call per batch).
+	discoverPipeline step
+	recon            *reconcile.Reconciler
+	stopRecon        context.CancelFunc
+	reconDone        chan struct{}
+	callbacks        *callbacks
 
 	// held are the tasks this process holds a concurrency slot for.
 	held inflight
@@ -79,12 +84,14 @@ func New(cfg Config) (*Worker, error) {
 	}
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}
+	secrets := cfg.secrets()
 	for _, in := range cfg.Instances {
 		timeout := in.Timeout
 		if timeout <= 0 {
 			timeout = DefaultInstanceTimeout
 		}
-		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Timeout: timeout, Trace: cfg.Trace})
+		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, HTTPClient: in.HTTPClient, Timeout: timeout,
+			Trace: cfg.Trace, Redact: secrets})
 		if err != nil {
 			return nil, fmt.Errorf("worker: instance %q: %w", in.Name, err)
 		}
@@ -103,7 +110,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.starter = w.store
 	if cfg.Validation.URL != "" {
-		v, err := wahaclient.NewValidator(cfg.Validation)
+		vc := cfg.Validation
+		vc.Redact = append(append([]string(nil), vc.Redact...), secrets...)
+		v, err := wahaclient.NewValidator(vc)
 		if err != nil {
 			return nil, fmt.Errorf("worker: validation: %w", err)
 		}
@@ -113,6 +122,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
+	w.discoverPipeline = chain(w.list, w.circuit, w.validate)
 	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names,
 		ResultTTL: cfg.ResultTTL, Metrics: w.metrics, Logger: &w.log, Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
@@ -131,6 +141,31 @@ func New(cfg Config) (*Worker, error) {
 		LogLevel:                 asynq.WarnLevel,
 	})
 	return w, nil
+}
+
+// secrets lists every secret the worker is configured with: each
+// instance's API key and base-URL password, the validation service's key
+// and the callback secret (whole and its key part). Every WAHA client and
+// the validator remove all of them from what their server answers before
+// it becomes an error or a result (issue 11: a server that echoes another
+// server's key, or the validation key, must not get it stored or logged).
+func (c Config) secrets() []string {
+	var out []string
+	for _, in := range c.Instances {
+		out = append(out, in.APIKey)
+		if u, err := url.Parse(in.BaseURL); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	out = append(out, c.Validation.APIKey)
+	if c.CallbackSecret != "" {
+		out = append(out, c.CallbackSecret, strings.TrimPrefix(c.CallbackSecret, "whsec_"))
+	}
+	// Empty ones are dropped by the redactor; short ones are kept: a key
+	// is a key however short.
+	return out
 }
 
 // OnEnqueued counts n tasks enqueued for instance in the worker's

@@ -104,10 +104,8 @@ func (a *app) store() *store.Store {
 func (a *app) workerConfig() worker.Config {
 	s := a.settings
 	insts := make([]worker.Instance, len(a.instances))
-	wahaKeys := make([]string, 0, len(a.instances))
 	for i, in := range a.instances {
 		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate, Timeout: in.Timeout}
-		wahaKeys = append(wahaKeys, in.APIKey)
 	}
 	log := a.log
 	return worker.Config{
@@ -115,10 +113,10 @@ func (a *app) workerConfig() worker.Config {
 		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
 		ReconcileInterval: s.ReconcileInterval,
-		// The validation service's answers lose the WAHA keys too. (The WAHA
-		// clients are built in worker; passing them the validation key needs
-		// a worker.Instance field.)
-		Validation:     wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey, Redact: wahaKeys},
+		// The worker redacts every configured secret (each WAHA key, the
+		// validation key, the callback secret) from what WAHA and the
+		// validation service answer.
+		Validation:     wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
 		CallbackSecret: s.CallbackSecret, CallbackAllow: s.CallbackAllow,
 		Logger: &log,
 	}

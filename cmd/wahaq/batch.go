@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
 )
 
 func init() { register(newBatchCmd) }
@@ -237,6 +238,9 @@ func printBatch(w io.Writer, b *tasks.Batch, asJSON bool) error {
 	if b.Deduplicated > 0 {
 		fmt.Fprintf(&sb, "  %d requested sessions already had a logout task and are not part of this batch\n", b.Deduplicated)
 	}
+	if len(b.Skipped) > 0 {
+		fmt.Fprintf(&sb, "  skipped   %d listing entries that are not sessions%s\n", skippedTotal(b), skippedList(b))
+	}
 	if b.Interrupted {
 		fmt.Fprintf(&sb, "  interrupted: closed before its producer had enqueued every session; it holds %d tasks\n", b.Total)
 	}
@@ -255,6 +259,29 @@ func outcomeList(b *tasks.Batch, outs ...tasks.Outcome) string {
 	for _, o := range outs {
 		if n := b.Outcomes[o]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", o, n))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func skippedTotal(b *tasks.Batch) int64 {
+	var n int64
+	for _, v := range b.Skipped {
+		n += v
+	}
+	return n
+}
+
+// skippedList renders the skip reasons in wahaclient's fixed order, e.g.
+// " (bad_name 3, not_object 1)".
+func skippedList(b *tasks.Batch) string {
+	var parts []string
+	for _, r := range wahaclient.SkipReasons {
+		if n := b.Skipped[r]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, n))
 		}
 	}
 	if len(parts) == 0 {

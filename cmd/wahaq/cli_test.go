@@ -568,3 +568,25 @@ func TestCLIRedisDownExits1WithASentence(t *testing.T) {
 		assert.Empty(t, out.String())
 	}
 }
+
+// `wahaq batch` shows what a discovery skipped, per reason, and --json
+// carries the same counts.
+func TestCLIBatchShowsSkipped(t *testing.T) {
+	c := newCLI(t)
+	fake := wahafake.NewT(t, wahafake.Options{})
+	fake.InjectListEntries(wahafake.BadListEntries...)
+	w, err := worker.New(worker.Config{Redis: c.rdb, Namespace: c.ns, Instances: []worker.Instance{{Name: "default", BaseURL: fake.URL()}}})
+	require.NoError(t, err)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Shutdown)
+	r := c.ok("bulk", "--instance", "default", "--all", "--json")
+	var info tasks.BatchInfo
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+	r = c.ok("batch", info.BatchID, "--wait", "--timeout", "20s")
+	assert.Contains(t, r.stdout, "skipped   7 listing entries that are not sessions (not_object 2, no_name 2, bad_name 2, bad_status 1)")
+	r = c.ok("batch", info.BatchID, "--json")
+	var b tasks.Batch
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &b))
+	assert.Equal(t, map[string]int64{"not_object": 2, "no_name": 2, "bad_name": 2, "bad_status": 1}, b.Skipped)
+	assert.EqualValues(t, 1, b.Total, "the default session")
+}

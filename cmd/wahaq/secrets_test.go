@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
+	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/wahaqtest"
 	"github.com/wahaq/wahaq/worker"
 )
@@ -58,6 +60,15 @@ func TestCLIKeyEchoedByWAHAIsStoredNowhere(t *testing.T) {
 	printed := human + r.stdout + r.stderr + c.ok("dlq", "list", "--json").stdout
 	assert.NotContains(t, printed, key)
 
+	requireNotInRedis(t, c, key)
+	w.Shutdown()
+	assert.NotContains(t, logs.String(), key, "the worker logged the key")
+	assert.Contains(t, logs.String(), "[redacted]", "the log line is there, redacted")
+}
+
+// requireNotInRedis fails if any key of the CLI's namespace holds secret.
+func requireNotInRedis(t *testing.T, c *cli, secret string) {
+	t.Helper()
 	ctx := context.Background()
 	keys := c.keys()
 	require.NotEmpty(t, keys)
@@ -77,9 +88,81 @@ func TestCLIKeyEchoedByWAHAIsStoredNowhere(t *testing.T) {
 		case "stream":
 			dump = fmt.Sprint(c.rdb.XRange(ctx, k, "-", "+").Val())
 		}
-		assert.NotContains(t, dump, key, "Redis key %s holds the WAHA key", k)
+		assert.NotContains(t, dump, secret, "Redis key %s holds the secret", k)
 	}
-	w.Shutdown()
-	assert.NotContains(t, logs.String(), key, "the worker logged the key")
-	assert.Contains(t, logs.String(), "[redacted]", "the log line is there, redacted")
+}
+
+// TestEveryConfiguredSecretIsRedacted (issue 11 item 4): whichever of the
+// worker's secrets a server echoes (the validation service's key, another
+// WAHA server's key, the callback secret) and whichever server echoes it
+// (WAHA or the validation service), it reaches neither the record, its
+// last_error, the dead-letter queue, the CLI's output nor the worker's log.
+func TestEveryConfiguredSecretIsRedacted(t *testing.T) {
+	const (
+		wahaKey       = "own-waha-key-77d1c0"
+		otherKey      = "other-waha-key-3b9e"
+		validationKey = "validation-key-a41f5e"
+		// A valid secret: whsec_ + base64 of 24 bytes.
+		callbackSecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"
+	)
+	cases := []struct {
+		name, secret string
+		validation   bool // the validation service echoes it, WAHA is never called
+	}{
+		{"WAHA echoes the validation key", validationKey, false},
+		{"WAHA echoes another server's key", otherKey, false},
+		{"WAHA echoes the callback secret", callbackSecret, false},
+		{"WAHA echoes the callback secret's key part", strings.TrimPrefix(callbackSecret, "whsec_"), false},
+		{"the validation service echoes the WAHA key", wahaKey, true},
+		{"the validation service echoes its own key", validationKey, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCLI(t)
+			fake := wahafake.NewT(t, wahafake.Options{})
+			fake.AddSession("echo", wahafake.StatusWorking)
+			fake.SetDefaultFault(&wahafake.Fault{Status: http.StatusInternalServerError, Message: "bad key " + tc.secret})
+			validation := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if !tc.validation {
+					w.WriteHeader(http.StatusOK)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprintf(w, `{"message":"bad key %s"}`, tc.secret)
+			}))
+			t.Cleanup(validation.Close)
+			logs := &wahaqtest.LogBuffer{}
+			log := zerolog.New(logs).Level(zerolog.DebugLevel)
+			w, err := worker.New(worker.Config{Redis: c.rdb, Namespace: c.ns,
+				Instances: []worker.Instance{{Name: "default", BaseURL: fake.URL(), APIKey: wahaKey},
+					{Name: "other", BaseURL: "http://127.0.0.1:1", APIKey: otherKey}},
+				Validation:     wahaclient.ValidatorConfig{URL: validation.URL, APIKey: validationKey},
+				CallbackSecret: callbackSecret,
+				RetryBase:      10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: &log})
+			require.NoError(t, err)
+			require.NoError(t, w.Start())
+			t.Cleanup(w.Shutdown)
+
+			id := strings.TrimSpace(c.ok("enqueue", "--session", "echo", "--max-retries", "0").stdout)
+			r := c.run("status", id, "--wait", "--timeout", "20s", "--json")
+			require.Equal(t, exitFailure, r.code, "%s %s", r.stdout, r.stderr)
+			var tk tasks.Task
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &tk))
+			require.Equal(t, tasks.StateDead, tk.State)
+			require.NotNil(t, tk.LastError)
+			require.Contains(t, *tk.LastError, "bad key [redacted]", "the message is kept, the secret is not")
+			if tc.validation {
+				require.Contains(t, *tk.LastError, "validate")
+			} else {
+				require.Equal(t, 1, fake.LogoutCalls("echo"))
+			}
+			printed := r.stdout + r.stderr + c.ok("status", id).stdout + c.ok("dlq", "list").stdout + c.ok("dlq", "list", "--json").stdout
+			require.NotContains(t, printed, tc.secret)
+			requireNotInRedis(t, c, tc.secret)
+			w.Shutdown()
+			require.NotContains(t, logs.String(), tc.secret, "the worker logged the secret")
+			require.Contains(t, logs.String(), "[redacted]")
+		})
+	}
 }

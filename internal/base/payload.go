@@ -198,4 +198,11 @@ type DiscoverPayload struct {
 	// requested in, so the discovery and the logouts it enqueues join it;
 	// "" when not traced.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Retries is the retry limit of the discovery itself; 0 (a payload
+	// from before it was written) means asynq's limit of the task decides.
+	Retries int `json:"retries,omitempty"`
 }
+
+// DefaultDiscoverRetries bounds the retries of a discovery: listing
+// sessions is cheap and a person is waiting for the batch.
+const DefaultDiscoverRetries = 5

@@ -390,3 +390,21 @@ func TestBatchesListsEveryBatch(t *testing.T) {
 	_, body = get(t, c, srv.URL+"/ui/live/batches")
 	require.Contains(t, body, done.BatchID+".final")
 }
+
+// A discovery batch's page shows the listing entries it skipped, per reason.
+func TestBatchPageShowsSkipped(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	env.Fake.InjectListEntries(wahafake.BadListEntries...)
+	info, err := env.Producer.EnqueueDiscovery(context.Background(), tasks.DiscoveryRequest{})
+	require.NoError(t, err)
+	b := env.WaitBatch(t, info.BatchID, 15*time.Second)
+	require.EqualValues(t, 2, b.Skipped["bad_name"])
+	srv := serve(t, env, nil)
+	c := client(t)
+	_, _ = signIn(t, c, srv.URL, token, nil)
+	_, body := get(t, c, srv.URL+"/ui/batches/"+info.BatchID)
+	require.Contains(t, body, "<dt>Skipped: bad_name</dt><dd>2</dd>")
+	require.Contains(t, body, "<dt>Skipped: not_object</dt><dd>2</dd>")
+	require.Contains(t, body, "<dt>Skipped: bad_status</dt><dd>1</dd>")
+}

@@ -30,6 +30,9 @@ const (
 	BatchInterrupted = "interrupted"
 	// BatchOutcomePrefix prefixes the outcome counters.
 	BatchOutcomePrefix = "o:"
+	// BatchSkippedPrefix prefixes the counts of listing entries a discovery
+	// skipped, per reason (wahaclient's Skip* reasons).
+	BatchSkippedPrefix = "s:"
 )
 
 // batchLua holds the batch counter moves every script shares. A batch counts
@@ -71,6 +74,9 @@ type Batch struct {
 	Counts map[string]int64
 	// Outcomes are the final tasks per outcome.
 	Outcomes map[string]int64
+	// Skipped counts the listing entries a discovery skipped, per reason;
+	// empty for other batches.
+	Skipped map[string]int64
 	// Done is true when the batch is closed and every task in it is final.
 	Done, Discovering bool
 	// Open is true while the batch may still gain tasks (CreateBatch until
@@ -185,6 +191,12 @@ func (s *Store) decodeBatch(id, instance string, m map[string]string) *Batch {
 	for f := range m {
 		if o, ok := strings.CutPrefix(f, BatchOutcomePrefix); ok {
 			b.Outcomes[o] = num(f)
+		}
+		if r, ok := strings.CutPrefix(f, BatchSkippedPrefix); ok {
+			if b.Skipped == nil {
+				b.Skipped = map[string]int64{}
+			}
+			b.Skipped[r] = num(f)
 		}
 	}
 	if c := msTime(m[BatchCreated]); c != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -53,12 +54,19 @@ const BatchInterruptedError = "interrupted: the producer stopped before enqueuei
 // closeBatchScript closes an open batch: it takes no more tasks, leaves the
 // open set and, once all its tasks are final, expires.
 //
-// KEYS[1] batch, KEYS[2] open batches.
+// KEYS[1] batch, KEYS[2] open batches, KEYS[3] asynq task of the batch's
+// discovery (its id is the batch id), KEYS[4] the discovery's listed
+// sessions (Keys.BatchListed, dropped: a closed batch takes no more).
 // ARGV[1] batch id, ARGV[2] now (ms), ARGV[3] batch TTL (s), ARGV[4]
 // deduplicated count ("" leaves it), ARGV[5] error ("" none), ARGV[6] "1"
-// marks it interrupted, ARGV[7] "1" closes only when its lease has ended.
+// marks it interrupted, ARGV[7] "1" closes only when its lease has ended,
+// then pairs ARGV[8+2i] skip reason, ARGV[9+2i] count (BatchSkippedPrefix).
+// With ARGV[7], a discovering batch whose discovery task asynq still holds
+// (not archived) is kept open: that task runs again (a worker died mid-
+// listing) and fills and closes it.
 // Returns closeDone (1), 0 (unknown or already closed) or -1 (ARGV[7]
-// given and a producer holds the lease, or none ever took one).
+// given and a producer holds the lease, or none ever took one, or the
+// discovery lives on).
 var closeBatchScript = redis.NewScript(batchLua + `
 if redis.call('HEXISTS', KEYS[1], 'open') == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -67,14 +75,22 @@ end
 if ARGV[7] == '1' then
   local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
   if not lease or tonumber(lease) >= tonumber(ARGV[2]) then return -1 end
+  if redis.call('HEXISTS', KEYS[1], 'discovering') == 1 then
+    local st = redis.call('HGET', KEYS[3], 'state')
+    if st and st ~= 'archived' and st ~= 'completed' then return -1 end
+  end
 end
 -- HDEL first: under maxmemory (noeviction) a script's first write must not
 -- be one that grows memory; after it, the rest may run
 redis.call('HDEL', KEYS[1], 'open', 'discovering')
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[4])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'dedup', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'interrupted', 1) end
+for i = 8, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[1], 's:' .. ARGV[i], ARGV[i + 1])
+end
 batch_done(KEYS[1], ARGV[3])
 return 1
 `)
@@ -82,7 +98,14 @@ return 1
 // closeDone is closeBatchScript's reply when it closed the batch.
 const closeDone = 1
 
-func (s *Store) closeBatch(ctx context.Context, instance, id, dedup, errMsg string, interrupted, onlyExpired bool, ttl time.Duration) (int, error) {
+// closing is what a close writes besides closing.
+type closing struct {
+	dedup, errMsg            string
+	interrupted, onlyExpired bool
+	skipped                  map[string]int64
+}
+
+func (s *Store) closeBatch(ctx context.Context, instance, id string, c closing, ttl time.Duration) (int, error) {
 	k := s.Keys(instance)
 	flag := func(b bool) string {
 		if b {
@@ -90,13 +113,16 @@ func (s *Store) closeBatch(ctx context.Context, instance, id, dedup, errMsg stri
 		}
 		return ""
 	}
-	n, err := closeBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.OpenBatches()},
-		id, s.now().UnixMilli(), ttlSeconds(ttl), dedup, errMsg, flag(interrupted), flag(onlyExpired)).Int()
-	if err != nil && !onlyExpired {
+	args := []any{id, s.now().UnixMilli(), ttlSeconds(ttl), c.dedup, c.errMsg, flag(c.interrupted), flag(c.onlyExpired)}
+	for _, r := range sortedKeys(c.skipped) {
+		args = append(args, r, c.skipped[r])
+	}
+	n, err := closeBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.OpenBatches(), k.AsynqTask(id), k.BatchListed(id)}, args...).Int()
+	if err != nil && !c.onlyExpired {
 		// A producer closing its own batch must not leave it open because
 		// the script call failed (a blip): the same writes as a transaction,
 		// then the expiry check. Applied twice they change nothing more.
-		err = s.closeBatchTx(ctx, instance, id, dedup, errMsg, interrupted, ttl)
+		err = s.closeBatchTx(ctx, instance, id, c, ttl)
 		n = closeDone
 	}
 	if err != nil {
@@ -110,19 +136,23 @@ func (s *Store) closeBatch(ctx context.Context, instance, id, dedup, errMsg stri
 	return n, nil
 }
 
-func (s *Store) closeBatchTx(ctx context.Context, instance, id, dedup, errMsg string, interrupted bool, ttl time.Duration) error {
+func (s *Store) closeBatchTx(ctx context.Context, instance, id string, c closing, ttl time.Duration) error {
 	k := s.Keys(instance)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, k.Batch(id), BatchOpen, BatchDiscovering)
 		p.ZRem(ctx, k.OpenBatches(), id)
-		if dedup != "" {
-			p.HSet(ctx, k.Batch(id), BatchDedup, dedup)
+		p.Del(ctx, k.BatchListed(id))
+		if c.dedup != "" {
+			p.HSet(ctx, k.Batch(id), BatchDedup, c.dedup)
 		}
-		if errMsg != "" {
-			p.HSet(ctx, k.Batch(id), BatchError, errMsg)
+		if c.errMsg != "" {
+			p.HSet(ctx, k.Batch(id), BatchError, c.errMsg)
 		}
-		if interrupted {
+		if c.interrupted {
 			p.HSet(ctx, k.Batch(id), BatchInterrupted, 1)
+		}
+		for r, n := range c.skipped {
+			p.HSet(ctx, k.Batch(id), BatchSkippedPrefix+r, n)
 		}
 		return nil
 	})
@@ -140,12 +170,52 @@ func (s *Store) closeBatchTx(ctx context.Context, instance, id, dedup, errMsg st
 	return err
 }
 
+func sortedKeys(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DiscoveryEnd is how a discovery ends its batch (CloseDiscovery).
+type DiscoveryEnd struct {
+	// Deduplicated counts listed sessions that had a live task of another
+	// batch.
+	Deduplicated int64
+	// Skipped counts listing entries that were not sessions, per reason
+	// (wahaclient's Skip* reasons); zero counts are not written.
+	Skipped map[string]int64
+	// Error says why the discovery failed, or "" when it listed everything.
+	Error string
+	// Interrupted is set when the listing failed part way: the batch keeps
+	// the tasks enqueued until then.
+	Interrupted bool
+}
+
+// CloseDiscovery closes a discovery batch once its listing has ended (or
+// failed): it writes the deduplicated and skipped counts and the error, and
+// the batch reads done once its tasks are final. Closing a closed batch
+// changes nothing.
+func (s *Store) CloseDiscovery(ctx context.Context, instance, id string, end DiscoveryEnd, ttl time.Duration) error {
+	skipped := make(map[string]int64, len(end.Skipped))
+	for r, n := range end.Skipped {
+		if n > 0 {
+			skipped[r] = n
+		}
+	}
+	_, err := s.closeBatch(ctx, instance, id, closing{dedup: strconv.FormatInt(end.Deduplicated, 10), errMsg: end.Error,
+		interrupted: end.Interrupted, skipped: skipped}, ttl)
+	return err
+}
+
 // CloseBatch marks a batch as holding all its tasks, records how many
 // requested sessions were deduplicated onto live tasks, and an error if the
 // batch could not be filled. A batch whose tasks are all final already starts
 // its expiry. Closing a closed batch changes nothing.
 func (s *Store) CloseBatch(ctx context.Context, instance, id string, deduplicated int64, errMsg string, ttl time.Duration) error {
-	_, err := s.closeBatch(ctx, instance, id, strconv.FormatInt(deduplicated, 10), errMsg, false, false, ttl)
+	_, err := s.closeBatch(ctx, instance, id, closing{dedup: strconv.FormatInt(deduplicated, 10), errMsg: errMsg}, ttl)
 	return err
 }
 
@@ -153,7 +223,7 @@ func (s *Store) CloseBatch(ctx context.Context, instance, id string, deduplicate
 // the tasks enqueued so far, reads done once they are final, and is marked
 // interrupted with errMsg.
 func (s *Store) CloseInterrupted(ctx context.Context, instance, id, errMsg string, ttl time.Duration) error {
-	_, err := s.closeBatch(ctx, instance, id, "", errMsg, true, false, ttl)
+	_, err := s.closeBatch(ctx, instance, id, closing{errMsg: errMsg, interrupted: true}, ttl)
 	return err
 }
 
@@ -174,6 +244,6 @@ func (s *Store) ExpiredOpenBatches(ctx context.Context, instance string, limit i
 // batch; a batch whose lease was renewed meanwhile, or that is already
 // closed, is left as it is.
 func (s *Store) CloseAbandoned(ctx context.Context, instance, id string, ttl time.Duration) (bool, error) {
-	n, err := s.closeBatch(ctx, instance, id, "", BatchInterruptedError, true, true, ttl)
+	n, err := s.closeBatch(ctx, instance, id, closing{errMsg: BatchInterruptedError, interrupted: true, onlyExpired: true}, ttl)
 	return n == closeDone, err
 }

@@ -39,13 +39,21 @@ import (
 // ARGV[1] now (ns), ARGV[2] process-at (Unix s, "0" = now), ARGV[3]
 // batch id, ARGV[4] now (ms), ARGV[5] max retries, ARGV[6]
 // scheduled-for (ms or ""), ARGV[7] asynq task key prefix, ARGV[8] batch
-// lease end (ms), ARGV[9] callback URL (""), then per task j: ARGV[10+3j]
-// id, ARGV[11+3j] asynq message, ARGV[12+3j] session.
+// lease end (ms), ARGV[9] callback URL (""), ARGV[10] "1" when the tasks
+// come from a discovery listing, then per task j: ARGV[11+3j] id,
+// ARGV[12+3j] asynq message, ARGV[13+3j] session.
+// A discovery's sessions are remembered in the batch's listed hash (the
+// batch key + ":seen", Keys.BatchListed; session -> task id, or "d:" + the
+// live id it was deduplicated onto) until the batch closes, so a listing
+// read again (a discovery run again after a crash) creates nothing twice
+// even for sessions whose task has already ended; such a session's flag is
+// enqueueInBatch, or enqueueDeduplicated as the first time.
 // A callback URL goes into each new record; a deduplicated task that has
 // none takes it too (its record is found by prefix, in the same slot), so
 // the caller hears of the live task's end.
 // Returns {id1, flag1, id2, flag2, ...}: flag enqueueCreated,
-// enqueueDeduplicated or enqueueRescheduled onto the returned live id; or
+// enqueueDeduplicated or enqueueRescheduled onto the returned live id, or
+// enqueueInBatch when that live task is of this very batch already; or
 // the error "BATCHCLOSED" (ErrBatchClosed) and writes nothing.
 var enqueueScript = redis.NewScript(batchLua + claimLua + `
 local n = (#KEYS - 5) / 3
@@ -97,33 +105,54 @@ local function pull_forward(live, recKey)
   return true
 end
 local out, ids, created, made = {}, {}, 0, {}
+local listed = KEYS[3] .. ':seen' -- Keys.BatchListed
 for j = 0, n - 1 do
-  local recKey, dedup, id = KEYS[6 + 3*j], KEYS[7 + 3*j], ARGV[10 + 3*j]
+  local recKey, dedup, id = KEYS[6 + 3*j], KEYS[7 + 3*j], ARGV[11 + 3*j]
+  local dup, live = false, nil
+  if ARGV[10] == '1' then
+    local before = redis.call('HGET', listed, ARGV[13 + 3*j])
+    if before then
+      dup = true
+      if string.sub(before, 1, 2) == 'd:' then
+        out[#out + 1] = string.sub(before, 3)
+        out[#out + 1] = 1
+      else
+        out[#out + 1] = before
+        out[#out + 1] = 3
+      end
+    end
+  end
   -- claim the session; the reply is the previous holder, if any
-  local live = redis.call('SET', dedup, id, 'NX', 'GET')
-  local dup = false
+  if not dup then live = redis.call('SET', dedup, id, 'NX', 'GET') end
   if live then
     local st = redis.call('HGET', ARGV[7] .. live, 'state')
     if st and st ~= 'archived' and st ~= 'completed' then
       dup = true
-      if ARGV[9] ~= '' then redis.call('HSETNX', string.sub(recKey, 1, #recKey - #id) .. live, 'cb', ARGV[9]) end
+      local liveRec = string.sub(recKey, 1, #recKey - #id) .. live
+      if ARGV[9] ~= '' then redis.call('HSETNX', liveRec, 'cb', ARGV[9]) end
       local flag = 1
-      if st == 'scheduled' and pull_forward(live, string.sub(recKey, 1, #recKey - #id) .. live) then flag = 2 end
+      if ARGV[3] ~= '' and redis.call('HGET', liveRec, 'batch') == ARGV[3] then
+        flag = 3 -- already in this batch: named twice, or a discovery run again
+      elseif st == 'scheduled' and pull_forward(live, liveRec) then
+        flag = 2
+      end
       out[#out + 1] = live
       out[#out + 1] = flag
+      if ARGV[10] == '1' and flag ~= 3 then redis.call('HSET', listed, ARGV[13 + 3*j], 'd:' .. live) end
     else
       redis.call('SET', dedup, id) -- a stale claim: the task is gone
     end
   end
   if not dup then
     claim_arm(dedup, ARGV[6], ARGV[4]) -- dedup.go: the claim's backstop expiry
-    rec[ns + 1] = ARGV[12 + 3*j]
+    rec[ns + 1] = ARGV[13 + 3*j]
+    if ARGV[10] == '1' then redis.call('HSET', listed, ARGV[13 + 3*j], id) end
     redis.call('HSET', recKey, unpack(rec))
     if state == 'pending' then
-      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[11 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
+      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[12 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
       ids[#ids + 1] = id
     else
-      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[11 + 3*j], 'state', 'scheduled')
+      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[12 + 3*j], 'state', 'scheduled')
       ids[#ids + 1] = ARGV[2]
       ids[#ids + 1] = id
     end
@@ -140,6 +169,9 @@ if #ids > 0 then
     redis.call('ZADD', list, unpack(ids))
   end
 end
+-- a discovery that dies for good without closing its batch leaves its
+-- listed sessions to expire (the batch's close drops them at once)
+if ARGV[10] == '1' then redis.call('PEXPIRE', listed, 86400000) end
 if ARGV[3] ~= '' and created > 0 then
   redis.call('HINCRBY', KEYS[3], 'total', created)
   redis.call('HINCRBY', KEYS[3], state, created)
@@ -153,6 +185,7 @@ const (
 	enqueueCreated      = 0
 	enqueueDeduplicated = 1
 	enqueueRescheduled  = 2 // deduplicated onto a live task pulled forward
+	enqueueInBatch      = 3 // the live task is of the same batch
 )
 
 // ErrBatchClosed is returned by Enqueue for a batch that takes no more
@@ -183,6 +216,10 @@ type NewTask struct {
 	// CallbackURL, when set, receives the task when it is final. It must
 	// have passed the allow-list already.
 	CallbackURL string
+	// Listed marks a task of a discovery listing: its batch remembers the
+	// session until it closes (Keys.BatchListed), so the same listing read
+	// again creates nothing twice.
+	Listed bool
 }
 
 // Enqueued is the result of creating one task.
@@ -194,6 +231,10 @@ type Enqueued struct {
 	// Rescheduled is true when that live task was scheduled later and was
 	// pulled forward to this request's time.
 	Rescheduled bool
+	// InBatch is true (with Deduplicated) when that live task belongs to
+	// the same batch already: the session was named twice, or a discovery
+	// runs again after a crash.
+	InBatch bool
 }
 
 // Enqueue creates tasks: groups of up to 100 tasks that share an instance,
@@ -213,7 +254,7 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 	var groups []group
 	same := func(a, b *NewTask) bool {
 		return a.Instance == b.Instance && a.BatchID == b.BatchID && a.MaxRetries == b.MaxRetries &&
-			a.Timeout == b.Timeout && a.ProcessAt.Equal(b.ProcessAt) && a.CallbackURL == b.CallbackURL
+			a.Timeout == b.Timeout && a.ProcessAt.Equal(b.ProcessAt) && a.CallbackURL == b.CallbackURL && a.Listed == b.Listed
 	}
 	for i := 0; i < len(ts); {
 		j := i + 1
@@ -241,9 +282,13 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			n := g.end - g.start
 			keys := make([]string, 0, 5+3*n)
 			keys = append(keys, k.Pending(), k.Scheduled(), k.Batch(first.BatchID), k.BatchTasks(first.BatchID), k.OpenBatches())
-			args := make([]any, 0, 9+3*n)
+			listed := ""
+			if first.Listed && first.BatchID != "" {
+				listed = "1"
+			}
+			args := make([]any, 0, 10+3*n)
 			args = append(args, now.UnixNano(), processAt, first.BatchID, now.UnixMilli(),
-				first.MaxRetries, sched, k.AsynqTaskPrefix(), now.Add(s.lease).UnixMilli(), first.CallbackURL)
+				first.MaxRetries, sched, k.AsynqTaskPrefix(), now.Add(s.lease).UnixMilli(), first.CallbackURL, listed)
 			timeout := timeoutSeconds(first.Timeout)
 			for i := g.start; i < g.end; i++ {
 				t := &ts[i]
@@ -273,7 +318,8 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			for i := g.start; i < g.end; i++ {
 				id, _ := v[2*(i-g.start)].(string)
 				flag, _ := v[2*(i-g.start)+1].(int64)
-				out[i] = Enqueued{ID: id, Deduplicated: flag != enqueueCreated, Rescheduled: flag == enqueueRescheduled}
+				out[i] = Enqueued{ID: id, Deduplicated: flag != enqueueCreated, Rescheduled: flag == enqueueRescheduled,
+					InBatch: flag == enqueueInBatch}
 			}
 		}
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 //	wahaq:{<queue>}:d:<session>            dedup: id of the session's live task
 //	wahaq:{<queue>}:b:<batch id>           batch counters (hash)
 //	wahaq:{<queue>}:b:<batch id>:ids       the batch's task ids (list, in enqueue order)
+//	wahaq:{<queue>}:b:<batch id>:seen      sessions a discovery enqueued (hash, until the batch closes)
 //	wahaq:{<queue>}:open                   batches being filled (zset, score = lease end, ms)
 //	wahaq:{<queue>}:recent                 recent batches (zset, score = creation, ms; recent.go)
 //	wahaq:{<queue>}:dlq                    dead letters (zset, score = time of death, ms)
@@ -55,6 +56,12 @@ func (k Keys) Batch(id string) string { return k.prefix + "b:" + id }
 // created. It is the batch key with ":ids" appended (the scripts derive it so)
 // and expires with the batch.
 func (k Keys) BatchTasks(id string) string { return k.Batch(id) + ":ids" }
+
+// BatchListed is the hash of the sessions a discovery has enqueued into
+// batch id so far (session -> task id), kept until the batch closes so that
+// a listing read again creates nothing twice. The enqueue script writes it
+// under this name (the batch key + ":seen").
+func (k Keys) BatchListed(id string) string { return k.Batch(id) + ":seen" }
 
 // OpenBatches is the set of batches a producer is filling, scored by the end
 // of the producer's lease (Unix ms). See batch_lease.go.

@@ -32,6 +32,12 @@ const DefaultNamespace = "wahaq"
 // concurrency slot, and such a wait must never spend a retry.
 const asynqMaxRetry = math.MaxInt32
 
+// AsynqMaxRetry is asynq's retry limit for tasks whose handler counts its
+// own retries (logouts, discoveries): asynq archives a task handed back at
+// its limit even when the hand-back is not a failure, so that limit must
+// never be reached.
+const AsynqMaxRetry = asynqMaxRetry
+
 // pipelineChunk bounds how many scripts or reads go to Redis in one
 // pipeline, keeping the client's buffers and Redis' reply buffer small.
 const pipelineChunk = 1000

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/wahaq/wahaq/wahaclient"
 )
 
 // The control API lives under /_fake/. It is not part of WAHA: it lets shell
@@ -24,6 +26,8 @@ import (
 //	POST /_fake/latency          {"latency":"3s"}
 //	POST /_fake/sessions         {"prefix":"s","count":100,"status":"WORKING"}  or  {"name":"x","status":"STOPPED"}
 //	                             -> {"names":[...]}
+//	POST /_fake/generate         {"prefix":"gen","count":800000,"status":"STOPPED"}  (listed, never stored)
+//	POST /_fake/list-entries     {"entries":[42,{"name":"../etc","status":"WORKING"}]}  (bad entries first in every listing)
 //	DELETE /_fake/sessions/{name}
 //	GET  /_fake/stats            -> {"logout_calls":{"s":1},"total_logout_calls":N,"max_in_flight":N,
 //	                                 "in_flight":N,"calls_by_status":{"201":N},
@@ -37,6 +41,8 @@ POST   /_fake/flaky            {"session":"x","rate":0.3,"status":503}
 POST   /_fake/api-key          {"key":"K"}
 POST   /_fake/latency          {"latency":"3s"}
 POST   /_fake/sessions         {"prefix":"s","count":100,"status":"WORKING"}   or   {"name":"x","status":"STOPPED"}
+POST   /_fake/generate         {"prefix":"gen","count":800000,"status":"STOPPED"}
+POST   /_fake/list-entries     {"entries":[42,{"name":"../etc","status":"WORKING"}]}
 DELETE /_fake/sessions/{name}
 GET    /_fake/stats
 POST   /_fake/reset-stats
@@ -222,6 +228,34 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string][]string{"names": names})
+	case path == "/generate":
+		var req struct {
+			Prefix string `json:"prefix"`
+			Count  int    `json:"count"`
+			Status string `json:"status"`
+		}
+		if !want(http.MethodPost) || !decode(&req) {
+			return
+		}
+		if req.Count < 0 || req.Count > 9_999_999 || (req.Count > 0 && wahaclient.ValidateSessionName(req.Prefix+"-0000001") != nil) {
+			controlFail(w, http.StatusBadRequest, `give {"prefix":"gen","count":0..9999999,"status":"STOPPED"} with a prefix that makes valid session names`)
+			return
+		}
+		s.GenerateSessions(req.Prefix, req.Count, req.Status)
+		controlOK(w)
+	case path == "/list-entries":
+		var req struct {
+			Entries []json.RawMessage `json:"entries"`
+		}
+		if !want(http.MethodPost) || !decode(&req) {
+			return
+		}
+		raw := make([]string, len(req.Entries))
+		for i, e := range req.Entries {
+			raw[i] = string(e)
+		}
+		s.InjectListEntries(raw...)
+		controlOK(w)
 	case strings.HasPrefix(path, "/sessions/"):
 		if !want(http.MethodDelete) {
 			return
@@ -240,7 +274,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.ResetStats()
 		controlOK(w)
 	default:
-		names := []string{"script", "default-fault", "flaky", "api-key", "latency", "sessions", "stats", "reset-stats"}
+		names := []string{"script", "default-fault", "flaky", "api-key", "latency", "sessions", "generate", "list-entries", "stats", "reset-stats"}
 		sort.Strings(names)
 		controlFail(w, http.StatusNotFound, "unknown control endpoint %s; see GET /_fake/ (endpoints: %s)", r.URL.Path, strings.Join(names, ", "))
 	}

@@ -2,6 +2,7 @@ package wahafake_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +134,31 @@ func TestFaultJSON(t *testing.T) {
 	}
 	require.Equal(t, "503 retry-after 2s x3", wahafake.Fault{Status: 503, Times: 3, RetryAfter: 2 * time.Second}.String())
 	require.Equal(t, "reset forever", wahafake.Fault{Reset: true}.String())
+}
+
+// The listing controls: generated sessions and injected entries, as a shell
+// script sets them.
+func TestControlListing(t *testing.T) {
+	t.Parallel()
+	srv := wahafake.NewT(t, wahafake.Options{})
+	u := srv.URL()
+	ok := `{"ok":true}`
+	require.Equal(t, ok, call(t, "POST", u+"/_fake/generate", "", `{"prefix":"gen","count":3,"status":"WORKING"}`).body)
+	require.Equal(t, ok, call(t, "POST", u+"/_fake/list-entries", "", `{"entries":[42,{"name":"../etc","status":"WORKING"}]}`).body)
+	got := call(t, "GET", u+"/api/sessions", "", "")
+	require.Equal(t, 200, got.status)
+	require.JSONEq(t, `[42,{"name":"../etc","status":"WORKING"},
+		{"name":"gen-0000001","status":"WORKING","config":null,"me":null},
+		{"name":"gen-0000002","status":"WORKING","config":null,"me":null},
+		{"name":"gen-0000003","status":"WORKING","config":null,"me":null}]`, got.body)
+	require.Equal(t, 201, call(t, "POST", u+"/api/sessions/gen-0000002/logout", "", "").status)
+	got = call(t, "GET", u+"/api/sessions?all=true", "", "")
+	require.Contains(t, got.body, `{"name":"gen-0000002","status":"SCAN_QR_CODE","config":null,"me":null}`,
+		"a logged-out generated session is listed once, in its new status")
+	require.Equal(t, 1, strings.Count(got.body, "gen-0000002"))
+	require.Equal(t, 400, call(t, "POST", u+"/_fake/generate", "", `{"prefix":"a/b","count":3}`).status)
+	require.Equal(t, ok, call(t, "POST", u+"/_fake/generate", "", `{"prefix":"gen","count":0}`).body)
+	require.Equal(t, ok, call(t, "POST", u+"/_fake/list-entries", "", `{"entries":[]}`).body)
+	require.JSONEq(t, `[{"name":"default","status":"STOPPED","config":null,"me":null}, {"name":"gen-0000002","status":"SCAN_QR_CODE","config":null,"me":null}]`,
+		call(t, "GET", u+"/api/sessions?all=true", "", "").body, "touched generated sessions stay, stored")
 }

@@ -38,6 +38,12 @@
 // SetFlaky, SetDefaultFault) apply to logout calls only, before
 // authentication, like a proxy or a failing server in front of WAHA.
 //
+// Listings: GenerateSessions makes hundreds of thousands of sessions exist
+// without storing them (the listing writes them as it is sent, without an
+// ETag; a logout or GET of one stores it), and InjectListEntries puts
+// entries a real WAHA never sends (BadListEntries: not objects, null names,
+// "../etc", "a/b") at the start of every listing.
+//
 // The control API under /_fake/ (not part of WAHA, never needs the key) lets
 // shell scripts and other processes do the same; see GET /_fake/ and the
 // fakewaha command.

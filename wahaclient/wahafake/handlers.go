@@ -3,7 +3,6 @@ package wahafake
 import (
 	"crypto/subtle"
 	"net/http"
-	"sort"
 	"strings"
 )
 
@@ -97,22 +96,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.mu.Lock()
-	out := make([]wireSession, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		if s.opts.Core && sess.name != DefaultSession {
-			continue
-		}
-		if sess.status == StatusStopped && !all {
-			continue
-		}
-		// A real list carries no engine key, even for a running session;
-		// only GET of one session shows it.
-		out = append(out, wireSession{Name: sess.name, Status: sess.status, Config: nullJSON, Me: copyMe(sess.me)})
-	}
-	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	writeJSON(w, http.StatusOK, out)
+	s.listing(w, all)
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +112,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	sess, ok := s.sessions[name]
+	sess, ok := s.lookupLocked(name)
 	var ws wireSession
 	if ok {
 		ws = wireSession{Name: sess.name, Status: sess.status, Config: nullJSON, Me: copyMe(sess.me), Engine: engineOf(sess.status)}

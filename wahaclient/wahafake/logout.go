@@ -146,7 +146,7 @@ func (s *Server) logoutDeprecated(w *trackedWriter, r *http.Request) (string, in
 // statusCrashed when CrashOnConcurrentLogout drops this call.
 func (s *Server) doLogout(r *http.Request, name string, deleteAfter bool) (wireSession, int) {
 	s.mu.Lock()
-	sess, ok := s.sessions[name]
+	sess, ok := s.lookupLocked(name)
 	s.mu.Unlock()
 	if !ok {
 		return wireSession{}, http.StatusNotFound

@@ -98,6 +98,8 @@ type Server struct {
 	logouts      map[string]int // logouts in progress per session
 	concurrent   int            // logouts that overlapped another of their session
 	active       int            // requests of any kind being served, for Close
+	gen          generated      // GenerateSessions
+	injected     []string       // InjectListEntries
 	mux          http.Handler
 
 	lnMu   sync.Mutex

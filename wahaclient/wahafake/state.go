@@ -69,7 +69,7 @@ func (s *Server) RemoveSession(name string) {
 func (s *Server) Session(name string) (wahaclient.Session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, ok := s.sessions[name]
+	sess, ok := s.lookupLocked(name)
 	if !ok {
 		return wahaclient.Session{}, false
 	}

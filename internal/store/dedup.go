@@ -30,6 +30,9 @@ import (
 // planned run before it expires by itself (7 days).
 const ClaimSlack = 7 * 24 * time.Hour
 
+// claimSlackMs is ClaimSlack in ms, as Lua source.
+var claimSlackMs = strconv.FormatInt(ClaimSlack.Milliseconds(), 10)
+
 // claimLua holds claim_arm, shared by the scripts that take or keep a claim.
 //
 // claim_arm(key, at, now) makes the claim at key expire no earlier than
@@ -39,7 +42,7 @@ var claimLua = `
 local function claim_arm(key, at, now)
   now = tonumber(now)
   local from = math.max(tonumber(at) or now, now)
-  local want = from - now + ` + strconv.FormatInt(ClaimSlack.Milliseconds(), 10) + `
+  local want = from - now + ` + claimSlackMs + `
   local ttl = redis.call('PTTL', key)
   if ttl == -2 then return end
   if ttl == -1 or ttl < want then redis.call('PEXPIRE', key, want) end

@@ -55,7 +55,7 @@ import (
 // enqueueDeduplicated or enqueueRescheduled onto the returned live id, or
 // enqueueInBatch when that live task is of this very batch already; or
 // the error "BATCHCLOSED" (ErrBatchClosed) and writes nothing.
-var enqueueScript = redis.NewScript(batchLua + claimLua + `
+var enqueueScript = redis.NewScript(batchLua + `
 local n = (#KEYS - 5) / 3
 local state, list = 'pending', KEYS[1]
 if ARGV[2] ~= '0' then state, list = 'scheduled', KEYS[2] end
@@ -106,6 +106,9 @@ local function pull_forward(live, recKey)
 end
 local out, ids, created, made = {}, {}, 0, {}
 local listed = KEYS[3] .. ':seen' -- Keys.BatchListed
+-- a new claim's backstop expiry (dedup.go), the same for every task of the
+-- call: written with the claim itself, so taking it costs one command
+local claim_ms = math.max(tonumber(ARGV[6]) or tonumber(ARGV[4]), tonumber(ARGV[4])) - tonumber(ARGV[4]) + ` + claimSlackMs + `
 for j = 0, n - 1 do
   local recKey, dedup, id = KEYS[6 + 3*j], KEYS[7 + 3*j], ARGV[11 + 3*j]
   local dup, live = false, nil
@@ -123,7 +126,7 @@ for j = 0, n - 1 do
     end
   end
   -- claim the session; the reply is the previous holder, if any
-  if not dup then live = redis.call('SET', dedup, id, 'NX', 'GET') end
+  if not dup then live = redis.call('SET', dedup, id, 'NX', 'GET', 'PX', claim_ms) end
   if live then
     local st = redis.call('HGET', ARGV[7] .. live, 'state')
     if st and st ~= 'archived' and st ~= 'completed' then
@@ -140,11 +143,10 @@ for j = 0, n - 1 do
       out[#out + 1] = flag
       if ARGV[10] == '1' and flag ~= 3 then redis.call('HSET', listed, ARGV[13 + 3*j], 'd:' .. live) end
     else
-      redis.call('SET', dedup, id) -- a stale claim: the task is gone
+      redis.call('SET', dedup, id, 'PX', claim_ms) -- a stale claim: the task is gone
     end
   end
   if not dup then
-    claim_arm(dedup, ARGV[6], ARGV[4]) -- dedup.go: the claim's backstop expiry
     rec[ns + 1] = ARGV[13 + 3*j]
     if ARGV[10] == '1' then redis.call('HSET', listed, ARGV[13 + 3*j], id) end
     redis.call('HSET', recKey, unpack(rec))

@@ -14,7 +14,7 @@ const DefaultRecentBatches = 50
 
 // MaxRecentBatches is the largest limit RecentBatches takes: each WAHA
 // server's queue keeps its newest MaxRecentBatches batch ids.
-const MaxRecentBatches = store.RecentKeep
+const MaxRecentBatches = 1000
 
 // Batch is a bulk teardown's status, as GET /v1/batches/{id} and `wahaq batch
 // --json` return it. It is read from one Redis hash of counters that every

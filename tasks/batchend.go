@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
 
@@ -41,7 +42,7 @@ func (e *BatchError) Unwrap() error { return e.Err }
 // ErrBatchClosed is the cause of a BatchError when the batch was closed
 // while its producer was still filling it: the producer had stalled for
 // longer than its lease and the reconciler closed the batch.
-var ErrBatchClosed = store.ErrBatchClosed
+var ErrBatchClosed = base.ErrBatchClosed
 
 // interrupted closes a batch whose fill failed and builds its BatchError.
 // Redis may be failing: the steps get a few seconds of their own, but only

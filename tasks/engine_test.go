@@ -18,6 +18,7 @@ func TestPublicNamesMatchEngine(t *testing.T) {
 	require.Equal(t, store.DefaultNamespace, DefaultNamespace)
 	require.Equal(t, base.MaxInstanceNameLen, MaxInstanceNameLen)
 	require.Equal(t, base.MaxSessionNameLen, MaxSessionNameLen)
+	require.Equal(t, store.RecentKeep, MaxRecentBatches)
 	require.Len(t, AllStates, len(store.States))
 	for i, st := range AllStates {
 		require.Equal(t, store.States[i], string(st))

@@ -25,6 +25,11 @@ const TypeDiscover = "wahaq:discover"
 // tasks.ErrInvalidInput.
 var ErrInvalidInput = errors.New("invalid input")
 
+// ErrBatchClosed: a batch takes no more tasks (it was closed, by its
+// producer or as abandoned). The engine returns it; tasks exports it as
+// tasks.ErrBatchClosed.
+var ErrBatchClosed = errors.New("batch is closed")
+
 // ErrNotFound is returned for an unknown task or batch id. tasks exports it.
 var ErrNotFound = errors.New("not found")
 

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -193,7 +192,7 @@ const (
 // ErrBatchClosed is returned by Enqueue for a batch that takes no more
 // tasks: it was closed, e.g. by the reconciler after its producer's lease
 // ended. Nothing of that call was written.
-var ErrBatchClosed = errors.New("batch is closed")
+var ErrBatchClosed = base.ErrBatchClosed
 
 // enqueueGroup is how many tasks one enqueue script call creates.
 const enqueueGroup = 100

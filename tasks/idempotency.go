@@ -57,7 +57,8 @@ type Answer struct {
 // another request, ErrIdempotencyMismatch. A batch that do enqueues with
 // EnqueueBatch gets the id IdempotentBatchID derives from (scope, key,
 // request), so a retry of a failed request resumes the batch its first try
-// started instead of starting another. do runs with a context that the
+// started instead of starting another (so do enqueues one batch at most:
+// a second EnqueueBatch in the same call names the same batch). do runs with a context that the
 // caller's cancellation does not stop, so a client that times out cannot
 // leave a half-done request behind. An answer with Status ≥ 500, or an
 // error from do, is not kept: a retry runs again.

@@ -129,3 +129,49 @@ func TestCreateOrResumeBatch(t *testing.T) {
 		require.Error(t, err)
 	})
 }
+
+// TestResumedBatchPostsOneCallback: a batch that read done while
+// interrupted (its one task dead) had its callback enqueued; resumed and
+// done again, it enqueues no second delivery.
+func TestResumedBatchPostsOneCallback(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	bid := base.NewID()
+	pay := func(s string) base.Payload {
+		return base.Payload{Instance: "default", Session: s, BatchID: bid, MaxRetries: 3}
+	}
+	require.NoError(t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+	require.NoError(t, f.st.SetBatchCallback(f.ctx, "default", bid, "http://127.0.0.1:9/hook"))
+	res, err := f.st.Enqueue(f.ctx, []store.NewTask{{Instance: "default", Session: "a", BatchID: bid, MaxRetries: 3}})
+	require.NoError(t, err)
+	require.NoError(t, f.st.CloseInterrupted(f.ctx, "default", bid, "interrupted: OOM", time.Hour))
+	f.kill(res[0].ID, pay("a"), "unauthorized")
+	first := f.hash(f.k.Batch(bid))[store.FieldCallbackID]
+	require.NotEmpty(t, first, "the done batch's callback was enqueued")
+	require.Equal(t, []string{first}, f.list(f.k.Pending()))
+
+	got, err := f.st.CreateOrResumeBatch(f.ctx, "default", bid, time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, store.BatchResumed, got)
+	filled, err := f.st.ResumeFill(f.ctx, "default", bid, []string{"a", "b"}, true, time.Time{}, 3, time.Minute, time.Hour, "")
+	require.NoError(t, err)
+	require.Equal(t, store.Filled{Total: 1, Requested: 2, InBatch: 1}, filled)
+	b, err := f.st.GetBatch(f.ctx, []string{"default"}, bid)
+	require.NoError(t, err)
+	require.False(t, b.Done, "not done while b waits")
+
+	var bID string
+	for _, id := range f.list(f.k.BatchTasks(bid)) {
+		if id != res[0].ID {
+			bID = id
+		}
+	}
+	f.kill(bID, pay("b"), "unauthorized")
+	b, err = f.st.GetBatch(f.ctx, []string{"default"}, bid)
+	require.NoError(t, err)
+	require.True(t, b.Done, "done once b is final")
+	require.EqualValues(t, 2, b.Total)
+	require.Positive(t, f.ttl(f.k.Batch(bid)), "expiring again")
+	require.Equal(t, first, f.hash(f.k.Batch(bid))[store.FieldCallbackID], "the same delivery")
+	require.Equal(t, []string{first}, f.list(f.k.Pending()), "no second delivery enqueued")
+}

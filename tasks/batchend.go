@@ -111,3 +111,46 @@ func getBatchClosingAbandoned(ctx context.Context, st *store.Store, cfg Config, 
 	}
 	return st.GetBatch(ctx, []string{b.Instance}, id)
 }
+
+// resumeBatch is enqueueBatch for a batch id derived from an idempotency
+// key: a batch of that id that a first try left interrupted (or open) is
+// reopened and filled with the sessions it does not hold yet, and the
+// answer counts the tasks it already held as part of it; one that was
+// closed with all its tasks is answered as it is. Either way the answer
+// names the first batch with its total as Redis counts it.
+func (p *Producer) resumeBatch(ctx context.Context, instance, id string, r BatchRequest, at time.Time, tp string) (*BatchInfo, error) {
+	code, err := p.store.CreateOrResumeBatch(ctx, instance, id, at)
+	if err != nil {
+		return nil, err
+	}
+	if code == store.BatchFinished {
+		b, err := p.store.GetBatch(ctx, []string{instance}, id)
+		if err != nil {
+			return nil, err
+		}
+		return &BatchInfo{BatchID: id, Total: b.Total, Requested: len(r.Sessions), Deduplicated: int(b.Deduplicated)}, nil
+	}
+	if r.CallbackURL != "" {
+		if err := p.store.SetBatchCallback(ctx, instance, id, r.CallbackURL); err != nil {
+			return nil, p.interrupted(ctx, instance, id, 0, err)
+		}
+	}
+	if r.OnCreated != nil {
+		r.OnCreated(id)
+	}
+	f, err := p.store.ResumeFill(ctx, instance, id, r.Sessions, code == store.BatchResumed, at, p.cfg.MaxRetries, p.cfg.TaskTimeout,
+		p.cfg.ResultTTL, tp)
+	p.enqueued(instance, int(f.Total))
+	if err != nil {
+		return nil, p.interrupted(ctx, instance, id, f.Total+int64(f.InBatch), err)
+	}
+	total := f.Total
+	if code == store.BatchResumed {
+		b, err := p.store.GetBatch(ctx, []string{instance}, id)
+		if err != nil {
+			return nil, err
+		}
+		total = b.Total
+	}
+	return &BatchInfo{BatchID: id, Total: total, Requested: f.Requested, Deduplicated: f.Deduplicated}, nil
+}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/wahaq/wahaq/internal/store"
 )
 
@@ -52,7 +54,11 @@ type Answer struct {
 // separates callers (the API uses a hash of the bearer token, never the
 // token); request is the request's bytes, compared by SHA-256. A repeat
 // with the same request returns the stored answer and replayed true; with
-// another request, ErrIdempotencyMismatch. do runs with a context that the
+// another request, ErrIdempotencyMismatch. A batch that do enqueues with
+// EnqueueBatch gets the id IdempotentBatchID derives from (scope, key,
+// request), so a retry of a failed request resumes the batch its first try
+// started instead of starting another (so do enqueues one batch at most:
+// a second EnqueueBatch in the same call names the same batch). do runs with a context that the
 // caller's cancellation does not stop, so a client that times out cannot
 // leave a half-done request behind. An answer with Status ≥ 500, or an
 // error from do, is not kept: a retry runs again.
@@ -102,7 +108,7 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 		}
 		break
 	}
-	a, err = do(wctx)
+	a, err = do(withIdempotentBatch(wctx, idempotentBatchID(scope, key, fp)))
 	if err != nil || a.Status >= 500 {
 		// Released in the background, with time of its own: the failure
 		// is answered now, and a Redis that just froze or fell over can
@@ -119,4 +125,39 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 		return a, false, err
 	}
 	return a, false, nil
+}
+
+// idemBatchKey is the context key of the batch id an idempotent call's
+// EnqueueBatch uses.
+type idemBatchKey struct{}
+
+func withIdempotentBatch(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, idemBatchKey{}, id)
+}
+
+// idempotentBatch returns the batch id given by Idempotent, if any.
+func idempotentBatch(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(idemBatchKey{}).(string)
+	return id, ok && id != ""
+}
+
+// IdempotentBatchID is the id of the batch that an idempotent batch request
+// (Idempotent's scope, key and request) creates: the first 16 bytes of
+// SHA-256 over "wahaq batch", scope, key and the request's SHA-256 (hex),
+// NUL-separated, written as a UUID of version 8 (RFC 9562's custom
+// version), so it is a valid batch id. A retry with the same key and
+// request names the same batch, and resumes it (Producer.EnqueueBatch);
+// another token (scope) or another body names another one.
+func IdempotentBatchID(scope, key string, request []byte) string {
+	sum := sha256.Sum256(request)
+	return idempotentBatchID(scope, key, hex.EncodeToString(sum[:]))
+}
+
+func idempotentBatchID(scope, key, fp string) string {
+	h := sha256.Sum256([]byte("wahaq batch\x00" + scope + "\x00" + key + "\x00" + fp))
+	var u uuid.UUID
+	copy(u[:], h[:16])
+	u[6] = u[6]&0x0f | 0x80 // version 8
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	return u.String()
 }

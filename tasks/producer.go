@@ -309,6 +309,11 @@ type BatchInfo struct {
 // request and enqueues nothing. Once the batch exists, a failure part way
 // is a *BatchError naming the batch and how many logouts it holds; the batch
 // is closed with those and reads done once they are final.
+//
+// Called inside Idempotent, the batch id is IdempotentBatchID's, and a
+// batch of that id that exists is resumed (see resumeBatch): a retry of a
+// request whose first try was interrupted answers that first batch, with
+// its true total, and fills it with what the first try did not enqueue.
 func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo, error) {
 	instance, err := p.checkInstance(r.Instance)
 	if err != nil {
@@ -332,9 +337,17 @@ func (p *Producer) EnqueueBatch(ctx context.Context, r BatchRequest) (*BatchInfo
 	if err != nil {
 		return nil, err
 	}
-	id := base.NewID()
+	id, resumable := idempotentBatch(ctx)
+	if !resumable {
+		id = base.NewID()
+	}
 	ctx, span, tp := startEnqueueBatch(ctx, "wahaq.enqueue_batch", instance, id, len(r.Sessions))
-	info, err := p.enqueueBatch(ctx, instance, id, r, at, tp)
+	var info *BatchInfo
+	if resumable {
+		info, err = p.resumeBatch(ctx, instance, id, r, at, tp)
+	} else {
+		info, err = p.enqueueBatch(ctx, instance, id, r, at, tp)
+	}
 	if info != nil && span.IsRecording() {
 		span.SetAttributes(attribute.Int64("total", info.Total), attribute.Int("deduplicated", info.Deduplicated))
 	}

@@ -57,7 +57,10 @@ the workers' reconciler within seconds.
 
 --idempotency-key K makes a rerun safe (a job run again after a timeout):
 the same key with the same flags and sessions within 24 hours prints the first
-run's batch again (and --wait follows it) instead of making another batch. No
+run's batch again (and --wait follows it) instead of making another batch; a
+rerun after a run that failed or was interrupted part way resumes that run's
+batch: it enqueues the sessions the batch does not hold yet and prints the
+batch with its whole total. No
 key is made up when none is given: pass one that stays the same across the
 reruns, such as the job's run id.
 

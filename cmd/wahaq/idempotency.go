@@ -41,20 +41,28 @@ func addIdempotencyFlag(cmd *cobra.Command, key *string) {
 // do runs with the command's context, not one detached from it as the API
 // does for a client that may hang up: here the caller is the one doing the
 // work, so an interrupt (Ctrl-C) stops it, and an interrupted or failed run
-// keeps nothing, so its rerun runs again.
+// keeps nothing, so its rerun runs again. A rerun of an interrupted `bulk`
+// resumes the batch of the first run (same id, tasks.IdempotentBatchID)
+// instead of starting another.
 func idempotent[T any](ctx context.Context, cmd *cobra.Command, p *tasks.Producer, key string, request any, do func(context.Context) (T, error)) (T, bool, error) {
 	var zero T
 	if key == "" {
 		v, err := do(ctx)
 		return v, false, err
 	}
-	req, err := json.Marshal(map[string]any{"command": cmd.CommandPath(), "request": request})
+	req, err := cliRequest(cmd.CommandPath(), request)
 	if err != nil {
 		return zero, false, err
 	}
 	var first T
-	a, replayed, err := p.Idempotent(ctx, cliScope, key, req, func(context.Context) (tasks.Answer, error) {
-		v, err := do(ctx)
+	a, replayed, err := p.Idempotent(ctx, cliScope, key, req, func(ictx context.Context) (tasks.Answer, error) {
+		// ictx carries what Idempotent gives the call (the batch id a
+		// rerun resumes) but is detached from the command; stopping it
+		// with the command keeps Ctrl-C working.
+		dctx, cancel := context.WithCancel(ictx)
+		defer cancel()
+		defer context.AfterFunc(ctx, cancel)()
+		v, err := do(dctx)
 		if err != nil {
 			return tasks.Answer{}, err
 		}
@@ -81,4 +89,10 @@ func idempotent[T any](ctx context.Context, cmd *cobra.Command, p *tasks.Produce
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "note: --idempotency-key %q was used before; printing the first answer\n", key)
 	return v, true, nil
+}
+
+// cliRequest is the request of an invocation as Idempotent compares it:
+// the command's path and its flags as given.
+func cliRequest(command string, request any) ([]byte, error) {
+	return json.Marshal(map[string]any{"command": command, "request": request})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
@@ -149,6 +150,15 @@ func TestFrozenRedis(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, 3, n, "its total is true")
 			}
+			// The retry resumed the first batch: it answers that batch,
+			// holding every session, none deduplicated.
+			require.Contains(t, batches, got.BatchID, "the retry answers the batch that holds the tasks")
+			if fb.BatchID != "" {
+				require.Equal(t, fb.BatchID, got.BatchID, "the retry answers the first batch")
+			}
+			require.EqualValues(t, 3, got.Total, "its total is the number of sessions")
+			require.Zero(t, got.Deduplicated)
+			frozenRunBatch(t, e, got.BatchID, recs)
 		}},
 	}
 	for _, tc := range cases {
@@ -253,4 +263,34 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// frozenRunBatch checks that the batch reads done only once its tasks have
+// run: it finishes them one by one as a worker would (start, then complete).
+func frozenRunBatch(t *testing.T, e *env, bid string, recs map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	st := store.New(e.rdb, store.Options{Namespace: "frozen"})
+	read := func() tasks.Batch {
+		w := e.do("GET", "/v1/batches/"+bid, "")
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		return decodeJSON[tasks.Batch](t, w)
+	}
+	b := read()
+	require.False(t, b.Done, "not done while its tasks wait")
+	require.False(t, b.Interrupted, "the resumed batch is no longer interrupted")
+	require.EqualValues(t, 3, b.Total)
+	left := len(recs)
+	for id, batch := range recs {
+		require.Equal(t, bid, batch)
+		p := base.Payload{Instance: "default", Session: e.rdb.HGet(ctx, store.KeysFor("frozen", "default").Record(id), store.FieldSession).Val(),
+			BatchID: bid, MaxRetries: 3}
+		ok, err := st.Start(ctx, id, p, 1, 0, time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.NoError(t, st.Finish(ctx, id, p, store.Finish{State: store.StateCompleted, Outcome: string(tasks.OutcomeLoggedOut), ResultTTL: time.Hour}))
+		left--
+		require.Equal(t, left == 0, read().Done, "done only after its last task (%d left)", left)
+	}
+	require.EqualValues(t, 3, read().Outcomes[tasks.OutcomeLoggedOut])
 }

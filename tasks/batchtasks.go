@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/wahaq/wahaq/internal/store"
 )
 
 // Paging limits of Inspector.BatchTasks (and GET /v1/batches/{id}/tasks).
@@ -159,34 +161,13 @@ func (i *Inspector) DeadLettersOfBatch(ctx context.Context, instance, batchID st
 	if err != nil {
 		return nil, err
 	}
-	if offset < 0 {
-		return nil, fmt.Errorf("%w: offset is negative", ErrInvalidInput)
-	}
-	page := &DeadLetterPage{Tasks: []*Task{}, NextOffset: -1}
-	pos := int64(0) // offset of the current instance's first match
-	for _, in := range insts {
+	return pageDeadLetters(insts, offset, limit, func(in string) (deadLetterSource, error) {
 		ids, err := i.store.DeadLetterIDsOfBatch(ctx, in, batchID)
-		if err != nil {
-			return nil, err
-		}
 		n := int64(len(ids))
-		page.Total += n
-		if want := limit - int64(len(page.Tasks)); want > 0 && offset < pos+n {
-			from := max(offset-pos, 0)
-			rs, err := i.store.DeadLetterRecords(ctx, in, ids[from:min(from+want, n)])
-			if err != nil {
-				return nil, err
-			}
-			for _, r := range rs {
-				page.Tasks = append(page.Tasks, newTask(r))
-			}
-		}
-		pos += n
-	}
-	if next := offset + int64(len(page.Tasks)); next < page.Total {
-		page.NextOffset = next
-	}
-	return page, nil
+		return deadLetterSource{n: n, read: func(from, want int64) ([]*store.Record, error) {
+			return i.store.DeadLetterRecords(ctx, in, ids[from:min(from+want, n)])
+		}}, err
+	})
 }
 
 func truncateRunes(s string, n int) string {

@@ -72,21 +72,38 @@ func (i *Inspector) DeadLetters(ctx context.Context, instance string, offset, li
 	if err != nil {
 		return nil, err
 	}
+	return pageDeadLetters(insts, offset, limit, func(in string) (deadLetterSource, error) {
+		n, err := i.store.CountDeadLetters(ctx, in)
+		return deadLetterSource{n: n, read: func(from, want int64) ([]*store.Record, error) {
+			rs, _, err := i.store.DeadLetters(ctx, in, from, want)
+			return rs, err
+		}}, err
+	})
+}
+
+// deadLetterSource is one instance's share of a dead-letter listing: how
+// many entries it has and how to read some of them.
+type deadLetterSource struct {
+	n    int64
+	read func(from, want int64) ([]*store.Record, error)
+}
+
+// pageDeadLetters cuts the page [offset, offset+limit) out of the
+// instances' dead letters laid end to end, reading only what falls in it.
+func pageDeadLetters(insts []string, offset, limit int64, source func(in string) (deadLetterSource, error)) (*DeadLetterPage, error) {
 	if offset < 0 {
 		return nil, fmt.Errorf("%w: offset is negative", ErrInvalidInput)
 	}
 	page := &DeadLetterPage{Tasks: []*Task{}, NextOffset: -1}
 	pos := int64(0) // offset of the current instance's first entry
 	for _, in := range insts {
-		n, err := i.store.CountDeadLetters(ctx, in)
+		src, err := source(in)
 		if err != nil {
 			return nil, err
 		}
-		page.Total += n
-		want := limit - int64(len(page.Tasks))
-		if want > 0 && offset < pos+n {
-			from := max(offset-pos, 0)
-			rs, _, err := i.store.DeadLetters(ctx, in, from, want)
+		page.Total += src.n
+		if want := limit - int64(len(page.Tasks)); want > 0 && offset < pos+src.n {
+			rs, err := src.read(max(offset-pos, 0), want)
 			if err != nil {
 				return nil, err
 			}
@@ -94,7 +111,7 @@ func (i *Inspector) DeadLetters(ctx context.Context, instance string, offset, li
 				page.Tasks = append(page.Tasks, newTask(r))
 			}
 		}
-		pos += n
+		pos += src.n
 	}
 	if next := offset + int64(len(page.Tasks)); next < page.Total {
 		page.NextOffset = next

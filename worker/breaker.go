@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/wahaclient"
 )
 
@@ -53,8 +55,10 @@ type breaker struct {
 	openUntil atomic.Int64
 }
 
-func (w *Worker) newBreaker(instance string) *breaker {
+// newBreaker returns instance's breaker; callTimeout bounds its trial call.
+func (w *Worker) newBreaker(instance string, callTimeout time.Duration) *breaker {
 	b := &breaker{}
+	rep := &circuitReporter{w: w, instance: instance}
 	gauge := w.metrics.CircuitState.WithLabelValues(instance)
 	gauge.Set(circuitClosed)
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
@@ -71,15 +75,62 @@ func (w *Worker) newBreaker(instance string) *breaker {
 			case gobreaker.StateOpen:
 				b.openUntil.Store(time.Now().Add(BreakerOpen).UnixNano())
 				gauge.Set(circuitOpen)
+				// Reports are on the Store's clock, which trims them.
+				rep.report(store.CircuitOpen, w.cfg.Now().Add(BreakerOpen))
 			case gobreaker.StateHalfOpen:
 				gauge.Set(circuitHalfOpen)
+				// The trial call ends within the call timeout (BreakerOpen
+				// more for the wait on the rate limit or a slot); a report
+				// that outlives it without a new one is stale.
+				rep.report(store.CircuitHalfOpen, w.cfg.Now().Add(callTimeout+BreakerOpen))
 			default:
 				gauge.Set(circuitClosed)
+				rep.report(store.CircuitClosed, time.Time{})
 			}
 			w.log.Warn().Str("instance", name).Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker changed state")
 		},
 	})
 	return b
+}
+
+// circuitReportTimeout bounds one write of a breaker's state to Redis.
+const circuitReportTimeout = 2 * time.Second
+
+// circuitReporter writes one breaker's state changes into Redis
+// (store.ReportCircuit) for processes without the breaker, the console's.
+// gobreaker calls OnStateChange holding its lock, so the write runs in a
+// goroutine; each goroutine writes the latest state under mu, so writes
+// that run out of order still leave the last change in Redis. A failed
+// write is logged at debug and changes nothing else: the report is advice
+// for operators, the breaker itself is local.
+type circuitReporter struct {
+	w        *Worker
+	instance string
+
+	latest atomic.Pointer[circuitChange]
+	mu     sync.Mutex // serializes writes
+}
+
+// circuitChange is a breaker state and when the report of it ends.
+type circuitChange struct {
+	state store.CircuitState
+	until time.Time
+}
+
+func (r *circuitReporter) report(st store.CircuitState, until time.Time) {
+	r.latest.Store(&circuitChange{state: st, until: until})
+	r.w.reports.Add(1)
+	go func() {
+		defer r.w.reports.Done()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		c := r.latest.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), circuitReportTimeout)
+		defer cancel()
+		if err := r.w.store.ReportCircuit(ctx, r.instance, r.w.id, c.state, c.until); err != nil {
+			r.w.log.Debug().Err(err).Str("instance", r.instance).Msg("could not report the circuit breaker's state")
+		}
+	}()
 }
 
 // breakerFailure reports whether err says the server is unwell: a timeout,

@@ -88,3 +88,39 @@ func TestCircuitBreaker(t *testing.T) {
 		})
 	}
 }
+
+// TestCircuitReported: a breaker's state changes reach Redis, so an
+// Inspector in another process (the console's) reads the server's circuit
+// open while WAHA answers 503 and closed once it recovers.
+func TestCircuitReported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := wahaqtest.Start(t, wahaqtest.Options{
+		Worker: func(cfg *worker.Config) {
+			cfg.InstanceConcurrency = 1
+			cfg.RetryBase, cfg.RetryMax = 100*time.Millisecond, 200*time.Millisecond
+		},
+	})
+	circuit := func() tasks.Circuit {
+		cs, err := env.Inspector.Circuits(ctx, "")
+		require.NoError(t, err)
+		return cs[env.Instance]
+	}
+	require.Equal(t, tasks.Circuit{State: tasks.CircuitClosed}, circuit(), "no worker reports before a failure")
+	env.Fake.SetDefaultFault(&wahafake.Fault{Status: http.StatusServiceUnavailable})
+	names := env.Fake.AddSessions("cr", 8, wahafake.StatusWorking)
+	info, err := env.Producer.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: names})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return circuit().State == tasks.CircuitOpen }, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, tasks.Circuit{State: tasks.CircuitOpen, Open: 1}, circuit(), "one worker holds it open")
+
+	env.Fake.SetDefaultFault(nil)
+	// The handed-back tasks return after BreakerOpen; the trial call
+	// succeeds and the breaker closes.
+	b := env.WaitBatch(t, info.BatchID, 30*time.Second)
+	require.EqualValues(t, len(names), b.Counts[tasks.StateCompleted])
+	require.Eventually(t, func() bool { return circuit() == tasks.Circuit{State: tasks.CircuitClosed} }, 5*time.Second, 10*time.Millisecond)
+
+	_, err = env.Inspector.Circuits(ctx, "nope")
+	require.ErrorIs(t, err, tasks.ErrUnknownInstance)
+}

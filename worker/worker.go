@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/url"
 	"strings"
@@ -62,6 +63,11 @@ type Worker struct {
 	started     bool
 	stopRenewal context.CancelFunc
 	renewDone   chan struct{}
+	// id names this Worker in Redis reports (its breakers' states).
+	id string
+	// reports are the breaker-state writes in flight; Shutdown waits for
+	// them.
+	reports sync.WaitGroup
 	// stopping is set once Shutdown begins: a canceled attempt then is the
 	// shutdown's, not an operator's.
 	stopping atomic.Bool
@@ -81,6 +87,7 @@ func New(cfg Config) (*Worker, error) {
 		metrics:   metrics.New(cfg.Registerer),
 		log:       *cfg.Logger,
 		force:     make(chan struct{}),
+		id:        rand.Text(),
 	}
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}
@@ -102,7 +109,7 @@ func New(cfg Config) (*Worker, error) {
 		k := w.store.Keys(in.Name)
 		q := k.Queue
 		w.instances[in.Name] = &instance{name: in.Name, client: c, capacity: capacity,
-			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name)}
+			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name, timeout)}
 		names = append(names, in.Name)
 		// Equal weights: asynq picks queues at random by weight, so one
 		// server's 50,000-session teardown cannot starve another's logouts.
@@ -260,6 +267,9 @@ wait:
 	w.stopRenewal()
 	<-w.renewDone
 	w.releaseHeld()
+	// No handler runs now, so no breaker changes state: the last reports
+	// are in Redis when Shutdown returns.
+	w.reports.Wait()
 	w.started = false
 	w.log.Info().Msg("worker stopped")
 }

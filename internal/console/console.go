@@ -111,7 +111,8 @@ type Config struct {
 	// SessionTTL is how long a session lasts. Defaults to DefaultSessionTTL.
 	SessionTTL time.Duration
 	// Circuit reports a server's circuit-breaker state. Defaults to nil:
-	// every server shows CircuitUnknown (wahaq has no breaker yet).
+	// the state the workers report in Redis, read through
+	// Inspector.Circuits (tasks.Inspector.Circuits) once per overview.
 	Circuit func(ctx context.Context, instance string) CircuitState
 	// Logger receives sign-ins, refusals, actions and errors. Defaults to
 	// no logging.

@@ -18,6 +18,7 @@ import (
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/wahaqtest"
+	"github.com/wahaq/wahaq/worker"
 )
 
 const token = "console-test-token"
@@ -407,4 +408,40 @@ func TestBatchPageShowsSkipped(t *testing.T) {
 	require.Contains(t, body, "<dt>Skipped: bad_name</dt><dd>2</dd>")
 	require.Contains(t, body, "<dt>Skipped: not_object</dt><dd>2</dd>")
 	require.Contains(t, body, "<dt>Skipped: bad_status</dt><dd>1</dd>")
+}
+
+// TestOverviewShowsCircuit: the overview shows the circuit state the
+// workers report in Redis (no Config.Circuit, as `wahaq serve` builds it):
+// open while the server answers 503, closed once it recovers.
+func TestOverviewShowsCircuit(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{Worker: func(cfg *worker.Config) {
+		cfg.InstanceConcurrency = 1
+		cfg.RetryBase, cfg.RetryMax = 100*time.Millisecond, 200*time.Millisecond
+	}})
+	srv := serve(t, env, nil)
+	c := client(t)
+	_, _ = signIn(t, c, srv.URL, token, nil)
+	pill := `data-f="` + env.Instance + `.circuit">`
+	_, body := get(t, c, srv.URL+"/ui/")
+	require.Contains(t, body, pill+"closed<", "no worker reports: closed")
+
+	env.Fake.SetDefaultFault(&wahafake.Fault{Status: http.StatusServiceUnavailable})
+	names := env.Fake.AddSessions("oc", 8, wahafake.StatusWorking)
+	info, err := env.Producer.EnqueueBatch(context.Background(), tasks.BatchRequest{Sessions: names})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, body = get(t, c, srv.URL+"/ui/")
+		return strings.Contains(body, pill+"open<")
+	}, 20*time.Second, 20*time.Millisecond, "the overview shows the breaker open")
+	require.Contains(t, body, `data-f="`+env.Instance+`.circuitn">on 1 worker<`)
+	_, live := get(t, c, srv.URL+"/ui/live/overview")
+	require.Contains(t, live, `"`+env.Instance+`.circuit":`)
+
+	env.Fake.SetDefaultFault(nil)
+	env.WaitBatch(t, info.BatchID, 30*time.Second)
+	require.Eventually(t, func() bool {
+		_, body = get(t, c, srv.URL+"/ui/live/overview")
+		return strings.Contains(body, `"`+env.Instance+`.circuit":"closed"`)
+	}, 5*time.Second, 20*time.Millisecond, "closed after recovery")
 }

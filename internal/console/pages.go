@@ -29,6 +29,7 @@ func (c *Console) overviewLive(w http.ResponseWriter, r *http.Request, _ session
 		l.F[f.Name+".oldest"] = fmtDur(f.OldestPending)
 		l.F[f.Name+".rate"] = fmtRate(f.AttemptsPerMin)
 		l.F[f.Name+".circuit"] = string(f.Circuit)
+		l.F[f.Name+".circuitn"] = f.CircuitNote
 		l.F[f.Name+".err"] = f.Err
 	}
 	c.writeLive(w, l)

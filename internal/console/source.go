@@ -35,8 +35,9 @@ const scanPage = 1000
 // CircuitState is the state of a WAHA server's circuit breaker.
 type CircuitState string
 
-// Circuit states. CircuitUnknown is what the console shows while no breaker
-// reports (Config.Circuit is nil).
+// Circuit states. CircuitUnknown is what the console shows when the state
+// cannot be read (Redis failed, or the server is not one of the
+// Inspector's instances).
 const (
 	CircuitClosed   CircuitState = "closed"
 	CircuitOpen     CircuitState = "open"
@@ -59,7 +60,10 @@ type ServerFigures struct {
 	// minute; negative while unknown (fewer than two samples).
 	AttemptsPerMin float64
 	Circuit        CircuitState
-	DeadLetters    int64
+	// CircuitNote says how many workers hold the breaker open or
+	// half-open ("on 2 workers"); "" when closed or unknown.
+	CircuitNote string
+	DeadLetters int64
 	// OldestPending is the age of the oldest pending task (asynq's latency).
 	OldestPending time.Duration
 	// Err says what could not be read, if anything.
@@ -91,11 +95,18 @@ func (s *source) queue(instance string) string { return s.ns + ":" + instance }
 // overview reads every server's figures.
 func (s *source) overview(ctx context.Context) []ServerFigures {
 	out := make([]ServerFigures, 0, len(s.servers))
+	var circuits map[string]tasks.Circuit
+	if s.circuit == nil {
+		// Every server's in one round trip; on an error each reads unknown.
+		circuits, _ = s.insp.Circuits(ctx, "")
+	}
 	for _, srv := range s.servers {
 		f := ServerFigures{Name: srv.Name, Cap: srv.Cap, Rate: srv.Rate, Counts: map[tasks.State]int{},
 			AttemptsPerMin: -1, Circuit: CircuitUnknown}
 		if s.circuit != nil {
 			f.Circuit = s.circuit(ctx, srv.Name)
+		} else if c, ok := circuits[srv.Name]; ok {
+			f.Circuit, f.CircuitNote = circuitFigures(c)
 		}
 		info, err := s.aq.GetQueueInfo(s.queue(srv.Name))
 		switch {
@@ -120,6 +131,27 @@ func (s *source) overview(ctx context.Context) []ServerFigures {
 		out = append(out, f)
 	}
 	return out
+}
+
+// circuitFigures is the state and note the overview shows for c.
+func circuitFigures(c tasks.Circuit) (CircuitState, string) {
+	n := 0
+	st := CircuitUnknown
+	switch c.State {
+	case tasks.CircuitClosed:
+		return CircuitClosed, ""
+	case tasks.CircuitOpen:
+		st, n = CircuitOpen, c.Open
+	case tasks.CircuitHalfOpen:
+		st, n = CircuitHalfOpen, c.HalfOpen
+	}
+	switch {
+	case n == 1:
+		return st, "on 1 worker"
+	case n > 1:
+		return st, fmt.Sprintf("on %d workers", n)
+	}
+	return st, ""
 }
 
 // rate records a sample of the processed counter and returns the attempts

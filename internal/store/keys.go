@@ -22,6 +22,7 @@ import (
 //	wahaq:{<queue>}:dlq                    dead letters (zset, score = time of death, ms)
 //	wahaq:{<queue>}:slots                  concurrency slots (zset, score = lease end, ms)
 //	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
+//	wahaq:{<queue>}:circuit                workers' open/half-open breakers (zset "o:<worker>"/"h:<worker>", score = report end, ms; circuit.go)
 //	wahaq:{<queue>}:cron:<schedule>:<unix> claim of one schedule tick
 //	asynq:{<queue>}:paused                 asynq's pause; wahaq's gate when its value is GateMarker (gate.go)
 //	wahaq:{<queue>}:done                   shard channel: "t:<id>"/"b:<id>" when a task is final, a batch done
@@ -81,6 +82,10 @@ func (k Keys) Slots() string { return k.prefix + "slots" }
 // announce a final task ("t:<id>") or a done batch ("b:<id>") to
 // long-poll waiters. It hashes to the queue's slot like every key here.
 func (k Keys) Done() string { return k.prefix + "done" }
+
+// Circuit is the set of the workers whose breaker of the instance is open
+// or half-open. See circuit.go.
+func (k Keys) Circuit() string { return k.prefix + "circuit" }
 
 // Rate is the instance's rate limiter key (redis_rate).
 func (k Keys) Rate() string { return k.prefix + "rate" }

@@ -89,6 +89,9 @@ func printTaskPage(w io.Writer, page *tasks.TaskPage) error {
 		}
 	}
 	msg := fmt.Sprintf("%d tasks", len(page.Tasks))
+	if len(page.Tasks) == 1 {
+		msg = "1 task"
+	}
 	if len(page.Tasks) == 0 {
 		msg = "no tasks match"
 		if page.NextCursor != "" {

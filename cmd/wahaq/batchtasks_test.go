@@ -42,7 +42,7 @@ func TestCLIBatchTasks(t *testing.T) {
 	assert.Regexp(t, `(?m)^ID\s+SESSION\s+STATE\s+OUTCOME`, r.stdout)
 	assert.Regexp(t, `(?m)^`+ids[1]+`\s+cb-dead\s+dead\s+auth_failed\s+1\s+\S+\s+WAHA answered 401$`, r.stdout)
 	assert.NotContains(t, r.stdout, "cb-ok")
-	assert.True(t, strings.HasSuffix(r.stdout, "1 tasks\n"), r.stdout)
+	assert.True(t, strings.HasSuffix(r.stdout, "1 task\n"), r.stdout)
 
 	r = c.ok("batch", "tasks", bid, "--limit", "2")
 	assert.Contains(t, r.stdout, "cb-ok")

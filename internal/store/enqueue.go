@@ -125,7 +125,9 @@ for j = 0, n - 1 do
     end
   end
   -- claim the session; the reply is the previous holder, if any
-  if not dup then live = redis.call('SET', dedup, id, 'NX', 'GET', 'PX', claim_ms) end
+  -- (SET NX, then GET only when it failed: most tasks of a bulk are new,
+  -- and SET's GET option costs every one of them)
+  if not dup and not redis.call('SET', dedup, id, 'NX', 'PX', claim_ms) then live = redis.call('GET', dedup) end
   if live then
     local st = redis.call('HGET', ARGV[7] .. live, 'state')
     if st and st ~= 'archived' and st ~= 'completed' then

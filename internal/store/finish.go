@@ -39,26 +39,36 @@ gate_open(KEYS[10])
 -- fin from it (attemptlog.go, derived fields)
 local logged = ARGV[15] ~= '' and attempt_log(KEYS[2], ARGV[15], ARGV[4])
 -- end attempt history
-local old = redis.call('HGET', KEYS[2], 'state')
--- set only when the task was already final: the same Finish applied twice
--- (its reply lost in a Redis crash, then sent again) must count once
-local oldOutcome = redis.call('HGET', KEYS[2], 'outcome')
+-- oldOutcome is set only when the task was already final: the same Finish
+-- applied twice (its reply lost in a Redis crash, then sent again) must
+-- count once
+local cur = redis.call('HMGET', KEYS[2], 'state', 'outcome')
+local old, oldOutcome = cur[1], cur[2]
 local new = ARGV[2]
-redis.call('HSET', KEYS[2], 'state', new)
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'err', ARGV[6]) else redis.call('HDEL', KEYS[2], 'err') end
+-- the record's changes as one HSET and one HDEL: each redis.call has a
+-- cost of its own on top of the command's
+local set, del = {'state', new}, {}
+local function put(f, v) set[#set + 1] = f; set[#set + 1] = v end
+if ARGV[6] ~= '' then put('err', ARGV[6]) else del[#del + 1] = 'err' end
 if new == 'retrying' then
-  redis.call('HSET', KEYS[2], 'next', ARGV[5])
+  put('next', ARGV[5])
+else
+  put('outcome', ARGV[3])
+  del[#del + 1] = 'next'
+  if logged then
+    del[#del + 1] = 'attempts'
+    del[#del + 1] = 'fin'
+  else
+    put('fin', ARGV[4])
+  end
+  if ARGV[7] ~= '' then put('result', ARGV[7]) end
+end
+redis.call('HSET', KEYS[2], unpack(set))
+if #del > 0 then redis.call('HDEL', KEYS[2], unpack(del)) end
+if new == 'retrying' then
   -- the claim lasts past the planned retry (dedup.go)
   if redis.call('GET', KEYS[4]) == ARGV[1] then claim_arm(KEYS[4], ARGV[5], ARGV[4]) end
 else
-  if logged then
-    redis.call('HSET', KEYS[2], 'outcome', ARGV[3])
-    redis.call('HDEL', KEYS[2], 'next', 'attempts', 'fin')
-  else
-    redis.call('HSET', KEYS[2], 'outcome', ARGV[3], 'fin', ARGV[4])
-    redis.call('HDEL', KEYS[2], 'next')
-  end
-  if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'result', ARGV[7]) end
   if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
   if new == 'completed' then
     redis.call('EXPIRE', KEYS[2], ARGV[8])

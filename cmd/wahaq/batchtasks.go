@@ -75,13 +75,7 @@ func printTaskPage(w io.Writer, page *tasks.TaskPage) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSESSION\tSTATE\tOUTCOME\tATTEMPTS\tFINISHED_AT\tLAST_ERROR")
 		for _, t := range page.Tasks {
-			outcome, lastErr := "-", "-"
-			if t.Outcome != nil {
-				outcome = string(*t.Outcome)
-			}
-			if t.LastError != nil {
-				lastErr = oneLine(*t.LastError, 80)
-			}
+			outcome, lastErr := outcomeAndError(t)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", oneLine(t.ID, 0), oneLine(t.Session, 0), t.State, outcome, t.Attempts, fmtTime(t.FinishedAt), lastErr)
 		}
 		if err := tw.Flush(); err != nil {

@@ -122,13 +122,7 @@ func printDeadLetters(w io.Writer, page *tasks.DeadLetterPage, offset int64) err
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tINSTANCE\tSESSION\tOUTCOME\tATTEMPTS\tFINISHED_AT\tLAST_ERROR")
 	for _, t := range page.Tasks {
-		outcome, lastErr := "-", "-"
-		if t.Outcome != nil {
-			outcome = string(*t.Outcome)
-		}
-		if t.LastError != nil {
-			lastErr = oneLine(*t.LastError, 80)
-		}
+		outcome, lastErr := outcomeAndError(t)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", oneLine(t.ID, 0), oneLine(t.Instance, 0), oneLine(t.Session, 0), outcome, t.Attempts, fmtTime(t.FinishedAt), lastErr)
 	}
 	if err := tw.Flush(); err != nil {
@@ -386,4 +380,17 @@ func confirmPurge(ctx context.Context, cmd *cobra.Command, insp *tasks.Inspector
 	line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 	ans := strings.ToLower(strings.TrimSpace(line))
 	return ans == "y" || ans == "yes", nil
+}
+
+// outcomeAndError are a task's outcome and last error as the CLI's tables
+// show them: "-" when absent, the error on one line of at most 80 runes.
+func outcomeAndError(t *tasks.Task) (outcome, lastErr string) {
+	outcome, lastErr = "-", "-"
+	if t.Outcome != nil {
+		outcome = string(*t.Outcome)
+	}
+	if t.LastError != nil {
+		lastErr = oneLine(*t.LastError, 80)
+	}
+	return outcome, lastErr
 }

@@ -38,24 +38,18 @@ const (
 	BatchFinished
 )
 
-// resumeBatchScript creates a batch, or reopens the one that exists.
+// resumeBatchScript reopens a batch that exists. A missing one is left to
+// CreateBatch, the one place a batch's layout is written: the idempotency
+// key keeps a second request for the same derived id from running between
+// the two.
 //
-// KEYS[1] batch, KEYS[2] open batches, KEYS[3] recent batches, KEYS[4] the
-// batch's task list (Keys.BatchTasks).
-// ARGV[1] batch id, ARGV[2] now (ms), ARGV[3] end of the lease (ms),
-// ARGV[4] instance, ARGV[5] scheduled for (ms, "" for now), ARGV[6]
-// RecentKeep.
-// Returns {BatchNew}, {BatchResumed}, {BatchFinished} or {-1} for a
-// discovery batch, which is never resumed.
+// KEYS[1] batch, KEYS[2] open batches, KEYS[3] the batch's task list
+// (Keys.BatchTasks).
+// ARGV[1] batch id, ARGV[2] end of the lease (ms).
+// Returns {BatchNew} (missing: nothing written), {BatchResumed},
+// {BatchFinished} or {-1} for a discovery batch, which is never resumed.
 var resumeBatchScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'instance', ARGV[4], 'created', ARGV[2], 'open', 1, 'total', 0)
-  if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'sched', ARGV[5]) end
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
-  return {0}
-end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 if redis.call('HEXISTS', KEYS[1], 'discovering') == 1 then return {-1} end
 local open = redis.call('HEXISTS', KEYS[1], 'open') == 1
 if not open and redis.call('HEXISTS', KEYS[1], 'interrupted') == 0 then return {2} end
@@ -66,8 +60,8 @@ redis.call('HSET', KEYS[1], 'open', 1)
 -- a batch that read done (every task it held was final) had started to
 -- expire; open again, it lives until it is done again
 redis.call('PERSIST', KEYS[1])
-redis.call('PERSIST', KEYS[4])
-redis.call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[1])
+redis.call('PERSIST', KEYS[3])
+redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[1])
 return {1}
 `)
 
@@ -83,13 +77,8 @@ return {1}
 // not enqueued again: a batch has one delivery.
 func (s *Store) CreateOrResumeBatch(ctx context.Context, instance, id string, scheduledFor time.Time) (int, error) {
 	k := s.Keys(instance)
-	now := s.now()
-	sched := ""
-	if !scheduledFor.IsZero() {
-		sched = fmt.Sprint(scheduledFor.UnixMilli())
-	}
-	v, err := resumeBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.OpenBatches(), k.RecentBatches(), k.BatchTasks(id)},
-		id, now.UnixMilli(), now.Add(s.lease).UnixMilli(), instance, sched, RecentKeep).Slice()
+	v, err := resumeBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.OpenBatches(), k.BatchTasks(id)},
+		id, s.now().Add(s.lease).UnixMilli()).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("create or resume batch %s: %w", id, err)
 	}
@@ -99,6 +88,11 @@ func (s *Store) CreateOrResumeBatch(ctx context.Context, instance, id string, sc
 	code, _ := v[0].(int64)
 	if code < 0 {
 		return 0, fmt.Errorf("resume batch %s: it is a discovery batch", id)
+	}
+	if code == BatchNew {
+		if err := s.CreateBatch(ctx, instance, id, scheduledFor, false); err != nil {
+			return 0, err
+		}
 	}
 	return int(code), nil
 }

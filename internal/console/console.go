@@ -25,12 +25,11 @@
 // The console uses only tasks.Inspector, tasks.Producer and asynq's
 // Inspector (whose task payloads it reads with internal/base, as the demo
 // does). The Batches page is tasks.Inspector.RecentBatches: every batch,
-// whoever created it, until its record expires. Two figures are not in the
-// tasks API yet and are found by reading asynq's queues (bounded):
-//   - a batch cancel: the batch's scheduled and pending tasks are canceled
-//     one by one with Producer.Cancel;
-//   - a lookup by session: live tasks in asynq's lists and dead letters;
-//     finished tasks can be looked up by id only.
+// whoever created it, until its record expires; a batch cancel is
+// Producer.CancelBatch. One figure is not in the tasks API yet and is found
+// by reading asynq's queues (bounded): a lookup by session, which finds live
+// tasks in asynq's lists and dead letters; finished tasks can be looked up
+// by id only.
 package console
 
 import (

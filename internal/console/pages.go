@@ -197,15 +197,16 @@ func (c *Console) cancelBatch(w http.ResponseWriter, r *http.Request, s session)
 		}})
 		return
 	}
-	n, started, err := c.src.cancelBatch(r.Context(), b.BatchID)
+	res, err := c.src.prod.CancelBatch(r.Context(), b.BatchID)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	c.log.Info().Str("batch_id", b.BatchID).Int("canceled", n).Int("already_started", started).Msg("console: batch canceled")
+	c.log.Info().Str("batch_id", b.BatchID).Int64("canceled", res.Canceled).Int64("already_started", res.AlreadyStarted).Msg("console: batch canceled")
 	c.render(w, r, http.StatusOK, "message", page{Title: "Batch canceled", Nav: "batches", Session: &s, Data: message{
 		Heading: "Batch canceled",
-		Text:    fmt.Sprintf("Canceled %s of batch %s; %d had already started.", countOf(n, "task"), b.BatchID, started), Link: back,
+		Text: fmt.Sprintf("Canceled %s of batch %s; %d had already started.", countOf(int(res.Canceled), "task"), b.BatchID,
+			res.AlreadyStarted), Link: back,
 	}})
 }
 

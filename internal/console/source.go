@@ -18,16 +18,12 @@ import (
 // The console reads through tasks.Inspector and tasks.Producer (the public
 // API) and through asynq's Inspector for queue figures, never through the
 // store's keys, so the engine may move inside wahaq without breaking it.
-// What the public API lacks today (a lookup by session, a batch's tasks) is
+// What the public API lacks today (a lookup by session) is
 // found by reading asynq's queues, bounded by scanLimit, and is marked as
 // such in the package documentation.
 
 // scanLimit bounds how many asynq tasks one lookup reads per queue state.
 const scanLimit = 20_000
-
-// cancelScanLimit bounds how many tasks a batch cancel reads per queue
-// state: two of the largest batches.
-const cancelScanLimit = 200_000
 
 // scanPage is the page size of asynq listings.
 const scanPage = 1000
@@ -244,43 +240,6 @@ func (s *source) batchDeadLetters(ctx context.Context, b *tasks.Batch, limit int
 		off = p.NextOffset
 	}
 	return out, n, nil
-}
-
-// cancelBatch cancels a batch's tasks that have not started, one by one
-// through Producer.Cancel (tasks has no batch cancel yet). It returns how
-// many it canceled and how many had already started.
-func (s *source) cancelBatch(ctx context.Context, id string) (canceled, started int, err error) {
-	b, err := s.insp.Batch(ctx, id)
-	if err != nil {
-		return 0, 0, err
-	}
-	var ids []string
-	err = s.liveTasks(b.Instance, []tasks.State{tasks.StateScheduled, tasks.StatePending}, cancelScanLimit, func(tid string, p base.Payload, _ tasks.State) bool {
-		if p.BatchID == id {
-			ids = append(ids, tid)
-		}
-		return true
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, tid := range ids {
-		_, err := s.prod.Cancel(ctx, tid)
-		switch {
-		case err == nil:
-			canceled++
-		case errors.Is(err, tasks.ErrAlreadyStarted):
-			started++
-		case errors.Is(err, tasks.ErrNotFound):
-		default:
-			return canceled, started, err
-		}
-	}
-	b, err = s.insp.Batch(ctx, id)
-	if err == nil {
-		started += int(b.Counts[tasks.StateActive] + b.Counts[tasks.StateRetrying])
-	}
-	return canceled, started, nil
 }
 
 // findSession returns the live and dead tasks of a session (every server,

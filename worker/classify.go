@@ -91,18 +91,24 @@ func (w *Worker) decide(a *attempt, res *wahaclient.LogoutResult, err error) (ve
 			f.State, f.Outcome = tasks.StateDead, tasks.OutcomeRetriesExhausted
 			break
 		}
-		delay := backoff(a.Number, w.cfg.RetryBase, w.cfg.RetryMax)
-		if ra, ok := wahaclient.RetryAfter(err); ok && ra > 0 {
-			// The server (or its proxy) said when to come back: honour it,
-			// up to the configured maximum (dueTime below rounds up to
-			// asynq's whole seconds, so it never runs early).
-			delay = min(max(ra, delay), w.cfg.RetryMax)
-		}
+		// dueTime rounds up to asynq's whole seconds, so it never runs early.
+		delay := w.transientDelay(a.Number, err)
 		now := w.cfg.Now()
 		f.State, f.NextAttempt, f.Result = tasks.StateRetrying, dueTime(now.Add(delay)), nil
 		return f, f.NextAttempt.Sub(now)
 	}
 	return f, 0
+}
+
+// transientDelay is the wait before attempt n+1 after a transient failure
+// err of attempt n: the backoff, or the Retry-After the server (or its
+// proxy) sent if that is later, up to the configured maximum.
+func (w *Worker) transientDelay(n int, err error) time.Duration {
+	delay := backoff(n, w.cfg.RetryBase, w.cfg.RetryMax)
+	if ra, ok := wahaclient.RetryAfter(err); ok && ra > 0 {
+		delay = min(max(ra, delay), w.cfg.RetryMax)
+	}
+	return delay
 }
 
 // errorText is the error as stored and shown. wahaclient never puts the key

@@ -183,10 +183,7 @@ func (w *Worker) endDiscovery(ctx context.Context, a *attempt, ans answer, retri
 	}
 	cls, _ := classify(err)
 	if cls == classTransient && retried < maxRetry {
-		delay := backoff(retried+1, w.cfg.RetryBase, w.cfg.RetryMax)
-		if ra, ok := wahaclient.RetryAfter(err); ok && ra > 0 {
-			delay = min(max(ra, delay), w.cfg.RetryMax)
-		}
+		delay := w.transientDelay(retried+1, err)
 		w.discoveryLog(a.Log.Warn(), a, d).Err(err).Dur("retry_in", delay).Msg("discovery failed; will retry")
 		return &retryError{err: err, delay: delay}
 	}

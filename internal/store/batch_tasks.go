@@ -59,29 +59,18 @@ func (s *Store) BatchTaskRange(ctx context.Context, instance, id string, from, c
 // (in pipelines of pipelineChunk), not the batch's task list: a dead letter
 // stays until a person requeues or purges it, long after its batch expired.
 func (s *Store) DeadLetterIDsOfBatch(ctx context.Context, instance, id string) ([]string, error) {
-	k := s.Keys(instance)
-	all, err := s.rdb.ZRange(ctx, k.DeadLetters(), 0, -1).Result()
+	all, err := s.DeadLetterIDs(ctx, instance)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters of batch %s: %w", id, err)
+	}
+	batches, err := s.recordField(ctx, instance, all, FieldBatch)
 	if err != nil {
 		return nil, fmt.Errorf("dead letters of batch %s: %w", id, err)
 	}
 	var out []string
-	for start := 0; start < len(all); start += pipelineChunk {
-		chunk := all[start:min(start+pipelineChunk, len(all))]
-		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(chunk))
-		for i, tid := range chunk {
-			cmds[i] = pipe.HGet(ctx, k.Record(tid), FieldBatch)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("dead letters of batch %s: %w", id, err)
-		}
-		for i, c := range cmds {
-			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-				return nil, fmt.Errorf("dead letters of batch %s: %w", id, err)
-			}
-			if c.Val() == id {
-				out = append(out, chunk[i])
-			}
+	for i, b := range batches {
+		if b == id {
+			out = append(out, all[i])
 		}
 	}
 	return out, nil

@@ -121,6 +121,13 @@ func (s *Store) CountDeadLetters(ctx context.Context, instance string) (int64, e
 // Outcomes returns the outcome field of each record, "" for a record without
 // one. A Redis error is returned, never a partial answer.
 func (s *Store) Outcomes(ctx context.Context, instance string, ids []string) ([]string, error) {
+	return s.recordField(ctx, instance, ids, FieldOutcome)
+}
+
+// recordField reads one field of each record (in pipelines of
+// pipelineChunk), "" for a record without it. A Redis error is returned,
+// never a partial answer.
+func (s *Store) recordField(ctx context.Context, instance string, ids []string, field string) ([]string, error) {
 	k := s.Keys(instance)
 	out := make([]string, 0, len(ids))
 	for start := 0; start < len(ids); start += pipelineChunk {
@@ -128,14 +135,14 @@ func (s *Store) Outcomes(ctx context.Context, instance string, ids []string) ([]
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, len(chunk))
 		for j, id := range chunk {
-			cmds[j] = pipe.HGet(ctx, k.Record(id), FieldOutcome)
+			cmds[j] = pipe.HGet(ctx, k.Record(id), field)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("read outcomes: %w", err)
+			return nil, fmt.Errorf("read %s of records: %w", field, err)
 		}
 		for _, c := range cmds {
 			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-				return nil, fmt.Errorf("read outcomes: %w", err)
+				return nil, fmt.Errorf("read %s of records: %w", field, err)
 			}
 			out = append(out, c.Val())
 		}

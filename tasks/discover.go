@@ -10,6 +10,7 @@ import (
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
+	"github.com/wahaq/wahaq/wahaclient"
 )
 
 // discoverTimeout is asynq's timeout of one discovery attempt: a listing of
@@ -30,11 +31,7 @@ func NormalizeStatuses(in []string) ([]string, error) {
 		if s == "" {
 			continue
 		}
-		ok := len(s) <= 40
-		for i := 0; ok && i < len(s); i++ {
-			ok = s[i] >= 'A' && s[i] <= 'Z' || s[i] == '_'
-		}
-		if !ok {
+		if !wahaclient.LooksLikeStatus(s) {
 			return nil, fmt.Errorf("%w: status %q is not a WAHA session status (e.g. %s)", ErrInvalidInput, s, strings.Join(KnownStatuses, ", "))
 		}
 		if !slices.Contains(out, s) {

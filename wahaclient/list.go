@@ -152,7 +152,7 @@ func (c *Client) entry(raw json.RawMessage) ListEntry {
 	if ValidateSessionName(s.Name) != nil {
 		return ListEntry{Skip: SkipBadName}
 	}
-	if json.Unmarshal(probe.Status, &s.Status) != nil || !looksLikeStatus(s.Status) {
+	if json.Unmarshal(probe.Status, &s.Status) != nil || !LooksLikeStatus(s.Status) {
 		return ListEntry{Skip: SkipBadStatus}
 	}
 	if len(probe.Me) > 0 {
@@ -166,8 +166,11 @@ func (c *Client) entry(raw json.RawMessage) ListEntry {
 	return ListEntry{Session: *c.redact.session(&s)}
 }
 
-// looksLikeStatus reports whether s is shaped like a WAHA status.
-func looksLikeStatus(s string) bool {
+// LooksLikeStatus reports whether s is shaped like a WAHA session status:
+// 1 to 40 of A-Z and '_'. Newer servers add statuses, so the known ones are
+// not a closed list; the shape is the rule (listing entries, status
+// filters).
+func LooksLikeStatus(s string) bool {
 	if s == "" || len(s) > 40 {
 		return false
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/redistest"
@@ -38,24 +39,31 @@ func hungWAHA(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	return srv, &inFlight
 }
 
+// startDyingWorker starts a `wahaq worker` process (with setting, one
+// NAME=value more) against a WAHA whose logouts hang, and enqueues a batch
+// of two sessions, "a" and "b".
+func startDyingWorker(t *testing.T, setting string) (*redis.Client, store.Keys, *proc, *atomic.Int64) {
+	t.Helper()
+	wahaqBin, _ := binaries(t)
+	waha, inFlight := hungWAHA(t)
+	rdb, ns := redistest.Client(t), redistest.Namespace(t)
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "REDIS_URL=" + redistest.URL(t),
+		"WAHAQ_NAMESPACE=" + ns, "WAHA_BASE_URL=" + waha.URL, "WAHA_API_KEY=K", setting}
+	prod, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
+	require.NoError(t, err)
+	w := start(t, "worker", env, wahaqBin, "worker", "--metrics-addr", "")
+	_, err = prod.EnqueueBatch(context.Background(), tasks.BatchRequest{Sessions: []string{"a", "b"}})
+	require.NoError(t, err)
+	return rdb, store.KeysFor(ns, "default"), w, inFlight
+}
+
 func TestWorkerKilledFreesItsSlot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
 	}
 	t.Parallel()
-	wahaqBin, _ := binaries(t)
-	waha, inFlight := hungWAHA(t)
-	rdb, ns := redistest.Client(t), redistest.Namespace(t)
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "REDIS_URL=" + redistest.URL(t),
-		"WAHAQ_NAMESPACE=" + ns, "WAHA_BASE_URL=" + waha.URL, "WAHA_API_KEY=K", "WAHAQ_INSTANCE_CONCURRENCY=1"}
+	rdb, k, w, inFlight := startDyingWorker(t, "WAHAQ_INSTANCE_CONCURRENCY=1")
 	ctx := context.Background()
-	prod, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
-	require.NoError(t, err)
-	k := store.KeysFor(ns, "default")
-
-	w := start(t, "worker", env, wahaqBin, "worker", "--metrics-addr", "")
-	_, err = prod.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: []string{"a", "b"}})
-	require.NoError(t, err)
 	require.Eventually(t, func() bool { return inFlight.Load() == 1 }, 20*time.Second, 10*time.Millisecond)
 	require.EqualValues(t, 1, rdb.ZCard(ctx, k.Slots()).Val())
 	require.Equal(t, store.GateMarker, rdb.Get(ctx, k.Paused()).Val(), "the cap of 1 is full: the queue is gated")
@@ -76,19 +84,8 @@ func TestWorkerSecondSIGTERMHandsTasksBack(t *testing.T) {
 		t.Skip("builds and runs the binaries")
 	}
 	t.Parallel()
-	wahaqBin, _ := binaries(t)
-	waha, inFlight := hungWAHA(t)
-	rdb, ns := redistest.Client(t), redistest.Namespace(t)
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "REDIS_URL=" + redistest.URL(t),
-		"WAHAQ_NAMESPACE=" + ns, "WAHA_BASE_URL=" + waha.URL, "WAHA_API_KEY=K", "WAHAQ_SHUTDOWN_GRACE=2m"}
+	rdb, k, w, inFlight := startDyingWorker(t, "WAHAQ_SHUTDOWN_GRACE=2m")
 	ctx := context.Background()
-	prod, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns})
-	require.NoError(t, err)
-	k := store.KeysFor(ns, "default")
-
-	w := start(t, "worker", env, wahaqBin, "worker", "--metrics-addr", "")
-	_, err = prod.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: []string{"a", "b"}})
-	require.NoError(t, err)
 	require.Eventually(t, func() bool { return inFlight.Load() == 2 }, 20*time.Second, 10*time.Millisecond)
 
 	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))

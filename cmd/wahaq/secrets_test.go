@@ -45,13 +45,7 @@ func TestCLIKeyEchoedByWAHAIsStoredNowhere(t *testing.T) {
 	t.Cleanup(w.Shutdown)
 
 	// No retries: the first 500 is final (retries_exhausted).
-	id := strings.TrimSpace(c.ok("enqueue", "--session", "echo", "--max-retries", "0").stdout)
-	r := c.run("status", id, "--wait", "--timeout", "20s", "--json")
-	require.Equal(t, exitFailure, r.code, "%s %s", r.stdout, r.stderr)
-	var tk tasks.Task
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &tk))
-	require.Equal(t, tasks.StateDead, tk.State)
-	require.NotNil(t, tk.LastError)
+	id, r, tk := enqueueEchoDead(t, c)
 	assert.Contains(t, *tk.LastError, "bad key [redacted]", "the message is kept, the key is not")
 
 	human := c.run("status", id).stdout + c.ok("dlq", "list").stdout
@@ -144,13 +138,7 @@ func TestEveryConfiguredSecretIsRedacted(t *testing.T) {
 			require.NoError(t, w.Start())
 			t.Cleanup(w.Shutdown)
 
-			id := strings.TrimSpace(c.ok("enqueue", "--session", "echo", "--max-retries", "0").stdout)
-			r := c.run("status", id, "--wait", "--timeout", "20s", "--json")
-			require.Equal(t, exitFailure, r.code, "%s %s", r.stdout, r.stderr)
-			var tk tasks.Task
-			require.NoError(t, json.Unmarshal([]byte(r.stdout), &tk))
-			require.Equal(t, tasks.StateDead, tk.State)
-			require.NotNil(t, tk.LastError)
+			id, r, tk := enqueueEchoDead(t, c)
 			require.Contains(t, *tk.LastError, "bad key [redacted]", "the message is kept, the secret is not")
 			if tc.validation {
 				require.Contains(t, *tk.LastError, "validate")
@@ -165,4 +153,20 @@ func TestEveryConfiguredSecretIsRedacted(t *testing.T) {
 			require.Contains(t, logs.String(), "[redacted]")
 		})
 	}
+}
+
+// enqueueEchoDead enqueues a logout of the session "echo" with no retries,
+// whose WAHA answers 500 echoing a secret, and waits with `status --wait
+// --json` until it is dead. It returns the task id, the status run and the
+// task it printed.
+func enqueueEchoDead(t *testing.T, c *cli) (string, result, tasks.Task) {
+	t.Helper()
+	id := strings.TrimSpace(c.ok("enqueue", "--session", "echo", "--max-retries", "0").stdout)
+	r := c.run("status", id, "--wait", "--timeout", "20s", "--json")
+	require.Equal(t, exitFailure, r.code, "%s %s", r.stdout, r.stderr)
+	var tk tasks.Task
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &tk))
+	require.Equal(t, tasks.StateDead, tk.State)
+	require.NotNil(t, tk.LastError)
+	return id, r, tk
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
@@ -157,11 +158,11 @@ func TestDiscoveryPolicy(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() {
 				if t.Failed() {
-					k := "asynq:{" + env.Namespace + ":default}:"
-					h := env.Redis.HGetAll(ctx, k+"t:"+info.BatchID).Val()
+					k := store.KeysFor(env.Namespace, "default")
+					h := env.Redis.HGetAll(ctx, k.AsynqTask(info.BatchID)).Val()
 					delete(h, "msg")
-					t.Logf("asynq holds the discovery task as %v, retry at %v, pending %v, now %d", h, env.Redis.ZScore(ctx, k+"retry", info.BatchID).Val(),
-						env.Redis.LRange(ctx, k+"pending", 0, -1).Val(), time.Now().Unix())
+					t.Logf("asynq holds the discovery task as %v, retry at %v, pending %v, now %d", h, env.Redis.ZScore(ctx, k.Retry(), info.BatchID).Val(),
+						env.Redis.LRange(ctx, k.Pending(), 0, -1).Val(), time.Now().Unix())
 				}
 			})
 			b := env.WaitBatch(t, info.BatchID, 40*time.Second)

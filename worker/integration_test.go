@@ -763,7 +763,7 @@ func TestSecretsStayOut(t *testing.T) {
 		check("key name "+k, k)
 		check("value of "+k, readKey(t, env.Redis, k))
 		sawWahaq = sawWahaq || strings.HasPrefix(k, store.NamespacePrefix(env.Namespace))
-		sawAsynq = sawAsynq || strings.HasPrefix(k, "asynq:{"+env.Namespace+":")
+		sawAsynq = sawAsynq || strings.HasPrefix(k, "asynq:{"+env.Namespace+":") // asynq's own keys of the namespace
 	}
 	require.True(t, sawWahaq, "no wahaq key was checked")
 	require.True(t, sawAsynq, "no asynq key was checked")

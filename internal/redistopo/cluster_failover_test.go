@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/config"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/worker"
@@ -59,7 +60,7 @@ func TestClusterFailover(t *testing.T) {
 	require.EqualValues(t, 600, b.Total)
 	ids := batchTaskIDs(t, rdb, ns, b.BatchID, 600)
 
-	master, err := rdb.MasterForKey(ctx, "asynq:{"+q+"}:pending")
+	master, err := rdb.MasterForKey(ctx, store.KeysFor(ns, "default").Pending())
 	require.NoError(t, err)
 	masterAddr := master.Options().Addr
 	replica := cl.ReplicaOf(t, masterAddr)

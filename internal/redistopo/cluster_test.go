@@ -43,7 +43,7 @@ func TestCluster(t *testing.T) {
 	// Pick a second instance whose queue's slot lives on another master than
 	// the default one's, so the flow really spans nodes.
 	masterOf := func(instance string) string {
-		n, err := rdb.MasterForKey(ctx, "asynq:{"+ns+":"+instance+"}:pending")
+		n, err := rdb.MasterForKey(ctx, store.KeysFor(ns, instance).Pending())
 		require.NoError(t, err)
 		return n.Options().Addr
 	}

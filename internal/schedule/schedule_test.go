@@ -273,7 +273,7 @@ schedules:
 	cancel()
 	require.Equal(t, 0, rs[0].Check(ctx, t0, t0.Add(3*time.Minute)))
 	require.Empty(t, scanKeys(t, rdb, store.KeysFor(ns, "default").Prefix()+"*"), "no claim, no batch")
-	require.Zero(t, rdb.Exists(context.Background(), "asynq:{"+ns+":default}:pending").Val())
+	require.Zero(t, rdb.Exists(context.Background(), store.KeysFor(ns, "default").Pending()).Val())
 
 	// The ticks were not claimed, so a working replica still enqueues them.
 	require.Equal(t, 3, rs[0].Check(context.Background(), t0, t0.Add(3*time.Minute)))

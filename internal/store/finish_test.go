@@ -29,7 +29,7 @@ func TestFinishTwiceCountsOnce(t *testing.T) {
 	require.NoError(t, err)
 
 	st := store.New(rdb, store.Options{Namespace: ns})
-	ids, err := rdb.LRange(ctx, "asynq:{"+st.Queue("default")+"}:pending", 0, -1).Result()
+	ids, err := rdb.LRange(ctx, st.Keys("default").Pending(), 0, -1).Result()
 	require.NoError(t, err)
 	require.Len(t, ids, 2)
 	for i, id := range ids {

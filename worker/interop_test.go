@@ -227,7 +227,16 @@ func TestInteropAsynqInspector(t *testing.T) {
 		ix.env.Fake.Script("s-pend", wahafake.Fault{Delay: 30 * time.Second})
 		require.NoError(t, ix.env.Worker.Start())
 		ix.env.WaitTaskFunc(t, ix.ids["pend"], 10*time.Second, "active", func(tk *tasks.Task) bool { return tk.State == tasks.StateActive })
-		require.NoError(t, ix.insp.CancelProcessing(ix.ids["pend"]))
+		// asynq's cancel is a pub/sub message: one published before the
+		// worker's subscription is live (it is made as the server starts)
+		// is lost, as it would be for an operator, who would cancel again.
+		require.Eventually(t, func() bool {
+			if ix.insp.CancelProcessing(ix.ids["pend"]) != nil {
+				return false
+			}
+			tk, err := ix.env.Inspector.Task(ctx, ix.ids["pend"])
+			return err == nil && tk.State != tasks.StateActive
+		}, 10*time.Second, 500*time.Millisecond)
 		task := ix.env.WaitTask(t, ix.ids["pend"], 10*time.Second)
 		require.Equal(t, tasks.StateCanceled, task.State)
 		require.NotNil(t, task.LastError)

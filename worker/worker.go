@@ -53,6 +53,11 @@ type Worker struct {
 
 	// held are the tasks this process holds a concurrency slot for.
 	held inflight
+	// gates is the view of the queues' gates that spares asynq's dequeue
+	// of a closed queue its round trip (gate.go).
+	gates     *gateView
+	stopGates context.CancelFunc
+	gatesDone chan struct{}
 	// running counts handler calls in progress.
 	running atomic.Int64
 	// force, closed by Force, ends Shutdown's wait for running calls.
@@ -89,6 +94,7 @@ func New(cfg Config) (*Worker, error) {
 		force:     make(chan struct{}),
 		id:        rand.Text(),
 	}
+	w.gates = newGateView(cfg.Redis, cfg.Now, &w.log)
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}
 	secrets := cfg.secrets()
@@ -108,6 +114,7 @@ func New(cfg Config) (*Worker, error) {
 		}
 		k := w.store.Keys(in.Name)
 		q := k.Queue
+		w.gates.add(k)
 		w.instances[in.Name] = &instance{name: in.Name, client: c, capacity: capacity,
 			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name, timeout)}
 		names = append(names, in.Name)
@@ -134,6 +141,9 @@ func New(cfg Config) (*Worker, error) {
 		ResultTTL: cfg.ResultTTL, Metrics: w.metrics, Logger: &w.log, Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	// asynq's dequeues go through the gate view (it only acts while the
+	// worker runs; a client shared by several workers gets one hook each).
+	cfg.Redis.AddHook(w.gates)
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
 		Queues:         queues,
@@ -201,7 +211,15 @@ func (w *Worker) Handler() asynq.Handler {
 func (w *Worker) Start() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	gctx, stopGates := context.WithCancel(context.Background())
+	w.stopGates, w.gatesDone = stopGates, make(chan struct{})
+	go func() {
+		defer close(w.gatesDone)
+		w.gates.run(gctx)
+	}()
 	if err := w.srv.Start(w.Handler()); err != nil {
+		stopGates()
+		<-w.gatesDone
 		return fmt.Errorf("worker: %w", err)
 	}
 	w.started = true
@@ -267,6 +285,8 @@ wait:
 	w.stopRenewal()
 	<-w.renewDone
 	w.releaseHeld()
+	w.stopGates()
+	<-w.gatesDone
 	// No handler runs now, so no breaker changes state: the last reports
 	// are in Redis when Shutdown returns.
 	w.reports.Wait()

@@ -11,6 +11,8 @@
 package asynqwire
 
 import (
+	"strings"
+
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -110,3 +112,60 @@ func RetryKey(q string) string { return QueuePrefix(q) + "retry" }
 
 // ArchivedKey is the sorted set of archived (dead) task ids.
 func ArchivedKey(q string) string { return QueuePrefix(q) + "archived" }
+
+// PausedKey is the key whose existence makes asynq's dequeue skip queue q
+// (an operator's pause, or wahaq's gate).
+func PausedKey(q string) string { return QueuePrefix(q) + "paused" }
+
+// Op is one of asynq's queue scripts that a client hook can recognize.
+type Op int
+
+// The recognized scripts.
+const (
+	// OpNone is any other command.
+	OpNone Op = iota
+	// OpDequeue is asynq's dequeue of one queue (internal/rdb's
+	// dequeueCmd: keys pending, paused, active, lease). Its "queue empty"
+	// reply is redis.Nil.
+	OpDequeue
+	// OpForward is asynq's forwarder moving due scheduled or retrying
+	// tasks of one queue to pending (forwardCmd: keys scheduled or retry,
+	// pending). Its reply is the number of tasks moved.
+	OpForward
+)
+
+// QueueScript recognizes, in the arguments of a Redis command, asynq's
+// dequeue or forward of one queue (run as EVALSHA or EVAL) and returns the
+// queue's paused key. It lets a client hook answer them without a round
+// trip for a queue known to be paused. TestQueueScriptsAreRecognized pins
+// it to asynq's real server.
+func QueueScript(args []any) (Op, string) {
+	if len(args) < 5 {
+		return OpNone, ""
+	}
+	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
+		return OpNone, ""
+	}
+	n, _ := args[2].(int)
+	first, _ := args[3].(string)
+	second, _ := args[4].(string)
+	if !strings.HasPrefix(first, "asynq:{") {
+		return OpNone, ""
+	}
+	switch n {
+	case 4:
+		q, ok := strings.CutSuffix(first, "}:pending")
+		if ok && second == q+"}:paused" && len(args) >= 7 {
+			return OpDequeue, second
+		}
+	case 2:
+		q, ok := strings.CutSuffix(first, "}:scheduled")
+		if !ok {
+			q, ok = strings.CutSuffix(first, "}:retry")
+		}
+		if ok && second == q+"}:pending" {
+			return OpForward, q + "}:paused"
+		}
+	}
+	return OpNone, ""
+}

@@ -2,10 +2,12 @@ package asynqwire_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
@@ -59,4 +61,69 @@ func TestEncodeOmitsZeroFields(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, []byte{0x0a, 0x01, 'x'}, asynqwire.Encode(asynqwire.Message{Type: "x"}))
 	require.Empty(t, asynqwire.Encode(asynqwire.Message{}))
+}
+
+// recorder is a go-redis hook that keeps what QueueScript makes of
+// every command sent.
+type recorder struct {
+	mu     sync.Mutex
+	paused map[asynqwire.Op][]string
+	others int
+}
+
+func (r *recorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *recorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.mu.Lock()
+		if op, k := asynqwire.QueueScript(cmd.Args()); op != asynqwire.OpNone {
+			r.paused[op] = append(r.paused[op], k)
+		} else {
+			r.others++
+		}
+		r.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+// TestQueueScriptsAreRecognized runs a real asynq server on an empty queue
+// and checks that its dequeue and forward calls, and nothing else it sends,
+// are recognized, with the queue's paused key: an asynq upgrade that
+// changes them fails here.
+func TestQueueScriptsAreRecognized(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	q := redistest.Namespace(t) + ":default"
+	rec := &recorder{paused: map[asynqwire.Op][]string{}}
+	rdb.AddHook(rec)
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{q: 1}, TaskCheckInterval: 5 * time.Millisecond,
+		DelayedTaskCheckInterval: 5 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	require.NoError(t, srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })))
+	require.Eventually(t, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.paused[asynqwire.OpDequeue]) >= 5 && len(rec.paused[asynqwire.OpForward]) >= 4 && rec.others > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	srv.Shutdown()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, keys := range rec.paused {
+		for _, k := range keys {
+			require.Equal(t, asynqwire.PausedKey(q), k)
+		}
+	}
+	// commands that are not a dequeue are not taken for one
+	for _, args := range [][]any{
+		{"evalsha", "x", 4, asynqwire.PendingKey(q), "other", "a", "l", 1, "p"},
+		{"evalsha", "x", 3, asynqwire.PendingKey(q), asynqwire.PausedKey(q), "a", 1, "p"},
+		{"get", asynqwire.PendingKey(q), asynqwire.PausedKey(q), "a", "l", "1", "2"},
+		{"evalsha", "x", 4, "wahaq:{q}:pending", "wahaq:{q}:paused", "a", "l", 1, "p"},
+		{"evalsha", "x", 2, asynqwire.ScheduledKey(q), asynqwire.PendingKey(q + "x"), 1, "p"},
+		{"evalsha", "x", 2, asynqwire.ArchivedKey(q), asynqwire.PendingKey(q), 1, "p"},
+	} {
+		op, _ := asynqwire.QueueScript(args)
+		require.Equal(t, asynqwire.OpNone, op, "%v", args)
+	}
 }

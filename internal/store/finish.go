@@ -23,7 +23,7 @@ import (
 // KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dedup, KEYS[5]
 // dead letters, KEYS[6] asynq pending, KEYS[7] asynq task of the task's
 // callback, KEYS[8] asynq task of the batch's callback, KEYS[9] completion
-// channel, KEYS[10] asynq's paused key.
+// channel, KEYS[10] asynq's paused key, KEYS[11] gate channel.
 // ARGV[1] id, ARGV[2] new state, ARGV[3] outcome ("" when retrying), ARGV[4]
 // now (ms), ARGV[5] next attempt (ms), ARGV[6] last error, ARGV[7] result
 // JSON, ARGV[8] result TTL (s), ARGV[9] batch id, ARGV[10] task callback id,
@@ -33,7 +33,7 @@ import (
 // Returns 1.
 var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
-gate_open(KEYS[10])
+gate_open(KEYS[10], KEYS[11])
 -- attempt history (attemptlog.go): one entry per attempt, the last 20; a
 -- final record whose history ends with this attempt derives attempts and
 -- fin from it (attemptlog.go, derived fields)
@@ -130,7 +130,7 @@ func (s *Store) Finish(ctx context.Context, id string, p base.Payload, f Finish)
 	}
 	cb := s.callbackArgs(k, p.Instance, id, p.BatchID)
 	keys := append([]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Pending()}, cb.keys...)
-	keys = append(keys, k.Paused())
+	keys = append(keys, k.Paused(), k.Gate())
 	args := append([]any{id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID}, cb.args...)
 	args = append(args, attemptEntry(f))
 	err := finishScript.Run(ctx, s.rdb, keys, args...).Err()

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,17 +24,36 @@ const GateMarker = "wahaq-gate"
 // gateLua closes and opens the gate. The gate expires with the earliest
 // slot lease, so a worker that dies holding the last slot cannot keep its
 // queue closed for longer than that lease; renewing the leases extends it.
+//
+// Closing and opening it are announced on the instance's gate channel
+// (Keys.Gate): "1:<expiry, Unix ms>" when it closes, "0" when it opens.
+// Workers keep a view of the gates from it (worker/gate.go) so that
+// asynq's dequeue of a closed queue is answered without a round trip. A
+// renewal's later expiry is not announced (a worker reads the key again
+// when its view grows old), and channel nil announces nothing.
 const gateLua = `
-local function gate_close(slots, paused)
+local function gate_say(channel, what)
+  if not channel then return end
+  -- pcall: a server without shard channels (miniredis in the demo) gets a
+  -- plain PUBLISH; a failed announcement must never fail the script
+  local r = redis.pcall('SPUBLISH', channel, what)
+  if type(r) == 'table' and r.err then redis.pcall('PUBLISH', channel, what) end
+end
+local function gate_close(slots, paused, channel)
   local cur = redis.call('GET', paused)
   if cur and cur ~= '` + GateMarker + `' then return end
   local first = redis.call('ZRANGE', slots, 0, 0, 'WITHSCORES')
   if not first[2] then return end
+  local expiry = math.floor(tonumber(first[2]))
   if not cur then redis.call('SET', paused, '` + GateMarker + `') end
-  redis.call('PEXPIREAT', paused, math.floor(tonumber(first[2])))
+  redis.call('PEXPIREAT', paused, expiry)
+  if not cur then gate_say(channel, '1:' .. expiry) end
 end
-local function gate_open(paused)
-  if redis.call('GET', paused) == '` + GateMarker + `' then redis.call('DEL', paused) end
+local function gate_open(paused, channel)
+  if redis.call('GET', paused) == '` + GateMarker + `' then
+    redis.call('DEL', paused)
+    gate_say(channel, '0')
+  end
 end
 `
 
@@ -51,13 +72,36 @@ for i = 2, #ARGV do
     n = n + 1
   end
 end
-if redis.call('GET', KEYS[2]) == '` + GateMarker + `' then gate_close(KEYS[1], KEYS[2]) end
+if redis.call('GET', KEYS[2]) == '` + GateMarker + `' then gate_close(KEYS[1], KEYS[2], nil) end
 return n
 `)
 
 // Paused is asynq's paused key of the queue: wahaq's gate, or an
 // operator's pause.
-func (k Keys) Paused() string { return asynqwire.QueuePrefix(k.Queue) + "paused" }
+func (k Keys) Paused() string { return asynqwire.PausedKey(k.Queue) }
+
+// Gate is the shard channel (SPUBLISH) on which the scripts announce the
+// queue's gate closing ("1:<expiry, Unix ms>") and opening ("0"); see
+// gateLua.
+func (k Keys) Gate() string { return k.prefix + "gate" }
+
+// ParseGate reads a message of the gate channel (Keys.Gate): closed, and
+// until when at the latest (the gate's expiry), or open. ok is false for a
+// message that is neither.
+func ParseGate(msg string) (closed bool, until time.Time, ok bool) {
+	if msg == "0" {
+		return false, time.Time{}, true
+	}
+	ms, found := strings.CutPrefix(msg, "1:")
+	if !found {
+		return false, time.Time{}, false
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return false, time.Time{}, false
+	}
+	return true, time.UnixMilli(n), true
+}
 
 // RenewSlots extends to lease from now the slots that the tasks ids of
 // instance hold, and returns how many it renewed (a slot whose lease already
@@ -84,12 +128,12 @@ func (s *Store) RenewSlots(ctx context.Context, instance string, ids []string, l
 // stop hands its tasks back to asynq, and their slots must not wait for
 // their leases to run out.
 //
-// KEYS[1] semaphore, KEYS[2] asynq's paused key.
+// KEYS[1] semaphore, KEYS[2] asynq's paused key, KEYS[3] gate channel.
 // ARGV[1..] task ids.
 // Returns the number of slots freed.
 var releaseScript = redis.NewScript(gateLua + `
 local n = redis.call('ZREM', KEYS[1], unpack(ARGV))
-gate_open(KEYS[2])
+gate_open(KEYS[2], KEYS[3])
 return n
 `)
 
@@ -104,7 +148,7 @@ func (s *Store) ReleaseSlots(ctx context.Context, instance string, ids []string)
 	for i, id := range ids {
 		args[i] = id
 	}
-	n, err := releaseScript.Run(ctx, s.rdb, []string{k.Slots(), k.Paused()}, args...).Int()
+	n, err := releaseScript.Run(ctx, s.rdb, []string{k.Slots(), k.Paused(), k.Gate()}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("release slots of %s: %w", instance, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/base"
@@ -38,6 +39,7 @@ func TestGate(t *testing.T) {
 			st := store.New(rdb, store.Options{Namespace: ns})
 			k := st.Keys("default")
 			const opValue = "1764600000"
+			said := listen(t, rdb, k.Gate())
 			if tc.operator {
 				require.NoError(t, rdb.Set(ctx, k.Paused(), opValue, 0).Err())
 			}
@@ -117,7 +119,80 @@ func TestGate(t *testing.T) {
 				require.Empty(t, v, "released slots open the gate")
 			}
 			require.Zero(t, rdb.ZCard(ctx, k.Slots()).Val())
+
+			// Each closing and opening was announced once, in order; a
+			// renewal and a start that finds the gate closed say nothing,
+			// and an operator's pause is never announced.
+			msgs := said()
+			if tc.operator {
+				require.Empty(t, msgs)
+				return
+			}
+			require.Len(t, msgs, 4, "%q", msgs)
+			for i, m := range msgs {
+				closed, until, ok := store.ParseGate(m)
+				require.True(t, ok, m)
+				require.Equal(t, i%2 == 0, closed, "%q", msgs)
+				if closed {
+					require.WithinDuration(t, time.Now().Add(lease), until, lease/2, m)
+				}
+			}
 		})
+	}
+}
+
+// listen subscribes to channel and returns a function that returns every
+// message received until then: it publishes a marker of its own and reads
+// up to it, so nothing said before the call can still be on its way.
+func listen(t *testing.T, rdb *redis.Client, channel string) func() []string {
+	t.Helper()
+	ctx := context.Background()
+	ps := rdb.SSubscribe(ctx, channel)
+	t.Cleanup(func() { _ = ps.Close() })
+	_, err := ps.Receive(ctx)
+	require.NoError(t, err)
+	return func() []string {
+		const end = "end of test"
+		require.NoError(t, rdb.SPublish(ctx, channel, end).Err())
+		var out []string
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case m := <-ps.Channel():
+				if m.Payload == end {
+					return out
+				}
+				out = append(out, m.Payload)
+			case <-timeout:
+				t.Fatalf("no end marker on %s; got %q", channel, out)
+			}
+		}
+	}
+}
+
+// TestParseGate reads the gate channel's messages.
+func TestParseGate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		msg    string
+		closed bool
+		until  int64
+		ok     bool
+	}{
+		{msg: "0", ok: true},
+		{msg: "1:1764600000123", closed: true, until: 1764600000123, ok: true},
+		{msg: "1:", ok: false},
+		{msg: "1:x", ok: false},
+		{msg: "2", ok: false},
+		{msg: "", ok: false},
+	}
+	for _, tc := range tests {
+		closed, until, ok := store.ParseGate(tc.msg)
+		require.Equal(t, tc.ok, ok, tc.msg)
+		require.Equal(t, tc.closed, closed, tc.msg)
+		if tc.until != 0 {
+			require.Equal(t, tc.until, until.UnixMilli(), tc.msg)
+		}
 	}
 }
 

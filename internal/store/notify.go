@@ -98,17 +98,27 @@ func (n *Notifier) subscribe(ctx context.Context, channel string) error {
 	}
 }
 
-func (n *Notifier) dial(ctx context.Context, channel string) error {
-	ps := n.rdb.SSubscribe(ctx, channel)
+// Subscribe subscribes to one of wahaq's shard channels (Keys.Done,
+// Keys.Gate) and returns once Redis has confirmed it. On a server without
+// shard channels (miniredis) it falls back to plain pub/sub, as the scripts
+// do when they announce.
+func Subscribe(ctx context.Context, rdb redis.UniversalClient, channel string) (*redis.PubSub, error) {
+	ps := rdb.SSubscribe(ctx, channel)
 	if _, err := ps.Receive(ctx); err != nil {
-		// A server without shard channels (miniredis): plain pub/sub, which
-		// the scripts fall back to as well.
 		_ = ps.Close()
-		ps = n.rdb.Subscribe(ctx, channel)
+		ps = rdb.Subscribe(ctx, channel)
 		if _, err2 := ps.Receive(ctx); err2 != nil {
 			_ = ps.Close()
-			return fmt.Errorf("subscribe %s: %w", channel, err)
+			return nil, fmt.Errorf("subscribe %s: %w", channel, err)
 		}
+	}
+	return ps, nil
+}
+
+func (n *Notifier) dial(ctx context.Context, channel string) error {
+	ps, err := Subscribe(ctx, n.rdb, channel)
+	if err != nil {
+		return err
 	}
 	n.mu.Lock()
 	if n.closed {

@@ -32,7 +32,7 @@ import (
 // again after it ended: there is nothing to do.
 //
 // KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dead letters,
-// KEYS[5] dedup, KEYS[6] asynq's paused key.
+// KEYS[5] dedup, KEYS[6] asynq's paused key, KEYS[7] gate channel.
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] lease until (ms), ARGV[4] cap (0 =
 // none), ARGV[5] attempt (asynq's retry count + 1), ARGV[6] instance,
 // ARGV[7] session, ARGV[8] batch id, ARGV[9] max retries, ARGV[10] asynq
@@ -62,11 +62,11 @@ if old == 'dead' then
 end
 local cap = tonumber(ARGV[4])
 if cap > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= cap then
-  gate_close(KEYS[1], KEYS[6])
+  gate_close(KEYS[1], KEYS[6], KEYS[7])
   return 0
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then gate_close(KEYS[1], KEYS[6]) end
+if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then gate_close(KEYS[1], KEYS[6], KEYS[7]) end
 if not old then
   redis.call('HSET', KEYS[2], 'instance', ARGV[6], 'session', ARGV[7], 'max', ARGV[9], 'enq', ARGV[2])
   if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'batch', ARGV[8]) end
@@ -155,7 +155,7 @@ func (s *Store) Begin(ctx context.Context, id string, p base.Payload, attempt, c
 	k := s.Keys(p.Instance)
 	now := s.now()
 	v, err := startScript.Run(ctx, s.rdb,
-		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.DeadLetters(), k.Dedup(p.Session), k.Paused()},
+		[]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.DeadLetters(), k.Dedup(p.Session), k.Paused(), k.Gate()},
 		id, now.UnixMilli(), now.Add(lease).UnixMilli(), capacity, attempt,
 		p.Instance, p.Session, p.BatchID, p.MaxRetries, k.AsynqTaskPrefix(), ttlSeconds(supersededTTL)).Result()
 	if err != nil {

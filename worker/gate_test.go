@@ -1,0 +1,202 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/redistest"
+	"github.com/wahaq/wahaq/internal/store"
+	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient/wahafake"
+)
+
+// wire counts the queue scripts that reach Redis past the gate view: a
+// hook added after the view's is inside it.
+type wire struct {
+	mu sync.Mutex
+	n  map[asynqwire.Op]int
+}
+
+func (c *wire) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *wire) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (c *wire) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if op, _ := asynqwire.QueueScript(cmd.Args()); op != asynqwire.OpNone {
+			c.mu.Lock()
+			c.n[op]++
+			c.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *wire) count(op asynqwire.Op) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[op]
+}
+
+// TestGateView drives the view with the store's real scripts: a closed
+// gate's dequeues and forwards are answered without reaching Redis, its
+// opening lets them through again, a closed gate is read again (one GET)
+// once the view's knowledge is gateRecheck old, and an operator's pause is
+// never held closed by the view.
+func TestGateView(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	ns := redistest.Namespace(t)
+	st := store.New(rdb, store.Options{Namespace: ns})
+	k := st.Keys("default")
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	log := zerolog.Nop()
+	v := newGateView(rdb, now, &log)
+	v.add(k)
+	rdb.AddHook(v)
+	w := &wire{n: map[asynqwire.Op]int{}}
+	rdb.AddHook(w)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); v.run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	g := v.byPaused[k.Paused()]
+	// wait until the view follows the channel (its first state is "read
+	// the key")
+	require.Eventually(t, func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return v.on.Load() && g.seq > 0
+	}, 10*time.Second, time.Millisecond)
+
+	// asynq's own calls, as its rdb makes them
+	dequeue := func() error {
+		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000",
+			[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.QueuePrefix(k.Queue) + "lease"}, 1, k.AsynqTaskPrefix()).Err()
+	}
+	forward := func() (any, error) {
+		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000", []string{k.Retry(), k.Pending()}, 1, "p", 1, "g").Result()
+	}
+	local := func(name string) {
+		t.Helper()
+		before := w.count(asynqwire.OpDequeue) + w.count(asynqwire.OpForward)
+		require.ErrorIs(t, dequeue(), redis.Nil, name)
+		n, err := forward()
+		require.NoError(t, err, name)
+		require.EqualValues(t, 0, n, name)
+		require.Equal(t, before, w.count(asynqwire.OpDequeue)+w.count(asynqwire.OpForward), "%s: nothing reached Redis", name)
+	}
+	remote := func(name string) {
+		t.Helper()
+		before := w.count(asynqwire.OpDequeue)
+		// the fake sha reaches Redis, which does not know it
+		require.ErrorContains(t, dequeue(), "NOSCRIPT", name)
+		require.Equal(t, before+1, w.count(asynqwire.OpDequeue), name)
+	}
+	heard := func(seq uint64) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.seq > seq
+		}, 10*time.Second, time.Millisecond)
+	}
+	seq := func() uint64 { g.mu.Lock(); defer g.mu.Unlock(); return g.seq }
+
+	remote("open gate at the start")
+	// a cap of one: the first start closes the gate and says so
+	s0 := seq()
+	p := base.Payload{Instance: "default", Session: "a", MaxRetries: 1}
+	ok, err := st.Start(ctx, "a", p, 1, 1, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	heard(s0)
+	local("closed gate")
+	// old knowledge is read again: still closed, still answered here
+	advance(gateRecheck + time.Millisecond)
+	local("closed gate read again")
+	// the finish opens it and says so
+	s1 := seq()
+	require.NoError(t, st.Finish(ctx, "a", p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour}))
+	heard(s1)
+	remote("opened gate")
+
+	// a gate whose opening was not heard is found open when read again
+	s2 := seq()
+	ok, err = st.Start(ctx, "b", base.Payload{Instance: "default", Session: "b", MaxRetries: 1}, 1, 1, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	heard(s2)
+	require.NoError(t, rdb.Del(ctx, k.Paused()).Err()) // opened, unannounced
+	local("not yet read again")
+	advance(gateRecheck + time.Millisecond)
+	remote("read again: open")
+
+	// an operator's pause is asynq's business: the view lets it through
+	require.NoError(t, rdb.Set(ctx, k.Paused(), fmt.Sprint(time.Now().Unix()), 0).Err())
+	remote("operator's pause")
+	advance(gateRecheck + time.Millisecond)
+	remote("operator's pause, later")
+}
+
+// TestGateViewInACappedTeardown runs a worker on a server with a cap of one
+// and slow logouts, so its queue's gate is closed most of the time, and
+// counts asynq's queue scripts before the view (outer hook) and after it
+// (what reached Redis). Every logout still runs once, one at a time.
+func TestGateViewInACappedTeardown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	ns := redistest.Namespace(t)
+	asked := &wire{n: map[asynqwire.Op]int{}}
+	rdb.AddHook(asked)
+	fake := wahafake.NewT(t, wahafake.Options{LogoutLatency: 300 * time.Millisecond})
+	w, err := New(Config{Redis: rdb, Namespace: ns, Instances: []Instance{{Name: "default", BaseURL: fake.URL()}},
+		Concurrency: 4, InstanceConcurrency: 1, PollInterval: 10 * time.Millisecond, DelayedInterval: 50 * time.Millisecond,
+		Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	sent := &wire{n: map[asynqwire.Op]int{}}
+	rdb.AddHook(sent)
+	prod, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default"}})
+	require.NoError(t, err)
+	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = insp.Close() })
+	sessions := fake.AddSessions("g", 8, wahafake.StatusWorking)
+	b, err := prod.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: sessions})
+	require.NoError(t, err)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Shutdown)
+	require.Eventually(t, func() bool {
+		got, err := insp.Batch(ctx, b.BatchID)
+		return err == nil && got.Done
+	}, 30*time.Second, 10*time.Millisecond)
+	w.Shutdown()
+
+	for _, s := range sessions {
+		require.Equal(t, 1, fake.LogoutCalls(s), s)
+	}
+	require.Equal(t, 1, fake.MaxInFlight(), "the cap holds")
+	scripts := func(c *wire) int { return c.count(asynqwire.OpDequeue) + c.count(asynqwire.OpForward) }
+	t.Logf("asynq asked %d dequeues and %d forwards; %d dequeues and %d forwards reached Redis",
+		asked.count(asynqwire.OpDequeue), asked.count(asynqwire.OpForward), sent.count(asynqwire.OpDequeue), sent.count(asynqwire.OpForward))
+	// 8 logouts of 300 ms one at a time: about 2.4 s of a closed gate,
+	// polled every 10 ms
+	require.Greater(t, asked.count(asynqwire.OpDequeue), 100)
+	require.Less(t, 4*scripts(sent), scripts(asked), "the closed gate's polls stay in the worker")
+	require.GreaterOrEqual(t, sent.count(asynqwire.OpDequeue), len(sessions), "each task was dequeued from Redis")
+}

@@ -120,6 +120,43 @@ func TestEnqueueScript(t *testing.T) {
 			require.Equal(t, r.ID, f.get(f.k.Dedup("s"+strconv.Itoa(i))))
 		}
 	})
+
+	t.Run("sessions named twice across pipelines in flight together", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		bid := base.NewID()
+		require.NoError(t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+		// 3,000 names, the last 500 repeating the first 500: three
+		// pipelines of a thousand, two in flight at once, so a repeat may
+		// run before the task it repeats
+		const unique, repeats = 2500, 500
+		ts := make([]store.NewTask, 0, unique+repeats)
+		for i := range unique + repeats {
+			ts = append(ts, store.NewTask{Instance: "default", Session: "s" + strconv.Itoa(i%unique), BatchID: bid, MaxRetries: 3})
+		}
+		res, err := f.st.Enqueue(f.ctx, ts)
+		require.NoError(t, err)
+		require.Len(t, res, len(ts))
+		for i := range unique {
+			if i >= repeats {
+				require.False(t, res[i].Deduplicated, i)
+				require.Equal(t, res[i].ID, f.get(f.k.Dedup("s"+strconv.Itoa(i))))
+				continue
+			}
+			a, b := res[i], res[unique+i]
+			require.NotEqual(t, a.Deduplicated, b.Deduplicated, "one of the two is created: %+v %+v", a, b)
+			created, dup := a, b
+			if a.Deduplicated {
+				created, dup = b, a
+			}
+			require.True(t, dup.InBatch)
+			require.Equal(t, created.ID, dup.ID, "the repeat names the created task")
+			require.Equal(t, created.ID, f.get(f.k.Dedup("s"+strconv.Itoa(i))))
+		}
+		require.Len(t, f.list(f.k.Pending()), unique)
+		require.Equal(t, strconv.Itoa(unique), f.hash(f.k.Batch(bid))["total"])
+		require.Len(t, f.list(f.k.BatchTasks(bid)), unique)
+	})
 }
 
 func TestEnqueueRawScript(t *testing.T) {

@@ -31,22 +31,23 @@ const AttemptRetrying = "retrying"
 // FieldLog is the record field holding the attempt history.
 const FieldLog = "log"
 
-// attemptLogLua defines attempt_log(record, entry, now), used by
+// attemptLogLua defines attempt_log(record, entry, now, enq, log), used by
 // finishScript. entry is "<attempt>,<start ms>,<rest>" from attemptEntry; the
 // script makes the start relative to the record's enq and adds the duration.
 // The same entry applied twice (a Finish sent again after a lost reply) is
 // kept once: an entry with the same attempt and start as the last is dropped.
 // It returns true when the log's last entry is this attempt's, so the
 // caller may leave out what that entry already says (see derivedFields).
+// enq and log are the record's fields of those names, which the caller has
+// read already.
 const attemptLogLua = `
-local function attempt_log(rec, entry, now)
+local function attempt_log(rec, entry, now, enq, log)
   local a, st, rest = string.match(entry, '^(%d+),(%d+),(.*)$')
   if not a then return false end
   st = tonumber(st)
-  local enq = tonumber(redis.call('HGET', rec, 'enq') or '0') or 0
+  enq = tonumber(enq or '0') or 0
   local head = a .. ',' .. string.format('%d', st - enq) .. ','
   local e = head .. string.format('%d', tonumber(now) - st) .. ',' .. rest
-  local log = redis.call('HGET', rec, 'log')
   if log then
     local last = string.match(log, '([^\n]*)$')
     if string.sub(last, 1, #head) == head then return true end

@@ -34,16 +34,18 @@ import (
 var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 gate_open(KEYS[10], KEYS[11])
--- attempt history (attemptlog.go): one entry per attempt, the last 20; a
--- final record whose history ends with this attempt derives attempts and
--- fin from it (attemptlog.go, derived fields)
-local logged = ARGV[15] ~= '' and attempt_log(KEYS[2], ARGV[15], ARGV[4])
--- end attempt history
+-- every field the script reads, in one call: each redis.call costs
+-- on top of its command
 -- oldOutcome is set only when the task was already final: the same Finish
 -- applied twice (its reply lost in a Redis crash, then sent again) must
 -- count once
-local cur = redis.call('HMGET', KEYS[2], 'state', 'outcome')
+local cur = redis.call('HMGET', KEYS[2], 'state', 'outcome', 'enq', 'log')
 local old, oldOutcome = cur[1], cur[2]
+-- attempt history (attemptlog.go): one entry per attempt, the last 20; a
+-- final record whose history ends with this attempt derives attempts and
+-- fin from it (attemptlog.go, derived fields)
+local logged = ARGV[15] ~= '' and attempt_log(KEYS[2], ARGV[15], ARGV[4], cur[3], cur[4])
+-- end attempt history
 local new = ARGV[2]
 -- the record's changes as one HSET and one HDEL: each redis.call has a
 -- cost of its own on top of the command's

@@ -42,8 +42,13 @@ import (
 // was started.
 var startScript = redis.NewScript(batchLua + gateLua + claimLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
-local old = redis.call('HGET', KEYS[2], 'state')
-if old == 'active' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+-- every record field the script reads, in one call: each redis.call costs
+-- on top of its command
+local cur = redis.call('HMGET', KEYS[2], 'state', 'rst', 'aoff', 'next')
+local old = cur[1]
+local cap = tonumber(ARGV[4])
+local held = (old == 'active' or cap > 0) and redis.call('ZSCORE', KEYS[1], ARGV[1])
+if old == 'active' and held then return -1 end
 if old == 'completed' or old == 'canceled' then return -2 end
 local batch = ARGV[8] ~= '' and old and redis.call('EXISTS', KEYS[3]) == 1
 if old == 'dead' then
@@ -60,26 +65,32 @@ if old == 'dead' then
     end
   end
 end
-local cap = tonumber(ARGV[4])
-if cap > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= cap then
-  gate_close(KEYS[1], KEYS[6], KEYS[7])
-  return 0
+local taken = 0
+if cap > 0 then
+  taken = redis.call('ZCARD', KEYS[1])
+  if not held and taken >= cap then
+    gate_close(KEYS[1], KEYS[6], KEYS[7])
+    return 0
+  end
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then gate_close(KEYS[1], KEYS[6], KEYS[7]) end
+if not held then taken = taken + 1 end
+if cap > 0 and taken >= cap then gate_close(KEYS[1], KEYS[6], KEYS[7]) end
 if not old then
   redis.call('HSET', KEYS[2], 'instance', ARGV[6], 'session', ARGV[7], 'max', ARGV[9], 'enq', ARGV[2])
   if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'batch', ARGV[8]) end
 end
-if old == 'dead' or redis.call('HGET', KEYS[2], 'rst') then
+local aoff = tonumber(cur[3]) or 0
+if old == 'dead' or cur[2] then
   -- fresh retries: count attempts from this delivery on
-  redis.call('HSET', KEYS[2], 'aoff', tonumber(ARGV[5]) - 1)
-  redis.call('HDEL', KEYS[2], 'rst')
+  aoff = tonumber(ARGV[5]) - 1
+  redis.call('HSET', KEYS[2], 'aoff', aoff)
+  if cur[2] then redis.call('HDEL', KEYS[2], 'rst') end
 end
-local attempt = tonumber(ARGV[5]) - (tonumber(redis.call('HGET', KEYS[2], 'aoff')) or 0)
+local attempt = tonumber(ARGV[5]) - aoff
 if attempt < 1 then attempt = 1 end
 redis.call('HSET', KEYS[2], 'state', 'active', 'attempts', attempt)
-redis.call('HDEL', KEYS[2], 'next')
+if cur[4] then redis.call('HDEL', KEYS[2], 'next') end
 if old == 'dead' then
   redis.call('PERSIST', KEYS[2])
   redis.call('ZREM', KEYS[4], ARGV[1])

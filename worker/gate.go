@@ -9,7 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
 	"github.com/wahaq/wahaq/internal/store"
 )
 
@@ -21,9 +20,10 @@ const gateRecheck = time.Second
 
 // gateView is this worker's view of its queues' gates (internal/store's
 // gate.go: the paused key wahaq sets while a server's cap is full), kept
-// from the gate channels (Keys.Gate). It is a go-redis hook on the worker's
-// Redis client that answers asynq's dequeue of a queue it holds closed
-// with "nothing to dequeue", without a round trip.
+// from the gate channels (Keys.Gate). Through the worker's client hook
+// (hook.go) it answers asynq's dequeue of a queue it holds closed with
+// "nothing to dequeue", and its forward with "none moved", without a round
+// trip.
 //
 // Why: asynq polls its queues every PollInterval (10 ms) and treats a
 // paused queue as an empty one, so a capped teardown, whose queue is closed
@@ -62,44 +62,6 @@ func newGateView(rdb redis.UniversalClient, now func() time.Time, log *zerolog.L
 // add makes the view keep the gate of the instance with keys k.
 func (v *gateView) add(k store.Keys) {
 	v.byPaused[k.Paused()] = &gate{paused: k.Paused(), channel: k.Gate()}
-}
-
-// DialHook implements redis.Hook.
-func (v *gateView) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-// ProcessPipelineHook implements redis.Hook; asynq does not dequeue in
-// pipelines.
-func (v *gateView) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-// ProcessHook implements redis.Hook: for a queue held closed, a dequeue
-// gets redis.Nil (asynq's "queue empty") and a forward of due retries and
-// scheduled tasks gets 0 (none moved: they stay due and move once the gate
-// opens), without reaching Redis.
-func (v *gateView) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !v.on.Load() {
-			return next(ctx, cmd)
-		}
-		op, pk := asynqwire.QueueScript(cmd.Args())
-		if op == asynqwire.OpNone {
-			return next(ctx, cmd)
-		}
-		g := v.byPaused[pk]
-		if g == nil || !v.closed(ctx, g) {
-			return next(ctx, cmd)
-		}
-		if op == asynqwire.OpForward {
-			if c, ok := cmd.(*redis.Cmd); ok {
-				c.SetVal(int64(0))
-				return nil
-			}
-			return next(ctx, cmd)
-		}
-		cmd.SetErr(redis.Nil)
-		return redis.Nil
-	}
 }
 
 // closed says whether g is closed, reading its paused key again when the

@@ -33,7 +33,7 @@ func (c *wire) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 }
 func (c *wire) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if op, _ := asynqwire.QueueScript(cmd.Args()); op != asynqwire.OpNone {
+		if op := asynqwire.QueueScript(cmd.Args()).Op; op != asynqwire.OpNone {
 			c.mu.Lock()
 			c.n[op]++
 			c.mu.Unlock()
@@ -67,7 +67,7 @@ func TestGateView(t *testing.T) {
 	log := zerolog.Nop()
 	v := newGateView(rdb, now, &log)
 	v.add(k)
-	rdb.AddHook(v)
+	rdb.AddHook(asynqHook{gates: v, settled: &settledSet{}})
 	w := &wire{n: map[asynqwire.Op]int{}}
 	rdb.AddHook(w)
 	rctx, stop := context.WithCancel(ctx)

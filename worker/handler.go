@@ -31,6 +31,10 @@ type attempt struct {
 	// discovery is set on an attempt of a discovery task (Payload then
 	// names only the instance).
 	discovery *discovery
+	// viaAsynq: asynq delivered the attempt and is told its fate when the
+	// handler returns (not Work), so a completed attempt's Finish may
+	// settle asynq's side too (settle.go).
+	viaAsynq bool
 }
 
 // answer is what the inner steps report: WAHA's answer, or why there was
@@ -83,7 +87,7 @@ func chain(s step, mws ...middleware) step {
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	id, _ := asynq.GetTaskID(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
-	return w.process(ctx, id, retried, t.Payload())
+	return w.process(ctx, id, retried, t.Payload(), true)
 }
 
 // Work runs one attempt of the logout task id with payload (as asynq holds
@@ -92,17 +96,17 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // is what asynq would be told (nil when the task completed). It is for tests
 // (wahaqtest.Env.Work); nothing schedules a retry it asks for.
 func (w *Worker) Work(ctx context.Context, id string, payload []byte, retried int) error {
-	return w.process(ctx, id, retried, payload)
+	return w.process(ctx, id, retried, payload, false)
 }
 
-func (w *Worker) process(ctx context.Context, id string, retried int, payload []byte) error {
+func (w *Worker) process(ctx context.Context, id string, retried int, payload []byte, viaAsynq bool) error {
 	p, err := base.DecodePayload(payload)
 	if err != nil {
 		// Nothing to record it under; asynq archives it for a person.
 		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
-	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now()}
+	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now(), viaAsynq: viaAsynq}
 	ctx = startAttempt(ctx, a)
 	defer a.span.End()
 	a.Log = w.log
@@ -151,13 +155,20 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	endAttempt(a, fin)
 	sf, err := fin.finish()
 	sf.Attempt, sf.StartedAt, sf.HTTPStatus = a.Number, a.Started, httpStatus(ans)
+	// a completed attempt asynq delivered is settled on asynq's side in the
+	// same step: asynq's done then costs no round trip (settle.go)
+	sf.Settle = a.viaAsynq && fin.State == tasks.StateCompleted
+	settled := false
 	if err == nil {
 		// While Redis fails over, keep the result rather than run the
 		// logout again.
 		poll(wctx, w.cfg.Now, time.Time{}, redisPause, func() bool {
-			err = w.store.Finish(wctx, a.ID, a.Payload, sf)
+			settled, err = w.store.FinishSettled(wctx, a.ID, a.Payload, sf)
 			return err == nil
 		})
+	}
+	if settled {
+		w.settled.add(a.ID, w.cfg.Now())
 	}
 	if err != nil {
 		// Redis is unreachable: let asynq retry; the logout is idempotent.

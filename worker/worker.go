@@ -58,6 +58,9 @@ type Worker struct {
 	gates     *gateView
 	stopGates context.CancelFunc
 	gatesDone chan struct{}
+	// settled are the completed tasks whose asynq done Finish did already
+	// (settle.go).
+	settled settledSet
 	// running counts handler calls in progress.
 	running atomic.Int64
 	// force, closed by Force, ends Shutdown's wait for running calls.
@@ -141,9 +144,10 @@ func New(cfg Config) (*Worker, error) {
 		ResultTTL: cfg.ResultTTL, Metrics: w.metrics, Logger: &w.log, Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	// asynq's dequeues go through the gate view (it only acts while the
-	// worker runs; a client shared by several workers gets one hook each).
-	cfg.Redis.AddHook(w.gates)
+	// asynq's queue scripts go through the worker's hook (hook.go; it only
+	// acts while the worker runs; a client shared by several workers gets
+	// one hook each).
+	cfg.Redis.AddHook(asynqHook{gates: w.gates, settled: &w.settled})
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
 		Queues:         queues,

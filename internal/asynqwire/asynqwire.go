@@ -12,6 +12,7 @@ package asynqwire
 
 import (
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -117,6 +118,22 @@ func ArchivedKey(q string) string { return QueuePrefix(q) + "archived" }
 // (an operator's pause, or wahaq's gate).
 func PausedKey(q string) string { return QueuePrefix(q) + "paused" }
 
+// LeaseKey is the sorted set of active task ids by lease expiry.
+func LeaseKey(q string) string { return QueuePrefix(q) + "lease" }
+
+// ProcessedKey counts the tasks of q processed on t's day (UTC); it expires
+// StatsTTL after it was created.
+func ProcessedKey(q string, t time.Time) string {
+	return QueuePrefix(q) + "processed:" + t.UTC().Format("2006-01-02")
+}
+
+// ProcessedTotalKey counts every task of q ever processed; it wraps to 1
+// past the largest int64.
+func ProcessedTotalKey(q string) string { return QueuePrefix(q) + "processed" }
+
+// StatsTTL is how long asynq keeps a day's counters.
+const StatsTTL = 90 * 24 * time.Hour
+
 // Op is one of asynq's queue scripts that a client hook can recognize.
 type Op int
 
@@ -132,31 +149,44 @@ const (
 	// tasks of one queue to pending (forwardCmd: keys scheduled or retry,
 	// pending). Its reply is the number of tasks moved.
 	OpForward
+	// OpDone is asynq's removal of a task that succeeded (doneCmd: keys
+	// active, lease, the task, the day's and the total processed
+	// counters; the task id first of its arguments). Its reply is "OK".
+	OpDone
 )
 
+// Call is what QueueScript recognized in a command.
+type Call struct {
+	Op Op
+	// Paused is the queue's paused key.
+	Paused string
+	// TaskID is the task of an OpDone.
+	TaskID string
+}
+
 // QueueScript recognizes, in the arguments of a Redis command, asynq's
-// dequeue or forward of one queue (run as EVALSHA or EVAL) and returns the
-// queue's paused key. It lets a client hook answer them without a round
-// trip for a queue known to be paused. TestQueueScriptsAreRecognized pins
-// it to asynq's real server.
-func QueueScript(args []any) (Op, string) {
+// dequeue, forward or done of one queue (run as EVALSHA or EVAL). It lets a
+// client hook answer them without a round trip when the answer is known: a
+// queue known to be paused, a task already settled.
+// TestQueueScriptsAreRecognized pins it to asynq's real server.
+func QueueScript(args []any) Call {
 	if len(args) < 5 {
-		return OpNone, ""
+		return Call{}
 	}
 	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
-		return OpNone, ""
+		return Call{}
 	}
 	n, _ := args[2].(int)
 	first, _ := args[3].(string)
 	second, _ := args[4].(string)
 	if !strings.HasPrefix(first, "asynq:{") {
-		return OpNone, ""
+		return Call{}
 	}
 	switch n {
 	case 4:
 		q, ok := strings.CutSuffix(first, "}:pending")
 		if ok && second == q+"}:paused" && len(args) >= 7 {
-			return OpDequeue, second
+			return Call{Op: OpDequeue, Paused: second}
 		}
 	case 2:
 		q, ok := strings.CutSuffix(first, "}:scheduled")
@@ -164,8 +194,19 @@ func QueueScript(args []any) (Op, string) {
 			q, ok = strings.CutSuffix(first, "}:retry")
 		}
 		if ok && second == q+"}:pending" {
-			return OpForward, q + "}:paused"
+			return Call{Op: OpForward, Paused: q + "}:paused"}
+		}
+	case 5:
+		q, ok := strings.CutSuffix(first, "}:active")
+		if !ok || second != q+"}:lease" || len(args) < 9 {
+			return Call{}
+		}
+		id, _ := args[8].(string)
+		task, _ := args[5].(string)
+		total, _ := args[7].(string)
+		if id != "" && task == q+"}:t:"+id && total == q+"}:processed" {
+			return Call{Op: OpDone, Paused: q + "}:paused", TaskID: id}
 		}
 	}
-	return OpNone, ""
+	return Call{}
 }

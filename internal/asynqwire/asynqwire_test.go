@@ -68,6 +68,7 @@ func TestEncodeOmitsZeroFields(t *testing.T) {
 type recorder struct {
 	mu     sync.Mutex
 	paused map[asynqwire.Op][]string
+	done   []string
 	others int
 }
 
@@ -78,8 +79,11 @@ func (r *recorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		r.mu.Lock()
-		if op, k := asynqwire.QueueScript(cmd.Args()); op != asynqwire.OpNone {
-			r.paused[op] = append(r.paused[op], k)
+		if c := asynqwire.QueueScript(cmd.Args()); c.Op != asynqwire.OpNone {
+			r.paused[c.Op] = append(r.paused[c.Op], c.Paused)
+			if c.Op == asynqwire.OpDone {
+				r.done = append(r.done, c.TaskID)
+			}
 		} else {
 			r.others++
 		}
@@ -88,10 +92,10 @@ func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// TestQueueScriptsAreRecognized runs a real asynq server on an empty queue
-// and checks that its dequeue and forward calls, and nothing else it sends,
-// are recognized, with the queue's paused key: an asynq upgrade that
-// changes them fails here.
+// TestQueueScriptsAreRecognized runs a real asynq server on a queue with one
+// task and checks that its dequeue, forward and done calls, and nothing
+// else it sends, are recognized, with the queue's paused key and the done
+// task's id: an asynq upgrade that changes them fails here.
 func TestQueueScriptsAreRecognized(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
@@ -100,13 +104,18 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 	rdb.AddHook(rec)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{q: 1}, TaskCheckInterval: 5 * time.Millisecond,
 		DelayedTaskCheckInterval: 5 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	info, err := asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("t", nil), asynq.Queue(q))
+	require.NoError(t, err)
 	require.NoError(t, srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })))
 	require.Eventually(t, func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
-		return len(rec.paused[asynqwire.OpDequeue]) >= 5 && len(rec.paused[asynqwire.OpForward]) >= 4 && rec.others > 0
+		return len(rec.paused[asynqwire.OpDequeue]) >= 5 && len(rec.paused[asynqwire.OpForward]) >= 4 && len(rec.done) == 1 && rec.others > 0
 	}, 10*time.Second, 5*time.Millisecond)
 	srv.Shutdown()
+	// the counters asynq's done moved are the ones asynqwire names
+	require.Equal(t, "1", rdb.Get(context.Background(), asynqwire.ProcessedTotalKey(q)).Val())
+	require.Equal(t, "1", rdb.Get(context.Background(), asynqwire.ProcessedKey(q, time.Now())).Val())
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, keys := range rec.paused {
@@ -114,6 +123,7 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 			require.Equal(t, asynqwire.PausedKey(q), k)
 		}
 	}
+	require.Equal(t, []string{info.ID}, rec.done)
 	// commands that are not a dequeue are not taken for one
 	for _, args := range [][]any{
 		{"evalsha", "x", 4, asynqwire.PendingKey(q), "other", "a", "l", 1, "p"},
@@ -122,8 +132,8 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 		{"evalsha", "x", 4, "wahaq:{q}:pending", "wahaq:{q}:paused", "a", "l", 1, "p"},
 		{"evalsha", "x", 2, asynqwire.ScheduledKey(q), asynqwire.PendingKey(q + "x"), 1, "p"},
 		{"evalsha", "x", 2, asynqwire.ArchivedKey(q), asynqwire.PendingKey(q), 1, "p"},
+		{"evalsha", "x", 5, asynqwire.ActiveKey(q), asynqwire.LeaseKey(q), asynqwire.TaskKey(q, "a"), "p", asynqwire.ProcessedTotalKey(q), "b", 1, 2},
 	} {
-		op, _ := asynqwire.QueueScript(args)
-		require.Equal(t, asynqwire.OpNone, op, "%v", args)
+		require.Equal(t, asynqwire.OpNone, asynqwire.QueueScript(args).Op, "%v", args)
 	}
 }

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wahaq/wahaq/internal/asynqwire"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
@@ -23,14 +25,18 @@ import (
 // KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dedup, KEYS[5]
 // dead letters, KEYS[6] asynq pending, KEYS[7] asynq task of the task's
 // callback, KEYS[8] asynq task of the batch's callback, KEYS[9] completion
-// channel, KEYS[10] asynq's paused key, KEYS[11] gate channel.
+// channel, KEYS[10] asynq's paused key, KEYS[11] gate channel, KEYS[12]
+// asynq's active list, KEYS[13] its lease set, KEYS[14] the asynq task,
+// KEYS[15] asynq's processed counter of the day, KEYS[16] its total.
 // ARGV[1] id, ARGV[2] new state, ARGV[3] outcome ("" when retrying), ARGV[4]
 // now (ms), ARGV[5] next attempt (ms), ARGV[6] last error, ARGV[7] result
 // JSON, ARGV[8] result TTL (s), ARGV[9] batch id, ARGV[10] task callback id,
 // ARGV[11] its asynq message, ARGV[12] batch callback id, ARGV[13] its
 // message, ARGV[14] now (ns), ARGV[15] attempt log entry (see
-// attemptLogLua; "" = none).
-// Returns 1.
+// attemptLogLua; "" = none), ARGV[16] "1" to settle asynq's side of a
+// completed task, ARGV[17] expiry of the day's counter (Unix s), ARGV[18]
+// the largest int64.
+// Returns 2 when it settled asynq's side, else 1.
 var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 gate_open(KEYS[10], KEYS[11])
@@ -97,6 +103,21 @@ if new ~= 'retrying' and old ~= 'completed' and old ~= 'dead' and old ~= 'cancel
   cb_enqueue(KEYS[2], KEYS[7], KEYS[6], ARGV[10], ARGV[11], ARGV[14])
   notify(KEYS[9], 't:' .. ARGV[1])
 end
+-- settle: asynq's side of a completed task in the same step, as asynq's
+-- own done does it (internal/rdb's doneCmd), so that asynq's done right
+-- after needs no round trip (worker/settle.go); only while asynq still
+-- holds the task as active
+if ARGV[16] == '1' and new == 'completed' and redis.call('LREM', KEYS[12], 0, ARGV[1]) == 1 then
+  redis.call('ZREM', KEYS[13], ARGV[1])
+  redis.call('DEL', KEYS[14])
+  if redis.call('INCR', KEYS[15]) == 1 then redis.call('EXPIREAT', KEYS[15], ARGV[17]) end
+  if tonumber(redis.call('GET', KEYS[16])) == tonumber(ARGV[18]) then
+    redis.call('SET', KEYS[16], 1)
+  else
+    redis.call('INCR', KEYS[16])
+  end
+  return 2
+end
 return 1
 `)
 
@@ -121,23 +142,41 @@ type Finish struct {
 	StartedAt time.Time
 	// HTTPStatus is WAHA's HTTP status of this attempt; 0 when none came.
 	HTTPStatus int
+	// Settle, for a completed task that asynq delivered, also does what
+	// asynq's done does (the task leaves asynq's active list and lease
+	// set, is deleted, and counts as processed), in the same step.
+	Settle bool
 }
 
 // Finish applies f to the task.
 func (s *Store) Finish(ctx context.Context, id string, p base.Payload, f Finish) error {
+	_, err := s.FinishSettled(ctx, id, p, f)
+	return err
+}
+
+// FinishSettled is Finish that also says whether it settled asynq's side
+// of the task (f.Settle): then asynq's done of the task has nothing left to
+// do.
+func (s *Store) FinishSettled(ctx context.Context, id string, p base.Payload, f Finish) (bool, error) {
 	k := s.Keys(p.Instance)
+	now := s.now()
 	var next int64
 	if !f.NextAttempt.IsZero() {
 		next = f.NextAttempt.UnixMilli()
 	}
 	cb := s.callbackArgs(k, p.Instance, id, p.BatchID)
 	keys := append([]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Pending()}, cb.keys...)
-	keys = append(keys, k.Paused(), k.Gate())
-	args := append([]any{id, f.State, f.Outcome, s.now().UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID}, cb.args...)
-	args = append(args, attemptEntry(f))
-	err := finishScript.Run(ctx, s.rdb, keys, args...).Err()
-	if err != nil {
-		return fmt.Errorf("finish task %s: %w", id, err)
+	keys = append(keys, k.Paused(), k.Gate(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue), k.AsynqTask(id),
+		asynqwire.ProcessedKey(k.Queue, now), asynqwire.ProcessedTotalKey(k.Queue))
+	settle := ""
+	if f.Settle {
+		settle = "1"
 	}
-	return nil
+	args := append([]any{id, f.State, f.Outcome, now.UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID}, cb.args...)
+	args = append(args, attemptEntry(f), settle, now.Add(asynqwire.StatsTTL).Unix(), int64(math.MaxInt64))
+	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("finish task %s: %w", id, err)
+	}
+	return n == 2, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqwire"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -94,4 +95,60 @@ func TestFinishScript(t *testing.T) {
 		require.NoError(t, f.st.Finish(f.ctx, id, p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour}))
 		require.Empty(t, f.zmembers(f.k.DeadLetters()))
 	})
+
+	t.Run("settle", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name   string
+			state  string
+			active bool // asynq holds the task as active
+			settle bool
+			want   bool
+		}{
+			{name: "completed, asked, active: settled", state: store.StateCompleted, active: true, settle: true, want: true},
+			{name: "not asked", state: store.StateCompleted, active: true},
+			{name: "asynq no longer holds it", state: store.StateCompleted, settle: true},
+			{name: "retrying: asynq's retry does it", state: store.StateRetrying, active: true, settle: true},
+			{name: "dead: asynq's archive does it", state: store.StateDead, active: true, settle: true},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t)
+				p, id := f.enqueue("s1", "")
+				// what asynq's dequeue did
+				active, lease := asynqwire.ActiveKey(f.k.Queue), asynqwire.LeaseKey(f.k.Queue)
+				require.NoError(t, f.rdb.LRem(f.ctx, f.k.Pending(), 0, id).Err())
+				if tc.active {
+					require.NoError(t, f.rdb.LPush(f.ctx, active, id).Err())
+					require.NoError(t, f.rdb.ZAdd(f.ctx, lease, redis.Z{Score: 1, Member: id}).Err())
+				}
+				f.start(id, p)
+				fin := store.Finish{State: tc.state, ResultTTL: time.Hour, Settle: tc.settle, NextAttempt: f.now.Add(time.Second)}
+				if tc.state != store.StateRetrying {
+					fin.Outcome = "logged_out"
+				}
+				got, err := f.st.FinishSettled(f.ctx, id, p, fin)
+				require.NoError(t, err)
+				require.Equal(t, tc.want, got)
+				require.Equal(t, tc.state, f.hash(f.k.Record(id))["state"])
+				day, total := asynqwire.ProcessedKey(f.k.Queue, f.now), asynqwire.ProcessedTotalKey(f.k.Queue)
+				if !tc.want {
+					require.True(t, f.exists(f.k.AsynqTask(id)), "asynq's task is left to asynq")
+					require.Equal(t, tc.active, len(f.list(active)) == 1)
+					require.False(t, f.exists(day))
+					require.False(t, f.exists(total))
+					return
+				}
+				// as asynq's done leaves it
+				require.Empty(t, f.list(active))
+				require.Empty(t, f.zmembers(lease))
+				require.False(t, f.exists(f.k.AsynqTask(id)))
+				require.Equal(t, "1", f.get(day))
+				require.Equal(t, "1", f.get(total))
+				require.Greater(t, f.ttl(day), 89*24*time.Hour, "the day's counter expires as asynq's do")
+			})
+		}
+	})
 }
+

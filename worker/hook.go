@@ -1,0 +1,66 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/asynqwire"
+)
+
+// asynqHook is the go-redis hook the worker adds to its Redis client, which
+// asynq's server shares: it answers three of asynq's queue scripts
+// (asynqwire.QueueScript) without a round trip when the worker already
+// knows the answer.
+//   - A dequeue of a queue the gate view holds closed: redis.Nil, "queue
+//     empty" (gate.go).
+//   - A forward of such a queue's due retries and scheduled tasks: 0, none
+//     moved; they move once the gate opens.
+//   - The done of a task whose Finish settled asynq's side already: "OK"
+//     (settle.go).
+//
+// Everything else, and everything while the worker is not running, goes to
+// Redis untouched.
+type asynqHook struct {
+	gates   *gateView
+	settled *settledSet
+}
+
+// DialHook implements redis.Hook.
+func (h asynqHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook; asynq runs these scripts
+// outside pipelines.
+func (h asynqHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook.
+func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !h.gates.on.Load() {
+			return next(ctx, cmd)
+		}
+		c := asynqwire.QueueScript(cmd.Args())
+		switch c.Op {
+		case asynqwire.OpDone:
+			if rc, ok := cmd.(*redis.Cmd); ok && h.settled.take(c.TaskID) {
+				rc.SetVal("OK")
+				return nil
+			}
+		case asynqwire.OpDequeue:
+			if g := h.gates.byPaused[c.Paused]; g != nil && h.gates.closed(ctx, g) {
+				cmd.SetErr(redis.Nil)
+				return redis.Nil
+			}
+		case asynqwire.OpForward:
+			if rc, ok := cmd.(*redis.Cmd); ok {
+				if g := h.gates.byPaused[c.Paused]; g != nil && h.gates.closed(ctx, g) {
+					rc.SetVal(int64(0))
+					return nil
+				}
+			}
+		}
+		return next(ctx, cmd)
+	}
+}

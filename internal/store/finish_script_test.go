@@ -151,4 +151,3 @@ func TestFinishScript(t *testing.T) {
 		}
 	})
 }
-

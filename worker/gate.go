@@ -48,6 +48,7 @@ type gateView struct {
 // gate is one queue's gate as the view knows it.
 type gate struct {
 	paused, channel string
+	instance        string
 
 	mu     sync.Mutex
 	closed bool
@@ -60,8 +61,8 @@ func newGateView(rdb redis.UniversalClient, now func() time.Time, log *zerolog.L
 }
 
 // add makes the view keep the gate of the instance with keys k.
-func (v *gateView) add(k store.Keys) {
-	v.byPaused[k.Paused()] = &gate{paused: k.Paused(), channel: k.Gate()}
+func (v *gateView) add(instance string, k store.Keys) {
+	v.byPaused[k.Paused()] = &gate{paused: k.Paused(), channel: k.Gate(), instance: instance}
 }
 
 // closed says whether g is closed, reading its paused key again when the

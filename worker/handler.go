@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 )
@@ -33,8 +34,12 @@ type attempt struct {
 	discovery *discovery
 	// viaAsynq: asynq delivered the attempt and is told its fate when the
 	// handler returns (not Work), so a completed attempt's Finish may
-	// settle asynq's side too (settle.go).
+	// settle asynq's side too (handoff.go).
 	viaAsynq bool
+	// taken is the start the take script did when it dequeued the task
+	// (take.go), when wasTaken; the start step then runs no script.
+	taken    store.StartResult
+	wasTaken bool
 }
 
 // answer is what the inner steps report: WAHA's answer, or why there was
@@ -107,6 +112,9 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
 	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now(), viaAsynq: viaAsynq}
+	if viaAsynq {
+		a.taken, a.wasTaken = takenStarts.take(id)
+	}
 	ctx = startAttempt(ctx, a)
 	defer a.span.End()
 	a.Log = w.log
@@ -168,7 +176,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		})
 	}
 	if settled {
-		w.settled.add(a.ID, w.cfg.Now())
+		w.settled.put(a.ID, struct{}{}, w.cfg.Now())
 	}
 	if err != nil {
 		// Redis is unreachable: let asynq retry; the logout is idempotent.

@@ -11,19 +11,23 @@ import (
 // asynqHook is the go-redis hook the worker adds to its Redis client, which
 // asynq's server shares: it answers three of asynq's queue scripts
 // (asynqwire.QueueScript) without a round trip when the worker already
-// knows the answer.
+// knows the answer, and does a fourth's work with wahaq's own.
 //   - A dequeue of a queue the gate view holds closed: redis.Nil, "queue
 //     empty" (gate.go).
+//   - A dequeue of an open queue: the take script (take.go), which
+//     dequeues and starts the task in one step.
 //   - A forward of such a queue's due retries and scheduled tasks: 0, none
 //     moved; they move once the gate opens.
 //   - The done of a task whose Finish settled asynq's side already: "OK"
-//     (settle.go).
+//     (handoff.go).
 //
 // Everything else, and everything while the worker is not running, goes to
 // Redis untouched.
 type asynqHook struct {
 	gates   *gateView
-	settled *settledSet
+	settled *handoff[struct{}]
+	// take, when set, replaces asynq's dequeue of an open queue (take.go).
+	take func(ctx context.Context, instance string, args []any, cmd *redis.Cmd) (bool, error)
 }
 
 // DialHook implements redis.Hook.
@@ -44,14 +48,25 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		c := asynqwire.QueueScript(cmd.Args())
 		switch c.Op {
 		case asynqwire.OpDone:
-			if rc, ok := cmd.(*redis.Cmd); ok && h.settled.take(c.TaskID) {
-				rc.SetVal("OK")
-				return nil
+			if rc, ok := cmd.(*redis.Cmd); ok {
+				if _, done := h.settled.take(c.TaskID); done {
+					rc.SetVal("OK")
+					return nil
+				}
 			}
 		case asynqwire.OpDequeue:
-			if g := h.gates.byPaused[c.Paused]; g != nil && h.gates.closed(ctx, g) {
+			g := h.gates.byPaused[c.Paused]
+			if g == nil {
+				break
+			}
+			if h.gates.closed(ctx, g) {
 				cmd.SetErr(redis.Nil)
 				return redis.Nil
+			}
+			if rc, ok := cmd.(*redis.Cmd); ok && h.take != nil {
+				if done, err := h.take(ctx, g.instance, cmd.Args(), rc); done {
+					return err
+				}
 			}
 		case asynqwire.OpForward:
 			if rc, ok := cmd.(*redis.Cmd); ok {

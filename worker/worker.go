@@ -59,8 +59,8 @@ type Worker struct {
 	stopGates context.CancelFunc
 	gatesDone chan struct{}
 	// settled are the completed tasks whose asynq done Finish did already
-	// (settle.go).
-	settled settledSet
+	// (handoff.go).
+	settled handoff[struct{}]
 	// running counts handler calls in progress.
 	running atomic.Int64
 	// force, closed by Force, ends Shutdown's wait for running calls.
@@ -117,7 +117,7 @@ func New(cfg Config) (*Worker, error) {
 		}
 		k := w.store.Keys(in.Name)
 		q := k.Queue
-		w.gates.add(k)
+		w.gates.add(in.Name, k)
 		w.instances[in.Name] = &instance{name: in.Name, client: c, capacity: capacity,
 			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name, timeout)}
 		names = append(names, in.Name)
@@ -147,7 +147,7 @@ func New(cfg Config) (*Worker, error) {
 	// asynq's queue scripts go through the worker's hook (hook.go; it only
 	// acts while the worker runs; a client shared by several workers gets
 	// one hook each).
-	cfg.Redis.AddHook(asynqHook{gates: w.gates, settled: &w.settled})
+	cfg.Redis.AddHook(asynqHook{gates: w.gates, settled: &w.settled, take: w.take})
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
 		Queues:         queues,

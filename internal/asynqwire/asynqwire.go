@@ -11,6 +11,7 @@
 package asynqwire
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -210,3 +211,44 @@ func QueueScript(args []any) Call {
 	}
 	return Call{}
 }
+
+// RetriedLua defines the Lua function asynq_retried(msg): the Retried
+// count of an encoded TaskMessage (0 when absent), for scripts that start
+// a task in the step that dequeues it. TestRetriedLua pins it to Encode.
+var RetriedLua = `
+local function pb_varint(s, i)
+  local v, mul = 0, 1
+  while true do
+    local b = string.byte(s, i)
+    if not b then return v, i end
+    i = i + 1
+    v = v + (b % 128) * mul
+    if b < 128 then return v, i end
+    mul = mul * 128
+  end
+end
+local function asynq_retried(msg)
+  local i, n = 1, #msg
+  while i <= n do
+    local key
+    key, i = pb_varint(msg, i)
+    local field, wire = math.floor(key / 8), key % 8
+    if wire == 0 then
+      local v
+      v, i = pb_varint(msg, i)
+      if field == ` + strconv.Itoa(fieldRetried) + ` then return v end
+    elseif wire == 2 then
+      local l
+      l, i = pb_varint(msg, i)
+      i = i + l
+    elseif wire == 1 then
+      i = i + 8
+    elseif wire == 5 then
+      i = i + 4
+    else
+      return 0
+    end
+  end
+  return 0
+end
+`

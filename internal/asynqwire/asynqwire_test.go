@@ -137,3 +137,30 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 		require.Equal(t, asynqwire.OpNone, asynqwire.QueueScript(args).Op, "%v", args)
 	}
 }
+
+// TestRetriedLua reads the Retried count in Redis from messages as Encode
+// writes them, a payload longer than one length byte included.
+func TestRetriedLua(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	script := redis.NewScript(asynqwire.RetriedLua + `return asynq_retried(ARGV[1])`)
+	long := make([]byte, 300)
+	for i := range long {
+		long[i] = byte(i)
+	}
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		retried int32
+	}{
+		{name: "never retried"},
+		{name: "once", retried: 1},
+		{name: "many, long payload", payload: long, retried: 300},
+		{name: "a large count", payload: []byte(`{"a":1}`), retried: 1 << 20},
+	} {
+		msg := asynqwire.Encode(asynqwire.Message{Type: "wahaq:logout", Payload: tc.payload, ID: "id", Queue: "q", Retry: 1 << 30, Retried: tc.retried, TimeoutSeconds: 90})
+		got, err := script.Run(context.Background(), rdb, nil, msg).Int()
+		require.NoError(t, err, tc.name)
+		require.EqualValues(t, tc.retried, got, tc.name)
+	}
+}

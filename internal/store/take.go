@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/asynqwire"
+)
+
+// takeScript is asynq's dequeue of one queue (internal/rdb's dequeueCmd,
+// which it replaces through the worker's client hook) and the start script's
+// work for the task it dequeues, in one step: a logout then costs Redis no
+// start round trip of its own.
+//
+// It starts only the common case, a record that is pending, scheduled or
+// retrying. For the start script's rarer paths (a record missing, dead, or
+// revived by the reconciler) it only dequeues and says so, and the worker
+// runs the start script as before. A full cap dequeues nothing at all (the
+// gate closes, as in the start script), so no task is dequeued only to be
+// handed back. A paused queue is skipped, as asynq does.
+//
+// KEYS[1] asynq pending, KEYS[2] asynq paused, KEYS[3] asynq active,
+// KEYS[4] asynq lease, KEYS[5] semaphore, KEYS[6] gate channel.
+// ARGV[1] asynq lease end (Unix s), ARGV[2] asynq task key prefix, ARGV[3]
+// now (ms), ARGV[4] slot lease until (ms), ARGV[5] cap (0 = none), ARGV[6]
+// record key prefix, ARGV[7] batch key prefix, ARGV[8] dedup key prefix.
+// Returns nil when nothing was dequeued, else {message, id, code}: code the
+// attempt number (started), startInFlight, startEnded, or takeFallback
+// (dequeued, not started).
+var takeScript = redis.NewScript(batchLua + gateLua + claimLua + asynqwire.RetriedLua + `
+if redis.call('EXISTS', KEYS[2]) == 1 then return nil end
+local cap = tonumber(ARGV[5])
+local taken = 0
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3])
+  taken = redis.call('ZCARD', KEYS[5])
+  if taken >= cap then
+    gate_close(KEYS[5], KEYS[2], KEYS[6])
+    return nil
+  end
+end
+local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[3])
+if not id then return nil end
+local tkey = ARGV[2] .. id
+redis.call('HSET', tkey, 'state', 'active')
+redis.call('HDEL', tkey, 'pending_since')
+redis.call('ZADD', KEYS[4], ARGV[1], id)
+local msg = redis.call('HGET', tkey, 'msg')
+-- the start script's work (start.go) for the common case
+if cap == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3]) end
+local rkey = ARGV[6] .. id
+local cur = redis.call('HMGET', rkey, 'state', 'rst', 'aoff', 'next', 'batch', 'session')
+local old = cur[1]
+if not old or old == 'dead' or cur[2] then return {msg, id, ` + fmt.Sprint(takeFallback) + `} end
+local held = redis.call('ZSCORE', KEYS[5], id)
+if old == 'active' and held then return {msg, id, ` + fmt.Sprint(startInFlight) + `} end
+if old == 'completed' or old == 'canceled' then return {msg, id, ` + fmt.Sprint(startEnded) + `} end
+redis.call('ZADD', KEYS[5], ARGV[4], id)
+if not held then taken = taken + 1 end
+if cap > 0 and taken >= cap then gate_close(KEYS[5], KEYS[2], KEYS[6]) end
+local attempt = asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0)
+if attempt < 1 then attempt = 1 end
+redis.call('HSET', rkey, 'state', 'active', 'attempts', attempt)
+if cur[4] then redis.call('HDEL', rkey, 'next') end
+if cur[5] and old ~= 'active' then
+  local bkey = ARGV[7] .. cur[5]
+  if redis.call('EXISTS', bkey) == 1 then batch_move(bkey, old, 'active') end
+end
+if cur[6] then
+  local dkey = ARGV[8] .. cur[6]
+  -- an attempt starting keeps its claim (dedup.go)
+  if redis.call('GET', dkey) == id then claim_arm(dkey, nil, ARGV[3]) end
+end
+return {msg, id, attempt}
+`)
+
+// takeFallback is takeScript's code for a task it dequeued but did not
+// start.
+const takeFallback = -9
+
+// Taken is what Take dequeued.
+type Taken struct {
+	// Message is the task's asynq message, as asynq's dequeue returns it.
+	Message string
+	// ID is the task's id.
+	ID string
+	// Started is false when the start script must still run (a rare path
+	// Take leaves to it); else Start says what the start did.
+	Started bool
+	Start   StartResult
+}
+
+// Take dequeues the next task of instance's queue for asynq, with its
+// asynq lease ending at asynqLease, and starts it as Begin would (capacity
+// and lease as there). It returns nil when there is nothing to take: the
+// queue is empty or paused, or the cap is full.
+func (s *Store) Take(ctx context.Context, instance string, asynqLease time.Time, capacity int, lease time.Duration) (*Taken, error) {
+	k := s.Keys(instance)
+	now := s.now()
+	v, err := takeScript.Run(ctx, s.rdb,
+		[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue), k.Slots(), k.Gate()},
+		asynqLease.Unix(), k.AsynqTaskPrefix(), now.UnixMilli(), now.Add(lease).UnixMilli(), capacity,
+		k.Record(""), k.Batch(""), k.Dedup("")).Slice()
+	if err == redis.Nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("take a task of %s: %w", instance, err)
+	}
+	if len(v) != 3 {
+		return nil, fmt.Errorf("take a task of %s: unexpected reply %v", instance, v)
+	}
+	msg, _ := v[0].(string)
+	id, _ := v[1].(string)
+	code, _ := v[2].(int64)
+	t := &Taken{Message: msg, ID: id, Started: code != takeFallback}
+	switch {
+	case code > 0:
+		t.Start = StartResult{Code: StartStarted, Attempt: int(code)}
+	case code == startInFlight:
+		t.Start = StartResult{Code: StartInFlight}
+	case code == startEnded:
+		t.Start = StartResult{Code: StartEnded}
+	}
+	return t, nil
+}

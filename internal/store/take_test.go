@@ -1,0 +1,142 @@
+package store_test
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/store"
+)
+
+// TestTakeScript: the take script dequeues as asynq's dequeue does and
+// starts the common case as the start script does; it leaves the start
+// script's rarer paths to it, and dequeues nothing from a paused queue or
+// past a full cap.
+func TestTakeScript(t *testing.T) {
+	t.Parallel()
+	const lease = time.Minute
+	asynqLease := time.Unix(2000000000, 0)
+	tests := []struct {
+		name string
+		cap  int
+		// prepare runs after the task of session "s1" (in a batch) is
+		// enqueued; it returns whether the queue holds the task to take.
+		prepare func(f *fixture, id string, p base.Payload) bool
+		// want: nil reply (nothing taken), else its fields.
+		none        bool
+		started     bool
+		code        store.StartCode
+		attempt     int
+		gateClosed  bool
+		slotTaken   bool
+		recordState string
+	}{
+		{name: "pending: dequeued and started", cap: 3, started: true, code: store.StartStarted, attempt: 1, slotTaken: true, recordState: "active"},
+		{name: "no cap", started: true, code: store.StartStarted, attempt: 1, slotTaken: true, recordState: "active"},
+		{name: "the last slot closes the gate", cap: 1, started: true, code: store.StartStarted, attempt: 1, slotTaken: true,
+			gateClosed: true, recordState: "active"},
+		{name: "retried twice by asynq, restarted once before", cap: 3, started: true, code: store.StartStarted, attempt: 2,
+			slotTaken: true, recordState: "active",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				msg := asynqwire.Encode(asynqwire.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), "msg", msg).Err())
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "aoff", 1).Err())
+				return true
+			}},
+		{name: "empty queue", none: true, recordState: "pending",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.LRem(f.ctx, f.k.Pending(), 0, id).Err())
+				return false
+			}},
+		{name: "paused queue", cap: 3, none: true, recordState: "pending",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.Set(f.ctx, f.k.Paused(), "1764600000", 0).Err())
+				return true
+			}},
+		{name: "full cap: nothing dequeued, the gate closes", cap: 1, none: true, gateClosed: true, recordState: "pending",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Slots(), redis.Z{Score: float64(f.now.Add(lease).UnixMilli()), Member: "other"}).Err())
+				return true
+			}},
+		{name: "record missing: left to the start script", cap: 3, recordState: "",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.Del(f.ctx, f.k.Record(id)).Err())
+				return true
+			}},
+		{name: "revived by the reconciler: left to the start script", cap: 3, recordState: "pending",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "rst", 1).Err())
+				return true
+			}},
+		{name: "dead letter run again: left to the start script", cap: 3, recordState: "dead",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "state", "dead").Err())
+				return true
+			}},
+		{name: "ended already", cap: 3, started: true, code: store.StartEnded, recordState: "completed",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "state", "completed").Err())
+				return true
+			}},
+		{name: "in flight elsewhere", cap: 3, started: true, code: store.StartInFlight, slotTaken: true, recordState: "active",
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "state", "active").Err())
+				require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Slots(), redis.Z{Score: float64(f.now.Add(lease).UnixMilli()), Member: id}).Err())
+				return true
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			bid := base.NewID()
+			require.NoError(t, f.st.CreateBatch(f.ctx, "default", bid, time.Time{}, false))
+			p, id := f.enqueue("s1", bid)
+			if tc.prepare != nil {
+				tc.prepare(f, id, p)
+			}
+			before := f.hash(f.k.AsynqTask(id))["msg"]
+			got, err := f.st.Take(f.ctx, "default", asynqLease, tc.cap, lease)
+			require.NoError(t, err)
+			require.Equal(t, tc.recordState, f.hash(f.k.Record(id))["state"])
+			require.Equal(t, tc.gateClosed, f.get(f.k.Paused()) == store.GateMarker, "gate")
+			slots := f.zmembers(f.k.Slots())
+			require.Equal(t, tc.slotTaken, slices.Contains(slots, id), "slot %v", slots)
+			if tc.none {
+				require.Nil(t, got)
+				require.NotContains(t, f.list(asynqwire.ActiveKey(f.k.Queue)), id)
+				return
+			}
+			require.NotNil(t, got)
+			// as asynq's dequeue leaves it
+			require.Equal(t, id, got.ID)
+			require.Equal(t, before, got.Message)
+			require.Equal(t, []string{id}, f.list(asynqwire.ActiveKey(f.k.Queue)))
+			require.Empty(t, f.list(f.k.Pending()))
+			require.Equal(t, []redis.Z{{Score: float64(asynqLease.Unix()), Member: id}}, zWithScores(f, asynqwire.LeaseKey(f.k.Queue)))
+			at := f.hash(f.k.AsynqTask(id))
+			require.Equal(t, "active", at["state"])
+			require.NotContains(t, at, "pending_since")
+			require.Equal(t, tc.started, got.Started)
+			if !tc.started {
+				return
+			}
+			require.Equal(t, tc.code, got.Start.Code)
+			require.Equal(t, tc.attempt, got.Start.Attempt)
+			if tc.code == store.StartStarted {
+				rec := f.hash(f.k.Record(id))
+				require.Equal(t, "active", rec["state"])
+				require.Equal(t, strconv.Itoa(tc.attempt), rec["attempts"])
+				b := f.hash(f.k.Batch(bid))
+				require.Equal(t, "1", b["active"])
+				require.Equal(t, "0", b["pending"])
+			}
+		})
+	}
+}

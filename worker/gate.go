@@ -43,6 +43,8 @@ type gateView struct {
 	// byPaused are the worker's queues by asynq's paused key, fixed by New.
 	byPaused map[string]*gate
 	on       atomic.Bool
+	// poll is the worker's PollInterval: the longest awaitOpen waits.
+	poll time.Duration
 }
 
 // gate is one queue's gate as the view knows it.
@@ -54,10 +56,25 @@ type gate struct {
 	closed bool
 	until  time.Time // closed is trusted until then
 	seq    uint64    // bumped by every announcement
+	// opened, when not nil, is closed when the gate is next seen open
+	// (awaitOpen waits on it).
+	opened chan struct{}
+	// empty: the last dequeue of the queue found nothing.
+	empty bool
 }
 
-func newGateView(rdb redis.UniversalClient, now func() time.Time, log *zerolog.Logger) *gateView {
-	return &gateView{rdb: rdb, now: now, log: log, byPaused: map[string]*gate{}}
+// setClosed records the gate's state, under g.mu; an opening wakes
+// awaitOpen.
+func (g *gate) setClosed(closed bool) {
+	g.closed = closed
+	if !closed && g.opened != nil {
+		close(g.opened)
+		g.opened = nil
+	}
+}
+
+func newGateView(rdb redis.UniversalClient, now func() time.Time, poll time.Duration, log *zerolog.Logger) *gateView {
+	return &gateView{rdb: rdb, now: now, poll: poll, log: log, byPaused: map[string]*gate{}}
 }
 
 // add makes the view keep the gate of the instance with keys k.
@@ -86,9 +103,58 @@ func (v *gateView) closed(ctx context.Context, g *gate) bool {
 		// an announcement came while we read: it is newer
 		return g.closed
 	}
-	g.closed = err == nil && val == store.GateMarker
+	g.setClosed(err == nil && val == store.GateMarker)
 	g.until = v.now().Add(gateRecheck)
 	return g.closed
+}
+
+// awaitOpen waits, up to the worker's poll interval, for closed g to open,
+// but only while every other queue of the worker is closed or was found
+// empty: asynq would sleep that long before its next poll anyway, and
+// waiting for the announcement instead lets the task that a freed slot
+// allows start at once (the teardown and skew rows of `wahaq bench`).
+// It reports whether g opened.
+func (v *gateView) awaitOpen(ctx context.Context, g *gate) bool {
+	if v.poll <= 0 {
+		return false
+	}
+	for _, o := range v.byPaused {
+		if o == g {
+			continue
+		}
+		o.mu.Lock()
+		idle := o.closed || o.empty
+		o.mu.Unlock()
+		if !idle {
+			return false
+		}
+	}
+	g.mu.Lock()
+	if !g.closed {
+		g.mu.Unlock()
+		return true
+	}
+	if g.opened == nil {
+		g.opened = make(chan struct{})
+	}
+	ch := g.opened
+	g.mu.Unlock()
+	t := time.NewTimer(v.poll)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// found records what a dequeue of g found: a task, or nothing.
+func (g *gate) found(task bool) {
+	g.mu.Lock()
+	g.empty = !task
+	g.mu.Unlock()
 }
 
 // heard applies one announcement of g's channel.
@@ -100,7 +166,7 @@ func (v *gateView) heard(g *gate, msg string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.seq++
-	g.closed = closed
+	g.setClosed(closed)
 	g.until = v.now().Add(gateRecheck)
 	if closed && until.Before(g.until) {
 		g.until = until // the gate's own expiry comes first
@@ -143,7 +209,8 @@ func (v *gateView) follow(ctx context.Context, g *gate) {
 		// gate as closed, so the first dequeue reads its key.
 		g.mu.Lock()
 		g.seq++
-		g.closed, g.until = true, time.Time{}
+		g.setClosed(true)
+		g.until = time.Time{}
 		g.mu.Unlock()
 		stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 		for m := range ps.Channel() {

@@ -85,7 +85,7 @@ func TestGateView(t *testing.T) {
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
 	log := zerolog.Nop()
-	v := newGateView(rdb, now, &log)
+	v := newGateView(rdb, now, 0, &log)
 	v.add("default", k)
 	rdb.AddHook(asynqHook{gates: v, settled: &handoff[struct{}]{}})
 	w := &wire{n: map[asynqwire.Op]int{}}
@@ -224,4 +224,65 @@ func TestGateViewInACappedTeardown(t *testing.T) {
 	require.Greater(t, asked.count(asynqwire.OpDequeue), 100)
 	require.Less(t, 4*scripts(sent), scripts(asked), "the closed gate's polls stay in the worker")
 	require.GreaterOrEqual(t, sent.count(asynqwire.OpDequeue)+sent.count(opTake), len(sessions), "each task was dequeued from Redis")
+}
+
+// TestGateViewAwaitsOpening: with every other queue idle, a dequeue of a
+// closed queue waits for its gate to open (then goes to Redis) instead of
+// answering "empty" at once; it still answers "empty" when the gate stays
+// closed for the whole poll interval, and at once when another queue may
+// have work.
+func TestGateViewAwaitsOpening(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	ns := redistest.Namespace(t)
+	st := store.New(rdb, store.Options{Namespace: ns})
+	k, other := st.Keys("default"), st.Keys("other")
+	log := zerolog.Nop()
+	const poll = 300 * time.Millisecond
+	v := newGateView(rdb, time.Now, poll, &log)
+	v.add("default", k)
+	v.add("other", other)
+	rdb.AddHook(asynqHook{gates: v, settled: &handoff[struct{}]{}})
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); v.run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	g := v.byPaused[k.Paused()]
+	heardClosed := func() {
+		t.Helper()
+		require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.closed && !g.until.IsZero() }, 10*time.Second, time.Millisecond)
+	}
+	require.Eventually(t, func() bool { return v.on.Load() }, 10*time.Second, time.Millisecond)
+	dequeue := func() error {
+		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000",
+			[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue)}, 1, k.AsynqTaskPrefix()).Err()
+	}
+	p := base.Payload{Instance: "default", Session: "a", MaxRetries: 1}
+	ok, err := st.Start(ctx, "a", p, 1, 1, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	heardClosed()
+
+	// the other queue may have work: no waiting
+	v.byPaused[other.Paused()].found(true)
+	require.ErrorIs(t, dequeue(), redis.Nil)
+
+	// the other queue is empty: the dequeue waits, and the gate opening
+	// sends it to Redis (which does not know the fake script)
+	v.byPaused[other.Paused()].found(false)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = st.Finish(ctx, "a", p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour})
+	}()
+	require.ErrorContains(t, dequeue(), "NOSCRIPT", "woken by the opening")
+
+	// closed for the whole interval: "empty" after waiting
+	ok, err = st.Start(ctx, "b", base.Payload{Instance: "default", Session: "b", MaxRetries: 1}, 1, 1, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	heardClosed()
+	start := time.Now()
+	require.ErrorIs(t, dequeue(), redis.Nil)
+	require.GreaterOrEqual(t, time.Since(start), poll, "it waited the poll interval")
 }

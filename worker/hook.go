@@ -13,7 +13,8 @@ import (
 // (asynqwire.QueueScript) without a round trip when the worker already
 // knows the answer, and does a fourth's work with wahaq's own.
 //   - A dequeue of a queue the gate view holds closed: redis.Nil, "queue
-//     empty" (gate.go).
+//     empty" (gate.go); when every other queue is closed or empty too, after
+//     waiting up to the poll interval for it to open (then it takes).
 //   - A dequeue of an open queue: the take script (take.go), which
 //     dequeues and starts the task in one step.
 //   - A forward of such a queue's due retries and scheduled tasks: 0, none
@@ -59,15 +60,13 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			if g == nil {
 				break
 			}
-			if h.gates.closed(ctx, g) {
+			if h.gates.closed(ctx, g) && !h.gates.awaitOpen(ctx, g) {
 				cmd.SetErr(redis.Nil)
 				return redis.Nil
 			}
-			if rc, ok := cmd.(*redis.Cmd); ok && h.take != nil {
-				if done, err := h.take(ctx, g.instance, cmd.Args(), rc); done {
-					return err
-				}
-			}
+			err := h.dequeue(ctx, g, cmd, next)
+			g.found(err == nil)
+			return err
 		case asynqwire.OpForward:
 			if rc, ok := cmd.(*redis.Cmd); ok {
 				if g := h.gates.byPaused[c.Paused]; g != nil && h.gates.closed(ctx, g) {
@@ -78,4 +77,15 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return next(ctx, cmd)
 	}
+}
+
+// dequeue answers asynq's dequeue of g's open queue: with the take script
+// when it can, else with asynq's own.
+func (h asynqHook) dequeue(ctx context.Context, g *gate, cmd redis.Cmder, next redis.ProcessHook) error {
+	if rc, ok := cmd.(*redis.Cmd); ok && h.take != nil {
+		if done, err := h.take(ctx, g.instance, cmd.Args(), rc); done {
+			return err
+		}
+	}
+	return next(ctx, cmd)
 }

@@ -97,7 +97,7 @@ func New(cfg Config) (*Worker, error) {
 		force:     make(chan struct{}),
 		id:        rand.Text(),
 	}
-	w.gates = newGateView(cfg.Redis, cfg.Now, &w.log)
+	w.gates = newGateView(cfg.Redis, cfg.Now, cfg.PollInterval, &w.log)
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}
 	secrets := cfg.secrets()

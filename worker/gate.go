@@ -45,6 +45,19 @@ type gateView struct {
 	on       atomic.Bool
 	// poll is the worker's PollInterval: the longest awaitOpen waits.
 	poll time.Duration
+	// wake, when not nil, is closed when any gate is next seen open.
+	wakeMu sync.Mutex
+	wake   chan struct{}
+}
+
+// opened wakes every awaitOpen.
+func (v *gateView) opened() {
+	v.wakeMu.Lock()
+	defer v.wakeMu.Unlock()
+	if v.wake != nil {
+		close(v.wake)
+		v.wake = nil
+	}
 }
 
 // gate is one queue's gate as the view knows it.
@@ -56,20 +69,18 @@ type gate struct {
 	closed bool
 	until  time.Time // closed is trusted until then
 	seq    uint64    // bumped by every announcement
-	// opened, when not nil, is closed when the gate is next seen open
-	// (awaitOpen waits on it).
-	opened chan struct{}
 	// empty: the last dequeue of the queue found nothing.
 	empty bool
+	view  *gateView
 }
 
 // setClosed records the gate's state, under g.mu; an opening wakes
 // awaitOpen.
 func (g *gate) setClosed(closed bool) {
+	was := g.closed
 	g.closed = closed
-	if !closed && g.opened != nil {
-		close(g.opened)
-		g.opened = nil
+	if was && !closed {
+		g.view.opened()
 	}
 }
 
@@ -79,7 +90,7 @@ func newGateView(rdb redis.UniversalClient, now func() time.Time, poll time.Dura
 
 // add makes the view keep the gate of the instance with keys k.
 func (v *gateView) add(instance string, k store.Keys) {
-	v.byPaused[k.Paused()] = &gate{paused: k.Paused(), channel: k.Gate(), instance: instance}
+	v.byPaused[k.Paused()] = &gate{paused: k.Paused(), channel: k.Gate(), instance: instance, view: v}
 }
 
 // closed says whether g is closed, reading its paused key again when the
@@ -108,15 +119,26 @@ func (v *gateView) closed(ctx context.Context, g *gate) bool {
 	return g.closed
 }
 
-// awaitOpen waits, up to the worker's poll interval, for closed g to open,
-// but only while every other queue of the worker is closed or was found
-// empty: asynq would sleep that long before its next poll anyway, and
-// waiting for the announcement instead lets the task that a freed slot
-// allows start at once (the teardown and skew rows of `wahaq bench`).
-// It reports whether g opened.
-func (v *gateView) awaitOpen(ctx context.Context, g *gate) bool {
+// awaitOpen waits, up to the worker's poll interval, for a gate to open
+// when closed g is asked for a task and every other queue of the worker is
+// closed too or was found empty by its last dequeue: asynq would sleep that
+// long before its next poll anyway, and waiting for the announcement
+// instead lets the task that a freed slot allows start at once (the
+// teardown, skew and isolation rows of `wahaq bench`). It returns the
+// queue to take from: g if it opened, else another that opened and may
+// hold tasks; nil when none did.
+func (v *gateView) awaitOpen(ctx context.Context, g *gate) *gate {
 	if v.poll <= 0 {
-		return false
+		return nil
+	}
+	v.wakeMu.Lock()
+	if v.wake == nil {
+		v.wake = make(chan struct{})
+	}
+	wake := v.wake
+	v.wakeMu.Unlock()
+	if o := v.openOne(g); o != nil {
+		return o
 	}
 	for _, o := range v.byPaused {
 		if o == g {
@@ -126,28 +148,38 @@ func (v *gateView) awaitOpen(ctx context.Context, g *gate) bool {
 		idle := o.closed || o.empty
 		o.mu.Unlock()
 		if !idle {
-			return false
+			return nil
 		}
 	}
-	g.mu.Lock()
-	if !g.closed {
-		g.mu.Unlock()
-		return true
-	}
-	if g.opened == nil {
-		g.opened = make(chan struct{})
-	}
-	ch := g.opened
-	g.mu.Unlock()
 	t := time.NewTimer(v.poll)
 	defer t.Stop()
 	select {
-	case <-ch:
-		return true
+	case <-wake:
+		return v.openOne(g)
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return false
+	return nil
+}
+
+// openOne returns g if it is open, else an open queue that may hold tasks
+// (its last dequeue found one), else nil.
+func (v *gateView) openOne(g *gate) *gate {
+	g.mu.Lock()
+	open := !g.closed
+	g.mu.Unlock()
+	if open {
+		return g
+	}
+	for _, o := range v.byPaused {
+		o.mu.Lock()
+		ok := !o.closed && !o.empty
+		o.mu.Unlock()
+		if ok {
+			return o
+		}
+	}
+	return nil
 }
 
 // found records what a dequeue of g found: a task, or nothing.

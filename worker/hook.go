@@ -13,8 +13,9 @@ import (
 // (asynqwire.QueueScript) without a round trip when the worker already
 // knows the answer, and does a fourth's work with wahaq's own.
 //   - A dequeue of a queue the gate view holds closed: redis.Nil, "queue
-//     empty" (gate.go); when every other queue is closed or empty too, after
-//     waiting up to the poll interval for it to open (then it takes).
+//     empty" (gate.go); when every other queue is closed or was found
+//     empty, after waiting up to the poll interval for a gate to open (then
+//     it takes from the queue that opened).
 //   - A dequeue of an open queue: the take script (take.go), which
 //     dequeues and starts the task in one step.
 //   - A forward of such a queue's due retries and scheduled tasks: 0, none
@@ -60,9 +61,18 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			if g == nil {
 				break
 			}
-			if h.gates.closed(ctx, g) && !h.gates.awaitOpen(ctx, g) {
-				cmd.SetErr(redis.Nil)
-				return redis.Nil
+			if h.gates.closed(ctx, g) {
+				o := h.gates.awaitOpen(ctx, g)
+				if o == nil {
+					cmd.SetErr(redis.Nil)
+					return redis.Nil
+				}
+				if o != g {
+					// another queue opened while this one waited: asynq takes a
+					// task of any queue from any of its dequeue calls (it goes
+					// by the message's queue)
+					return h.dequeueOther(ctx, o, cmd)
+				}
 			}
 			err := h.dequeue(ctx, g, cmd, next)
 			g.found(err == nil)
@@ -77,6 +87,19 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return next(ctx, cmd)
 	}
+}
+
+// dequeueOther answers asynq's dequeue of a closed queue with a task of
+// open queue o, by the take script; "empty" when it cannot take there.
+func (h asynqHook) dequeueOther(ctx context.Context, o *gate, cmd redis.Cmder) error {
+	if rc, ok := cmd.(*redis.Cmd); ok && h.take != nil {
+		if done, err := h.take(ctx, o.instance, cmd.Args(), rc); done {
+			o.found(err == nil)
+			return err
+		}
+	}
+	cmd.SetErr(redis.Nil)
+	return redis.Nil
 }
 
 // dequeue answers asynq's dequeue of g's open queue: with the take script

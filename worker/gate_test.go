@@ -179,7 +179,6 @@ func TestGateView(t *testing.T) {
 // (what reached Redis). Every logout still runs once, one at a time.
 func TestGateViewInACappedTeardown(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	rdb := redistest.Client(t)
 	ns := redistest.Namespace(t)
 	asked := &wire{n: map[asynqwire.Op]int{}}
@@ -191,20 +190,8 @@ func TestGateViewInACappedTeardown(t *testing.T) {
 	require.NoError(t, err)
 	sent := &wire{n: map[asynqwire.Op]int{}}
 	rdb.AddHook(sent)
-	prod, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default"}})
-	require.NoError(t, err)
-	insp, err := tasks.NewInspector(tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default"}})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = insp.Close() })
 	sessions := fake.AddSessions("g", 8, wahafake.StatusWorking)
-	b, err := prod.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: sessions})
-	require.NoError(t, err)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Shutdown)
-	require.Eventually(t, func() bool {
-		got, err := insp.Batch(ctx, b.BatchID)
-		return err == nil && got.Done
-	}, 30*time.Second, 10*time.Millisecond)
+	runToDone(t, rdb, ns, w, sessions)
 	w.Shutdown()
 
 	for _, s := range sessions {
@@ -259,9 +246,9 @@ func TestGateViewAwaitsOpening(t *testing.T) {
 	go func() { defer close(done); v.run(rctx) }()
 	t.Cleanup(func() { stop(); <-done })
 	g := v.byPaused[k.Paused()]
-	heardClosed := func() {
+	heardClosed := func(g *gate) {
 		t.Helper()
-		require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.closed && !g.until.IsZero() }, 10*time.Second, time.Millisecond)
+		waitGate(t, g, func(g *gate) bool { return g.closed && !g.until.IsZero() })
 	}
 	// both subscriptions are live (each first takes its gate as "read the
 	// key")
@@ -272,11 +259,8 @@ func TestGateViewAwaitsOpening(t *testing.T) {
 		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000",
 			[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue)}, int64(1), k.AsynqTaskPrefix()).Text()
 	}
-	p := base.Payload{Instance: "default", Session: "a", MaxRetries: 1}
-	ok, err := st.Start(ctx, "a", p, 1, 1, time.Minute)
-	require.NoError(t, err)
-	require.True(t, ok)
-	heardClosed()
+	p := startOne(t, st, "default", "a")
+	heardClosed(g)
 
 	// the other queue is open and may have work: its task at once, no
 	// waiting
@@ -289,51 +273,87 @@ func TestGateViewAwaitsOpening(t *testing.T) {
 
 	// the other queue is empty: the dequeue waits, and the gate opening
 	// makes it take from its own queue
-	v.byPaused[other.Paused()].found(false)
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		_ = st.Finish(ctx, "a", p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour})
-	}()
+	og.found(false)
+	finishSoon(st, "a", p)
 	got, err = dequeueReply()
 	require.NoError(t, err)
 	require.Equal(t, "message of default", got, "woken by the opening")
 
 	// both queues gated: the dequeue of one takes from the other when that
 	// one opens first
-	po := base.Payload{Instance: "other", Session: "o", MaxRetries: 1}
-	ok, err = st.Start(ctx, "o", po, 1, 1, time.Minute)
-	require.NoError(t, err)
-	require.True(t, ok)
-	ok, err = st.Start(ctx, "a2", base.Payload{Instance: "default", Session: "a2", MaxRetries: 1}, 1, 1, time.Minute)
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Eventually(t, func() bool { og.mu.Lock(); defer og.mu.Unlock(); return og.closed && !og.until.IsZero() }, 10*time.Second, time.Millisecond)
-	heardClosed()
+	po := startOne(t, st, "other", "o")
+	p2 := startOne(t, st, "default", "a2")
+	heardClosed(og)
+	heardClosed(g)
 	og.found(true) // it had tasks when its cap filled
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		_ = st.Finish(ctx, "o", po, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour})
-	}()
+	finishSoon(st, "o", po)
 	got, err = dequeueReply()
 	require.NoError(t, err)
 	require.Equal(t, "message of other", got, "taken from the queue that opened")
 	// wait until the opening of the last finish is heard, so that the next
 	// closing is the newest thing the view knows
 	s0 := gateSeq(g)
-	require.NoError(t, st.Finish(ctx, "a2", p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour}))
-	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.seq > s0 && !g.closed }, 10*time.Second, time.Millisecond)
+	require.NoError(t, st.Finish(ctx, "a2", p2, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour}))
+	waitGate(t, g, func(g *gate) bool { return g.seq > s0 && !g.closed })
 	og.found(false)
 	s1 := gateSeq(g)
 
 	// closed for the whole interval: "empty" after waiting
-	ok, err = st.Start(ctx, "b", base.Payload{Instance: "default", Session: "b", MaxRetries: 1}, 1, 1, time.Minute)
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.seq > s1 && g.closed }, 10*time.Second, time.Millisecond)
+	startOne(t, st, "default", "b")
+	waitGate(t, g, func(g *gate) bool { return g.seq > s1 && g.closed })
 	start := time.Now()
 	_, err = dequeueReply()
 	require.ErrorIs(t, err, redis.Nil)
 	require.GreaterOrEqual(t, time.Since(start), poll, "it waited the poll interval")
+}
+
+// waitGate waits until cond holds of g's state (read under its lock).
+func waitGate(t *testing.T, g *gate, cond func(g *gate) bool) {
+	t.Helper()
+	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return cond(g) }, 10*time.Second, time.Millisecond)
+}
+
+// startOne starts task id of session id on instance with a cap of one,
+// which closes the instance's gate.
+func startOne(t *testing.T, st *store.Store, instance, id string) base.Payload {
+	t.Helper()
+	p := base.Payload{Instance: instance, Session: id, MaxRetries: 1}
+	ok, err := st.Start(context.Background(), id, p, 1, 1, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	return p
+}
+
+// finishSoon completes task id a moment from now, opening its gate.
+func finishSoon(st *store.Store, id string, p base.Payload) {
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = st.Finish(context.Background(), id, p, store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour})
+	}()
+}
+
+// runToDone enqueues sessions as one batch, starts w and waits until the
+// batch is done; it returns the batch as read then. w is shut down when
+// the test ends.
+func runToDone(t *testing.T, rdb *redis.Client, ns string, w *Worker, sessions []string) *tasks.Batch {
+	t.Helper()
+	ctx := context.Background()
+	cfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default"}}
+	prod, err := tasks.NewProducer(cfg)
+	require.NoError(t, err)
+	insp, err := tasks.NewInspector(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = insp.Close() })
+	b, err := prod.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: sessions})
+	require.NoError(t, err)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Shutdown)
+	var got *tasks.Batch
+	require.Eventually(t, func() bool {
+		got, err = insp.Batch(ctx, b.BatchID)
+		return err == nil && got.Done
+	}, 30*time.Second, 10*time.Millisecond)
+	return got
 }
 
 func gateSeq(g *gate) uint64 {

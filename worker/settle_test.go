@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 // nothing active, every task processed. A failed attempt is left to asynq.
 func TestCompletedLogoutsSettleAsynqInFinish(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	rdb := redistest.Client(t)
 	ns := redistest.Namespace(t)
 	fake := wahafake.NewT(t, wahafake.Options{})
@@ -32,25 +30,10 @@ func TestCompletedLogoutsSettleAsynqInFinish(t *testing.T) {
 	require.NoError(t, err)
 	sent := &wire{n: map[asynqwire.Op]int{}}
 	rdb.AddHook(sent)
-	cfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default"}}
-	prod, err := tasks.NewProducer(cfg)
-	require.NoError(t, err)
-	insp, err := tasks.NewInspector(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = insp.Close() })
 	sessions := fake.AddSessions("s", 30, wahafake.StatusWorking)
 	// one session answers 503 once: its first attempt fails and retries
 	fake.Script(sessions[0], wahafake.Fault{Status: 503, Times: 1})
-	b, err := prod.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: sessions})
-	require.NoError(t, err)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Shutdown)
-	require.Eventually(t, func() bool {
-		got, err := insp.Batch(ctx, b.BatchID)
-		return err == nil && got.Done
-	}, 30*time.Second, 10*time.Millisecond)
-	got, err := insp.Batch(ctx, b.BatchID)
-	require.NoError(t, err)
+	got := runToDone(t, rdb, ns, w, sessions)
 	require.EqualValues(t, len(sessions), got.Outcomes[tasks.OutcomeLoggedOut])
 	w.Shutdown()
 

@@ -61,10 +61,13 @@ func tableRows(t *testing.T, s string) map[string]int {
 	return rows
 }
 
+// jsonSessions is TestJSON's number of sessions on the default server.
+const jsonSessions = 12
+
 func TestJSON(t *testing.T) {
 	t.Parallel()
 	var out, errb bytes.Buffer
-	if err := Run(context.Background(), Options{Sessions: 12, Latency: 20 * time.Millisecond, JSON: true}, &out, &errb); err != nil {
+	if err := Run(context.Background(), Options{Sessions: jsonSessions, Latency: 20 * time.Millisecond, JSON: true}, &out, &errb); err != nil {
 		t.Fatalf("Run: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
 	if !strings.Contains(errb.String(), Warning) {
@@ -79,6 +82,7 @@ func TestJSON(t *testing.T) {
 		t.Errorf("%d tasks, want 22", len(got))
 	}
 	seen := map[tasks.Outcome]int{}
+	f := faultySessions(jsonSessions)
 	for _, task := range got {
 		if !task.State.Final() || task.Outcome == nil {
 			t.Errorf("task %s/%s is %s with outcome %v, want a final outcome", task.Instance, task.Session, task.State, task.Outcome)
@@ -89,15 +93,15 @@ func TestJSON(t *testing.T) {
 			t.Errorf("task %s/%s: state %s with outcome %s", task.Instance, task.Session, task.State, *task.Outcome)
 		}
 		switch {
-		case task.Instance == "default" && task.Session == sessionName(2): // 503 twice, then works
+		case task.Instance == "default" && task.Session == f.flaky: // 503 twice, then works
 			if *task.Outcome != tasks.OutcomeLoggedOut || task.Attempts != 3 {
 				t.Errorf("flaky session: outcome %s after %d attempts, want logged_out after 3", *task.Outcome, task.Attempts)
 			}
-		case task.Instance == "default" && task.Session == sessionName(4): // 429 Retry-After 1s once
+		case task.Instance == "default" && task.Session == f.limited: // 429 Retry-After 1s once
 			if *task.Outcome != tasks.OutcomeLoggedOut || task.Attempts != 2 {
 				t.Errorf("429 session: outcome %s after %d attempts, want logged_out after 2", *task.Outcome, task.Attempts)
 			}
-		case task.Instance == "default" && task.Session == sessionName(6):
+		case task.Instance == "default" && task.Session == f.always503:
 			if *task.Outcome != tasks.OutcomeRetriesExhausted || task.Attempts != MaxRetries+1 {
 				t.Errorf("always-503 session: outcome %s after %d attempts, want retries_exhausted after %d", *task.Outcome, task.Attempts, MaxRetries+1)
 			}

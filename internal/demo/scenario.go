@@ -32,11 +32,12 @@ func (d *run) startFakes() error {
 	if err != nil {
 		return err
 	}
-	def.Script(sessionName(2), wahafake.Fault{Status: 503, Times: 2})
-	def.Script(sessionName(4), wahafake.Fault{Status: 429, Times: 1, RetryAfter: time.Second})
-	def.Script(sessionName(5), wahafake.Fault{Reset: true, Times: 1})
-	def.Script(sessionName(6), wahafake.Fault{Status: 503})
-	def.Script(sessionName(8), wahafake.Fault{Status: 502})
+	f := faultySessions(d.opts.Sessions)
+	def.Script(f.flaky, wahafake.Fault{Status: 503, Times: 2})
+	def.Script(f.limited, wahafake.Fault{Status: 429, Times: 1, RetryAfter: time.Second})
+	def.Script(f.reset, wahafake.Fault{Reset: true, Times: 1})
+	def.Script(f.always503, wahafake.Fault{Status: 503})
+	def.Script(f.always502, wahafake.Fault{Status: 502})
 	// core: WAHA Core, which serves only the session "default".
 	core, err := add("core", fakeKey, wahafake.Options{APIKey: fakeKey, Core: true})
 	if err != nil {
@@ -62,15 +63,29 @@ func (d *run) startFakes() error {
 	return nil
 }
 
+// faulty names the default server's failing sessions among n. They are
+// spread over the sessions, not bunched at the start: the worker dequeues
+// in order, and five transient failures in a row would open the server's
+// breaker for 5 s, a pause the plan does not show.
+type faulty struct{ flaky, limited, reset, always503, always502 string }
+
+func faultySessions(n int) faulty {
+	// 2..n-2, evenly (n-1 and n are the single and the scheduled
+	// logout); distinct from MinSessions (10) on
+	at := func(k int) string { return sessionName(1 + k*(n-3)/5) }
+	return faulty{flaky: at(1), limited: at(2), reset: at(3), always503: at(4), always502: at(5)}
+}
+
 func (d *run) printPlan() {
 	n := d.opts.Sessions
 	w := tabwriter.NewWriter(d.info, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "Fake WAHA servers in this process, and what each shows:")
 	fmt.Fprintf(w, "  default\t%d WORKING sessions; a logout takes %s; at most %d at once\t-> logged_out\n", n, d.opts.Latency, instanceCap)
-	fmt.Fprintf(w, "  \t%s: 503 twice, then works\t-> retried, logged_out (3 attempts)\n", sessionName(2))
-	fmt.Fprintf(w, "  \t%s: 429 with Retry-After: 1 once\t-> waits 1s, logged_out\n", sessionName(4))
-	fmt.Fprintf(w, "  \t%s: connection reset once\t-> retried, logged_out\n", sessionName(5))
-	fmt.Fprintf(w, "  \t%s: 503 for ever, %s: 502 for ever\t-> retries_exhausted after %d retries\n", sessionName(6), sessionName(8), MaxRetries)
+	f := faultySessions(n)
+	fmt.Fprintf(w, "  \t%s: 503 twice, then works\t-> retried, logged_out (3 attempts)\n", f.flaky)
+	fmt.Fprintf(w, "  \t%s: 429 with Retry-After: 1 once\t-> waits 1s, logged_out\n", f.limited)
+	fmt.Fprintf(w, "  \t%s: connection reset once\t-> retried, logged_out\n", f.reset)
+	fmt.Fprintf(w, "  \t%s: 503 for ever, %s: 502 for ever\t-> retries_exhausted after %d retries\n", f.always503, f.always502, MaxRetries)
 	fmt.Fprintf(w, "  \tghost-1..3: not on the server\t-> not_found (nothing to do)\n")
 	fmt.Fprintf(w, "  \t%s: scheduled in %s; %s: a single enqueue\t\n", sessionName(n), scheduleIn, sessionName(n-1))
 	fmt.Fprintf(w, "  core\tWAHA Core: only the session \"default\" exists\t-> sales-bot: 422, rejected\n")

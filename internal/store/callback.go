@@ -44,22 +44,17 @@ const callbackTimeout = 60
 //
 // cb_enqueue(hash, tkey, pending, id, msg, nowns) enqueues delivery id when
 // the record (task or batch hash) names a callback URL.
-// notify(channel, what) publishes "t:<id>" or "b:<id>" to long-poll waiters.
+// It includes notifyLua, whose notify(channel, what) publishes "t:<id>" or
+// "b:<id>" to long-poll waiters.
 // batch_finished(key, tkey, pending, id, msg, nowns, channel, batchid) is
 // called when batch_done reports the batch done: one delivery per batch.
-const callbackLua = `
+const callbackLua = notifyLua + `
 local function cb_enqueue(hash, tkey, pending, id, msg, nowns)
   if msg == '' or not redis.call('HGET', hash, 'cb') then return end
   redis.call('HSET', tkey, 'msg', msg, 'state', 'pending', 'pending_since', nowns)
   redis.call('LPUSH', pending, id)
   redis.call('HSET', hash, 'cb_id', id, 'cb_state', 'pending', 'cb_n', 0, 'cb_at', nowns)
   redis.call('HDEL', hash, 'cb_status', 'cb_err')
-end
-local function notify(channel, what)
-  -- pcall: a server without shard channels (miniredis in the demo) gets a
-  -- plain PUBLISH; a failed announcement must never fail the finish
-  local r = redis.pcall('SPUBLISH', channel, what)
-  if type(r) == 'table' and r.err then redis.pcall('PUBLISH', channel, what) end
 end
 local function batch_finished(key, tkey, pending, id, msg, nowns, channel, batchid)
   if not redis.call('HGET', key, 'cb_id') then

@@ -30,15 +30,10 @@ const GateMarker = "wahaq-gate"
 // Workers keep a view of the gates from it (worker/gate.go) so that
 // asynq's dequeue of a closed queue is answered without a round trip. A
 // renewal's later expiry is not announced (a worker reads the key again
-// when its view grows old), and channel nil announces nothing.
+// when its view grows old), and channel nil announces nothing. It announces
+// with notifyLua's notify, which a script includes before it (callbackLua
+// includes it).
 const gateLua = `
-local function gate_say(channel, what)
-  if not channel then return end
-  -- pcall: a server without shard channels (miniredis in the demo) gets a
-  -- plain PUBLISH; a failed announcement must never fail the script
-  local r = redis.pcall('SPUBLISH', channel, what)
-  if type(r) == 'table' and r.err then redis.pcall('PUBLISH', channel, what) end
-end
 local function gate_close(slots, paused, channel)
   local cur = redis.call('GET', paused)
   if cur and cur ~= '` + GateMarker + `' then return end
@@ -47,12 +42,12 @@ local function gate_close(slots, paused, channel)
   local expiry = math.floor(tonumber(first[2]))
   if not cur then redis.call('SET', paused, '` + GateMarker + `') end
   redis.call('PEXPIREAT', paused, expiry)
-  if not cur then gate_say(channel, '1:' .. expiry) end
+  if not cur and channel then notify(channel, '1:' .. expiry) end
 end
 local function gate_open(paused, channel)
   if redis.call('GET', paused) == '` + GateMarker + `' then
     redis.call('DEL', paused)
-    gate_say(channel, '0')
+    if channel then notify(channel, '0') end
   end
 end
 `
@@ -64,7 +59,7 @@ end
 // KEYS[1] semaphore, KEYS[2] asynq's paused key.
 // ARGV[1] lease until (ms), ARGV[2..] task ids.
 // Returns the number of leases renewed.
-var renewScript = redis.NewScript(gateLua + `
+var renewScript = redis.NewScript(notifyLua + gateLua + `
 local n = 0
 for i = 2, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
@@ -131,7 +126,7 @@ func (s *Store) RenewSlots(ctx context.Context, instance string, ids []string, l
 // KEYS[1] semaphore, KEYS[2] asynq's paused key, KEYS[3] gate channel.
 // ARGV[1..] task ids.
 // Returns the number of slots freed.
-var releaseScript = redis.NewScript(gateLua + `
+var releaseScript = redis.NewScript(notifyLua + gateLua + `
 local n = redis.call('ZREM', KEYS[1], unpack(ARGV))
 gate_open(KEYS[2], KEYS[3])
 return n

@@ -8,6 +8,17 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// notifyLua defines notify(channel, what), which announces what on one of
+// wahaq's shard channels (Keys.Done, Keys.Gate) for the scripts. pcall: a
+// server without shard channels (miniredis in the demo) gets a plain
+// PUBLISH, and a failed announcement never fails the script that makes it.
+const notifyLua = `
+local function notify(channel, what)
+  local r = redis.pcall('SPUBLISH', channel, what)
+  if type(r) == 'table' and r.err then redis.pcall('PUBLISH', channel, what) end
+end
+`
+
 // Notifier turns the completion announcements of the finishing scripts
 // (Keys.Done) into in-process wake-ups. It holds ONE subscription per
 // channel, whatever the number of waiters, and waiting costs Redis nothing:

@@ -40,7 +40,7 @@ import (
 // Returns the attempt number (>= 1) when started, startCapped when the cap is
 // reached, startInFlight, startEnded or {startSuperseded, live id}: nothing
 // was started.
-var startScript = redis.NewScript(batchLua + gateLua + claimLua + `
+var startScript = redis.NewScript(beginLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
 -- every record field the script reads, in one call: each redis.call costs
 -- on top of its command
@@ -73,9 +73,7 @@ if cap > 0 then
     return 0
   end
 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if not held then taken = taken + 1 end
-if cap > 0 and taken >= cap then gate_close(KEYS[1], KEYS[6], KEYS[7]) end
+slot_take(KEYS[1], KEYS[6], KEYS[7], ARGV[1], ARGV[3], cap, taken, held)
 if not old then
   redis.call('HSET', KEYS[2], 'instance', ARGV[6], 'session', ARGV[7], 'max', ARGV[9], 'enq', ARGV[2])
   if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'batch', ARGV[8]) end
@@ -87,10 +85,6 @@ if old == 'dead' or cur[2] then
   redis.call('HSET', KEYS[2], 'aoff', aoff)
   if cur[2] then redis.call('HDEL', KEYS[2], 'rst') end
 end
-local attempt = tonumber(ARGV[5]) - aoff
-if attempt < 1 then attempt = 1 end
-redis.call('HSET', KEYS[2], 'state', 'active', 'attempts', attempt)
-if cur[4] then redis.call('HDEL', KEYS[2], 'next') end
 if old == 'dead' then
   redis.call('PERSIST', KEYS[2])
   redis.call('ZREM', KEYS[4], ARGV[1])
@@ -102,11 +96,37 @@ if old == 'dead' then
     if oo then batch_outcome(KEYS[3], oo, -1) end
   end
 end
-if batch and old ~= 'active' then batch_move(KEYS[3], old, 'active') end
--- an attempt starting keeps its claim (dedup.go)
-if redis.call('GET', KEYS[5]) == ARGV[1] then claim_arm(KEYS[5], nil, ARGV[2]) end
+local attempt = math.max(1, tonumber(ARGV[5]) - aoff)
+mark_active(KEYS[2], attempt, cur[4], batch and KEYS[3], old, KEYS[5], ARGV[1], ARGV[2])
 return attempt
 `)
+
+// beginLua defines the steps of an attempt's start that the start script
+// and the take script (take.go) share, so the two cannot drift apart.
+//
+// slot_take(slots, paused, gate channel, id, lease until, cap, taken,
+// held) takes id's slot, taken being the slots in use before and held
+// whether id holds one already, and closes the gate when that fills the
+// cap.
+//
+// mark_active(record, attempt, has next, batch key or nil, old state,
+// dedup key or nil, id, now) marks the record active with its attempt,
+// moves the batch's count from the old state, and re-arms the session's
+// claim when the task holds it (an attempt starting keeps its claim,
+// dedup.go).
+var beginLua = batchLua + notifyLua + gateLua + claimLua + `
+local function slot_take(slots, paused, channel, id, until_ms, cap, taken, held)
+  redis.call('ZADD', slots, until_ms, id)
+  if not held then taken = taken + 1 end
+  if cap > 0 and taken >= cap then gate_close(slots, paused, channel) end
+end
+local function mark_active(rec, attempt, hasnext, batch, old, dedup, id, now)
+  redis.call('HSET', rec, 'state', 'active', 'attempts', attempt)
+  if hasnext then redis.call('HDEL', rec, 'next') end
+  if batch and old ~= 'active' then batch_move(batch, old, 'active') end
+  if dedup and redis.call('GET', dedup) == id then claim_arm(dedup, nil, now) end
+end
+`
 
 // supersededTTL is how long a dead letter closed in favour of a live task
 // by a restart keeps its record: the default result TTL.
@@ -174,18 +194,24 @@ func (s *Store) Begin(ctx context.Context, id string, p base.Payload, attempt, c
 	}
 	switch v := v.(type) {
 	case int64:
-		switch {
-		case v > 0:
-			return StartResult{Code: StartStarted, Attempt: int(v)}, nil
-		case v == startInFlight:
-			return StartResult{Code: StartInFlight}, nil
-		case v == startEnded:
-			return StartResult{Code: StartEnded}, nil
-		}
-		return StartResult{Code: StartCapped}, nil
+		return startResult(v), nil
 	case []any:
 		live, _ := v[1].(string)
 		return StartResult{Code: StartSuperseded, LiveID: live}, nil
 	}
 	return StartResult{Code: StartCapped}, fmt.Errorf("start task %s: unexpected reply %v", id, v)
+}
+
+// startResult reads a start code of the start or the take script: an
+// attempt number, startInFlight, startEnded or startCapped.
+func startResult(code int64) StartResult {
+	switch {
+	case code > 0:
+		return StartResult{Code: StartStarted, Attempt: int(code)}
+	case code == startInFlight:
+		return StartResult{Code: StartInFlight}
+	case code == startEnded:
+		return StartResult{Code: StartEnded}
+	}
+	return StartResult{Code: StartCapped}
 }

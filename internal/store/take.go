@@ -30,7 +30,7 @@ import (
 // Returns nil when nothing was dequeued, else {message, id, code}: code the
 // attempt number (started), startInFlight, startEnded, or takeFallback
 // (dequeued, not started).
-var takeScript = redis.NewScript(batchLua + gateLua + claimLua + asynqwire.RetriedLua + `
+var takeScript = redis.NewScript(beginLua + asynqwire.RetriedLua + `
 if redis.call('EXISTS', KEYS[2]) == 1 then return nil end
 local cap = tonumber(ARGV[5])
 local taken = 0
@@ -58,22 +58,11 @@ if not old or old == 'dead' or cur[2] then return {msg, id, ` + fmt.Sprint(takeF
 local held = redis.call('ZSCORE', KEYS[5], id)
 if old == 'active' and held then return {msg, id, ` + fmt.Sprint(startInFlight) + `} end
 if old == 'completed' or old == 'canceled' then return {msg, id, ` + fmt.Sprint(startEnded) + `} end
-redis.call('ZADD', KEYS[5], ARGV[4], id)
-if not held then taken = taken + 1 end
-if cap > 0 and taken >= cap then gate_close(KEYS[5], KEYS[2], KEYS[6]) end
-local attempt = asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0)
-if attempt < 1 then attempt = 1 end
-redis.call('HSET', rkey, 'state', 'active', 'attempts', attempt)
-if cur[4] then redis.call('HDEL', rkey, 'next') end
-if cur[5] and old ~= 'active' then
-  local bkey = ARGV[7] .. cur[5]
-  if redis.call('EXISTS', bkey) == 1 then batch_move(bkey, old, 'active') end
-end
-if cur[6] then
-  local dkey = ARGV[8] .. cur[6]
-  -- an attempt starting keeps its claim (dedup.go)
-  if redis.call('GET', dkey) == id then claim_arm(dkey, nil, ARGV[3]) end
-end
+slot_take(KEYS[5], KEYS[2], KEYS[6], id, ARGV[4], cap, taken, held)
+local attempt = math.max(1, asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0))
+local bkey = cur[5] and old ~= 'active' and ARGV[7] .. cur[5]
+if bkey and redis.call('EXISTS', bkey) == 0 then bkey = nil end
+mark_active(rkey, attempt, cur[4], bkey, old, cur[6] and ARGV[8] .. cur[6], id, ARGV[3])
 return {msg, id, attempt}
 `)
 
@@ -117,13 +106,8 @@ func (s *Store) Take(ctx context.Context, instance string, asynqLease time.Time,
 	id, _ := v[1].(string)
 	code, _ := v[2].(int64)
 	t := &Taken{Message: msg, ID: id, Started: code != takeFallback}
-	switch {
-	case code > 0:
-		t.Start = StartResult{Code: StartStarted, Attempt: int(code)}
-	case code == startInFlight:
-		t.Start = StartResult{Code: StartInFlight}
-	case code == startEnded:
-		t.Start = StartResult{Code: StartEnded}
+	if t.Started {
+		t.Start = startResult(code)
 	}
 	return t, nil
 }

@@ -149,7 +149,7 @@ func (w *Worker) circuit(next step) step {
 	return func(ctx context.Context, a *attempt) answer {
 		b := a.Instance.breaker
 		done, err := b.cb.Allow()
-		if err != nil && a.wasTaken && a.taken.Code == store.StartStarted {
+		if err != nil && a.taken != nil && a.taken.Code == store.StartStarted {
 			// Started by the take script while the breaker was closed
 			// (take.go): the call goes ahead, as one already in flight
 			// when the breaker opened, and does not count.

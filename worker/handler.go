@@ -37,9 +37,8 @@ type attempt struct {
 	// settle asynq's side too (handoff.go).
 	viaAsynq bool
 	// taken is the start the take script did when it dequeued the task
-	// (take.go), when wasTaken; the start step then runs no script.
-	taken    store.StartResult
-	wasTaken bool
+	// (take.go), nil when it did not; the start step then runs no script.
+	taken *store.StartResult
 }
 
 // answer is what the inner steps report: WAHA's answer, or why there was
@@ -113,7 +112,9 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 	}
 	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now(), viaAsynq: viaAsynq}
 	if viaAsynq {
-		a.taken, a.wasTaken = takenStarts.take(id)
+		if r, ok := takenStarts.take(id); ok {
+			a.taken = &r
+		}
 	}
 	ctx = startAttempt(ctx, a)
 	defer a.span.End()
@@ -164,7 +165,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	sf, err := fin.finish()
 	sf.Attempt, sf.StartedAt, sf.HTTPStatus = a.Number, a.Started, httpStatus(ans)
 	// a completed attempt asynq delivered is settled on asynq's side in the
-	// same step: asynq's done then costs no round trip (settle.go)
+	// same step: asynq's done then costs no round trip (handoff.go)
 	sf.Settle = a.viaAsynq && fin.State == tasks.StateCompleted
 	settled := false
 	if err == nil {

@@ -64,12 +64,6 @@ func (h *handoff[T]) sweep(now time.Time) {
 	}
 }
 
-func (h *handoff[T]) len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.m)
-}
-
 // takenStarts is process-wide: workers that share a Redis client share its
 // hooks, and the first running worker's hook may take for another's asynq
 // server; task ids are unique, so the handler that gets the task finds its

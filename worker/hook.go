@@ -70,11 +70,21 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 				if o != g {
 					// another queue opened while this one waited: asynq takes a
 					// task of any queue from any of its dequeue calls (it goes
-					// by the message's queue)
-					return h.dequeueOther(ctx, o, cmd)
+					// by the message's queue), but only the take script can
+					// dequeue from o here
+					done, err := h.tryTake(ctx, o, cmd)
+					if !done {
+						cmd.SetErr(redis.Nil)
+						return redis.Nil
+					}
+					o.found(err == nil)
+					return err
 				}
 			}
-			err := h.dequeue(ctx, g, cmd, next)
+			done, err := h.tryTake(ctx, g, cmd)
+			if !done {
+				err = next(ctx, cmd)
+			}
 			g.found(err == nil)
 			return err
 		case asynqwire.OpForward:
@@ -89,26 +99,13 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// dequeueOther answers asynq's dequeue of a closed queue with a task of
-// open queue o, by the take script; "empty" when it cannot take there.
-func (h asynqHook) dequeueOther(ctx context.Context, o *gate, cmd redis.Cmder) error {
-	if rc, ok := cmd.(*redis.Cmd); ok && h.take != nil {
-		if done, err := h.take(ctx, o.instance, cmd.Args(), rc); done {
-			o.found(err == nil)
-			return err
-		}
+// tryTake answers asynq's dequeue cmd with a task of g's queue by the take
+// script (take.go); it reports false, having done nothing, when the take
+// does not apply.
+func (h asynqHook) tryTake(ctx context.Context, g *gate, cmd redis.Cmder) (bool, error) {
+	rc, ok := cmd.(*redis.Cmd)
+	if !ok || h.take == nil {
+		return false, nil
 	}
-	cmd.SetErr(redis.Nil)
-	return redis.Nil
-}
-
-// dequeue answers asynq's dequeue of g's open queue: with the take script
-// when it can, else with asynq's own.
-func (h asynqHook) dequeue(ctx context.Context, g *gate, cmd redis.Cmder, next redis.ProcessHook) error {
-	if rc, ok := cmd.(*redis.Cmd); ok && h.take != nil {
-		if done, err := h.take(ctx, g.instance, cmd.Args(), rc); done {
-			return err
-		}
-	}
-	return next(ctx, cmd)
+	return h.take(ctx, g.instance, cmd.Args(), rc)
 }

@@ -70,9 +70,9 @@ func (w *Worker) start(next step) step {
 		var r store.StartResult
 		b, explains := w.starter.(beginner)
 		var ok bool
-		if a.wasTaken {
+		if a.taken != nil {
 			// the take script that dequeued the task started it (take.go)
-			r, ok = a.taken, a.taken.Code == store.StartStarted
+			r, ok = *a.taken, a.taken.Code == store.StartStarted
 		} else if explains {
 			r, err = b.Begin(ctx, a.ID, a.Payload, a.Number, in.capacity, w.cfg.SlotLease)
 			ok = r.Code == store.StartStarted

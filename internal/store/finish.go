@@ -108,7 +108,7 @@ if new ~= 'retrying' and old ~= 'completed' and old ~= 'dead' and old ~= 'cancel
 end
 -- settle: asynq's side of a completed task in the same step, as asynq's
 -- own done does it (internal/rdb's doneCmd), so that asynq's done right
--- after needs no round trip (worker/settle.go); only while asynq still
+-- after needs no round trip (worker/handoff.go); only while asynq still
 -- holds the task as active
 if ARGV[16] == '1' and new == 'completed' and redis.call('LREM', KEYS[12], 0, ARGV[1]) == 1 then
   redis.call('ZREM', KEYS[13], ARGV[1])

@@ -44,6 +44,10 @@ const (
 // batch_done(key, ttl) sets the batch to expire once every task in it is
 // final and the batch is closed; its task list (Keys.BatchTasks) goes with
 // it, and returns true then.
+// batch_end(key, ttl, v, from, to) is batch_done for a script that read v =
+// batch_read(key) before its batch_move(key, from, to): one read answers
+// both whether the batch exists (v[1], every batch has a total) and whether
+// it is done.
 const batchLua = `
 local function batch_move(key, from, to)
   redis.call('HINCRBY', key, from, -1)
@@ -52,16 +56,28 @@ end
 local function batch_outcome(key, outcome, delta)
   redis.call('HINCRBY', key, 'o:' .. outcome, delta)
 end
-local function batch_done(key, ttl)
-  local v = redis.call('HMGET', key, 'total', 'completed', 'dead', 'canceled', 'open')
+local function batch_read(key)
+  return redis.call('HMGET', key, 'total', 'completed', 'dead', 'canceled', 'open')
+end
+local function batch_end(key, ttl, v, from, to)
   if v[5] then return false end
-  local fin = (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0)
+  local fin = 0
+  for i, st in ipairs({'completed', 'dead', 'canceled'}) do
+    local n = tonumber(v[i + 1]) or 0
+    if from ~= to then
+      if st == to then n = n + 1 elseif st == from then n = n - 1 end
+    end
+    fin = fin + n
+  end
   if fin >= (tonumber(v[1]) or 0) then
     redis.call('EXPIRE', key, ttl)
     redis.call('EXPIRE', key .. ':ids', ttl) -- Keys.BatchTasks
     return true
   end
   return false
+end
+local function batch_done(key, ttl)
+  return batch_end(key, ttl, batch_read(key))
 end
 `
 

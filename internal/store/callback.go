@@ -42,15 +42,19 @@ const callbackTimeout = 60
 // wahaq:callback in the same queue, the channel is a shard channel in the
 // same slot.
 //
-// cb_enqueue(hash, tkey, pending, id, msg, nowns) enqueues delivery id when
-// the record (task or batch hash) names a callback URL.
+// cb_enqueue(hash, tkey, pending, id, msg, nowns, cb) enqueues delivery id
+// when the record (task or batch hash) names a callback URL; cb is the
+// record's "cb" field when the script read it already (false when absent),
+// nil to have it read.
 // It includes notifyLua, whose notify(channel, what) publishes "t:<id>" or
 // "b:<id>" to long-poll waiters.
 // batch_finished(key, tkey, pending, id, msg, nowns, channel, batchid) is
 // called when batch_done reports the batch done: one delivery per batch.
 const callbackLua = notifyLua + `
-local function cb_enqueue(hash, tkey, pending, id, msg, nowns)
-  if msg == '' or not redis.call('HGET', hash, 'cb') then return end
+local function cb_enqueue(hash, tkey, pending, id, msg, nowns, cb)
+  if msg == '' then return end
+  if cb == nil then cb = redis.call('HGET', hash, 'cb') end
+  if not cb then return end
   redis.call('HSET', tkey, 'msg', msg, 'state', 'pending', 'pending_since', nowns)
   redis.call('LPUSH', pending, id)
   redis.call('HSET', hash, 'cb_id', id, 'cb_state', 'pending', 'cb_n', 0, 'cb_at', nowns)

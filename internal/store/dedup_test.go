@@ -156,6 +156,23 @@ func TestClaimExpiry(t *testing.T) {
 		f.start(id, p)
 		within(t, f.pttl(f.k.Dedup("s")), store.ClaimSlack)
 	})
+	t.Run("start leaves a claim that is short by less than the re-arm slack", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		p, id := f.enqueue("s", "")
+		short := store.ClaimSlack - 30*time.Minute
+		require.NoError(t, f.rdb.PExpire(f.ctx, f.k.Dedup("s"), short).Err())
+		f.start(id, p)
+		within(t, f.pttl(f.k.Dedup("s")), short)
+	})
+	t.Run("start re-arms a claim short by more than the re-arm slack", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		p, id := f.enqueue("s", "")
+		require.NoError(t, f.rdb.PExpire(f.ctx, f.k.Dedup("s"), store.ClaimSlack-2*time.Hour).Err())
+		f.start(id, p)
+		within(t, f.pttl(f.k.Dedup("s")), store.ClaimSlack)
+	})
 	t.Run("requeue arms", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)

@@ -60,6 +60,79 @@ func TestFinishScript(t *testing.T) {
 		require.InDelta(t, time.Hour.Seconds(), f.ttl(f.k.Batch(bid)).Seconds(), 5, "a done batch expires")
 	})
 
+	// The finish reads the batch before it moves the task's count, and
+	// works out from that one read whether the batch is done.
+	t.Run("batch end", func(t *testing.T) {
+		t.Parallel()
+		type step struct {
+			task  int // index of the batch's task
+			state string
+		}
+		tests := []struct {
+			name  string
+			steps []step
+			done  bool
+			want  map[string]string // batch fields after the steps
+		}{
+			{name: "one of two completed", steps: []step{{0, store.StateCompleted}},
+				want: map[string]string{"completed": "1", "active": "0", "pending": "1"}},
+			{name: "both completed", steps: []step{{0, store.StateCompleted}, {1, store.StateCompleted}}, done: true,
+				want: map[string]string{"completed": "2", "active": "0", "pending": "0"}},
+			{name: "the last one dead", steps: []step{{0, store.StateCompleted}, {1, store.StateDead}}, done: true,
+				want: map[string]string{"completed": "1", "dead": "1", "active": "0"}},
+			{name: "a retry is not an end", steps: []step{{0, store.StateCompleted}, {1, store.StateRetrying}},
+				want: map[string]string{"completed": "1", "retrying": "1", "active": "0"}},
+			{name: "a finish applied twice counts once", steps: []step{{0, store.StateCompleted}, {0, store.StateCompleted}},
+				want: map[string]string{"completed": "1", "pending": "1", "o:logged_out": "1"}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t)
+				bid, ids := f.batch("s1", "s2")
+				started := map[int]bool{}
+				for _, st := range tc.steps {
+					p := base.Payload{Instance: "default", Session: "s" + string(rune('1'+st.task)), BatchID: bid, MaxRetries: 3}
+					if !started[st.task] {
+						f.start(ids[st.task], p)
+						started[st.task] = true
+					}
+					fin := store.Finish{State: st.state, Outcome: "logged_out", ResultTTL: time.Hour}
+					if st.state == store.StateRetrying {
+						fin = store.Finish{State: st.state, NextAttempt: f.now.Add(time.Minute), ResultTTL: time.Hour}
+					} else if st.state == store.StateDead {
+						fin.Outcome = "auth_failed"
+					}
+					require.NoError(t, f.st.Finish(f.ctx, ids[st.task], p, fin))
+				}
+				b := f.hash(f.k.Batch(bid))
+				for k, v := range tc.want {
+					require.Equal(t, v, b[k], "batch field %s in %v", k, b)
+				}
+				if tc.done {
+					require.InDelta(t, time.Hour.Seconds(), f.ttl(f.k.Batch(bid)).Seconds(), 5, "a done batch expires")
+				} else {
+					require.Equal(t, time.Duration(-1), f.ttl(f.k.Batch(bid)), "a batch not done stays")
+				}
+			})
+		}
+	})
+
+	t.Run("a batch gone meanwhile is not written again", func(t *testing.T) {
+		t.Parallel()
+		for _, state := range []string{store.StateCompleted, store.StateRetrying} {
+			f := newFixture(t)
+			bid, ids := f.batch("s1")
+			p := base.Payload{Instance: "default", Session: "s1", BatchID: bid, MaxRetries: 3}
+			f.start(ids[0], p)
+			require.NoError(t, f.rdb.Del(f.ctx, f.k.Batch(bid)).Err())
+			require.NoError(t, f.st.Finish(f.ctx, ids[0], p, store.Finish{State: state, Outcome: "logged_out",
+				NextAttempt: f.now.Add(time.Minute), ResultTTL: time.Hour}))
+			require.False(t, f.exists(f.k.Batch(bid)), "%s: batch hash", state)
+			require.Equal(t, state, f.hash(f.k.Record(ids[0]))["state"])
+		}
+	})
+
 	t.Run("dead", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)

@@ -73,7 +73,7 @@ if cap > 0 then
     return 0
   end
 end
-slot_take(KEYS[1], KEYS[6], KEYS[7], ARGV[1], ARGV[3], cap, taken, held)
+slot_take(KEYS[1], KEYS[6], KEYS[7], ARGV[1], ARGV[3], cap, taken, nil)
 if not old then
   redis.call('HSET', KEYS[2], 'instance', ARGV[6], 'session', ARGV[7], 'max', ARGV[9], 'enq', ARGV[2])
   if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'batch', ARGV[8]) end
@@ -105,9 +105,11 @@ return attempt
 // and the take script (take.go) share, so the two cannot drift apart.
 //
 // slot_take(slots, paused, gate channel, id, lease until, cap, taken,
-// held) takes id's slot, taken being the slots in use before and held
-// whether id holds one already, and closes the gate when that fills the
-// cap.
+// prune_before) takes id's slot, taken being the slots counted before (id's
+// own, if it holds one, included), and closes the gate when that fills the
+// cap. prune_before (ms) is set when taken may still count leases that ran
+// out (a worker that died holding them): they are pruned before the gate
+// closes on them.
 //
 // mark_active(record, attempt, has next, batch key or nil, old state,
 // dedup key or nil, id, now) marks the record active with its attempt,
@@ -115,10 +117,16 @@ return attempt
 // claim when the task holds it (an attempt starting keeps its claim,
 // dedup.go).
 var beginLua = batchLua + notifyLua + gateLua + claimLua + `
-local function slot_take(slots, paused, channel, id, until_ms, cap, taken, held)
-  redis.call('ZADD', slots, until_ms, id)
-  if not held then taken = taken + 1 end
-  if cap > 0 and taken >= cap then gate_close(slots, paused, channel) end
+local function slot_take(slots, paused, channel, id, until_ms, cap, taken, prune_before)
+  -- ZADD answers 1 for a slot it adds, 0 for one id held already
+  taken = taken + redis.call('ZADD', slots, until_ms, id)
+  if cap > 0 and taken >= cap then
+    if prune_before then
+      redis.call('ZREMRANGEBYSCORE', slots, '-inf', '(' .. prune_before)
+      taken = redis.call('ZCARD', slots)
+    end
+    if taken >= cap then gate_close(slots, paused, channel) end
+  end
 end
 local function mark_active(rec, attempt, hasnext, batch, old, dedup, id, now)
   redis.call('HSET', rec, 'state', 'active', 'attempts', attempt)

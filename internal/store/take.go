@@ -35,11 +35,16 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return nil end
 local cap = tonumber(ARGV[5])
 local taken = 0
 if cap > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3])
   taken = redis.call('ZCARD', KEYS[5])
   if taken >= cap then
-    gate_close(KEYS[5], KEYS[2], KEYS[6])
-    return nil
+    -- the count may hold leases that ran out (a worker that died holding
+    -- them): they are pruned only when the cap looks full, not on every take
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3])
+    taken = redis.call('ZCARD', KEYS[5])
+    if taken >= cap then
+      gate_close(KEYS[5], KEYS[2], KEYS[6])
+      return nil
+    end
   end
 end
 local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[3])
@@ -55,10 +60,15 @@ local rkey = ARGV[6] .. id
 local cur = redis.call('HMGET', rkey, 'state', 'rst', 'aoff', 'next', 'batch', 'session')
 local old = cur[1]
 if not old or old == 'dead' or cur[2] then return {msg, id, ` + fmt.Sprint(takeFallback) + `} end
-local held = redis.call('ZSCORE', KEYS[5], id)
-if old == 'active' and held then return {msg, id, ` + fmt.Sprint(startInFlight) + `} end
+-- only an active record can hold a live slot of another delivery (a lease
+-- not yet run out: the set is not pruned on every take); a slot any other
+-- record still holds is counted by slot_take's ZADD
+if old == 'active' then
+  local held = redis.call('ZSCORE', KEYS[5], id)
+  if held and tonumber(held) >= tonumber(ARGV[3]) then return {msg, id, ` + fmt.Sprint(startInFlight) + `} end
+end
 if old == 'completed' or old == 'canceled' then return {msg, id, ` + fmt.Sprint(startEnded) + `} end
-slot_take(KEYS[5], KEYS[2], KEYS[6], id, ARGV[4], cap, taken, held)
+slot_take(KEYS[5], KEYS[2], KEYS[6], id, ARGV[4], cap, taken, ARGV[3])
 local attempt = math.max(1, asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0))
 local bkey = cur[5] and old ~= 'active' and ARGV[7] .. cur[5]
 if bkey and redis.call('EXISTS', bkey) == 0 then bkey = nil end

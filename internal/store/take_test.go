@@ -36,6 +36,8 @@ func TestTakeScript(t *testing.T) {
 		gateClosed  bool
 		slotTaken   bool
 		recordState string
+		// slots, when set, is every member the slot set holds after.
+		slots []string
 	}{
 		{name: "pending: dequeued and started", cap: 3, started: true, code: store.StartStarted, attempt: 1, slotTaken: true, recordState: "active"},
 		{name: "no cap", started: true, code: store.StartStarted, attempt: 1, slotTaken: true, recordState: "active"},
@@ -64,6 +66,26 @@ func TestTakeScript(t *testing.T) {
 				require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Slots(), redis.Z{Score: float64(f.now.Add(lease).UnixMilli()), Member: "other"}).Err())
 				return true
 			}},
+		{name: "a lease that ran out is not pruned while the cap has room", cap: 3, started: true, code: store.StartStarted, attempt: 1,
+			slotTaken: true, recordState: "active", slots: []string{"gone", "ID"},
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Slots(), redis.Z{Score: float64(f.now.Add(-time.Second).UnixMilli()), Member: "gone"}).Err())
+				return true
+			}},
+		{name: "a lease that ran out fills the cap: pruned, the task starts", cap: 1, started: true, code: store.StartStarted, attempt: 1,
+			slotTaken: true, recordState: "active", slots: []string{"ID"}, gateClosed: true,
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Slots(), redis.Z{Score: float64(f.now.Add(-time.Second).UnixMilli()), Member: "gone"}).Err())
+				return true
+			}},
+		{name: "leases that ran out would be the last slot: pruned, the gate stays open", cap: 3, started: true, code: store.StartStarted, attempt: 1,
+			slotTaken: true, recordState: "active", slots: []string{"ID"},
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				for _, m := range []string{"gone1", "gone2"} {
+					require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Slots(), redis.Z{Score: float64(f.now.Add(-time.Second).UnixMilli()), Member: m}).Err())
+				}
+				return true
+			}},
 		{name: "record missing: left to the start script", cap: 3, recordState: "",
 			prepare: func(f *fixture, id string, p base.Payload) bool {
 				require.NoError(f.t, f.rdb.Del(f.ctx, f.k.Record(id)).Err())
@@ -82,6 +104,15 @@ func TestTakeScript(t *testing.T) {
 		{name: "ended already", cap: 3, started: true, code: store.StartEnded, recordState: "completed",
 			prepare: func(f *fixture, id string, p base.Payload) bool {
 				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "state", "completed").Err())
+				return true
+			}},
+		{name: "active, its other delivery's lease ran out: started again", cap: 3, started: true, code: store.StartStarted, attempt: 1,
+			slotTaken: true, recordState: "active", slots: []string{"ID"},
+			prepare: func(f *fixture, id string, p base.Payload) bool {
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "state", "active").Err())
+				require.NoError(f.t, f.rdb.HIncrBy(f.ctx, f.k.Batch(p.BatchID), "pending", -1).Err())
+				require.NoError(f.t, f.rdb.HIncrBy(f.ctx, f.k.Batch(p.BatchID), "active", 1).Err())
+				require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Slots(), redis.Z{Score: float64(f.now.Add(-time.Second).UnixMilli()), Member: id}).Err())
 				return true
 			}},
 		{name: "in flight elsewhere", cap: 3, started: true, code: store.StartInFlight, slotTaken: true, recordState: "active",
@@ -108,6 +139,15 @@ func TestTakeScript(t *testing.T) {
 			require.Equal(t, tc.gateClosed, f.get(f.k.Paused()) == store.GateMarker, "gate")
 			slots := f.zmembers(f.k.Slots())
 			require.Equal(t, tc.slotTaken, slices.Contains(slots, id), "slot %v", slots)
+			if tc.slots != nil {
+				want := slices.Clone(tc.slots)
+				for i := range want {
+					if want[i] == "ID" {
+						want[i] = id
+					}
+				}
+				require.ElementsMatch(t, want, slots)
+			}
 			if tc.none {
 				require.Nil(t, got)
 				require.NotContains(t, f.list(asynqwire.ActiveKey(f.k.Queue)), id)

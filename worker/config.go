@@ -59,6 +59,8 @@ const (
 	// DefaultDelayedInterval is how often due scheduled and retrying tasks
 	// are moved to the queue.
 	DefaultDelayedInterval = 250 * time.Millisecond
+	// DefaultTakeBlock is the most tasks one take dequeues at once.
+	DefaultTakeBlock = 4
 	// DefaultShutdownGrace is how long in-flight logouts may run after
 	// SIGTERM.
 	DefaultShutdownGrace = 30 * time.Second
@@ -113,6 +115,12 @@ type Config struct {
 	// to DefaultPollInterval (10ms): about 100 cheap Redis calls a second
 	// per idle worker.
 	PollInterval time.Duration
+	// TakeBlock is the most tasks one take (worker/take.go) dequeues and
+	// starts in one Redis call, never more than this process has free
+	// handlers for; asynq asks for one task at a time, and the rest of a
+	// block answer its next asks without a round trip (WAHAQ_TAKE_BLOCK).
+	// Defaults to DefaultTakeBlock (4).
+	TakeBlock int
 	// DelayedInterval is how often scheduled and retrying tasks due now are
 	// moved to the queue. Defaults to DefaultDelayedInterval (250ms).
 	DelayedInterval time.Duration
@@ -188,6 +196,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.ResultTTL, tasks.DefaultResultTTL)
 	setDefault(&c.SlotLease, DefaultSlotLease)
 	setDefault(&c.PollInterval, DefaultPollInterval)
+	setDefault(&c.TakeBlock, DefaultTakeBlock)
 	setDefault(&c.DelayedInterval, DefaultDelayedInterval)
 	setDefault(&c.ShutdownGrace, DefaultShutdownGrace)
 	if c.ReconcileInterval == 0 { // negative means off, so not setDefault

@@ -17,7 +17,9 @@ import (
 //     empty, after waiting up to the poll interval for a gate to open (then
 //     it takes from the queue that opened).
 //   - A dequeue of an open queue: the take script (take.go), which
-//     dequeues and starts the task in one step.
+//     dequeues and starts the task in one step, up to a block of them; the
+//     rest of a block answer the next dequeues of any of the worker's
+//     queues, first, with no round trip.
 //   - A forward of such a queue's due retries and scheduled tasks: 0, none
 //     moved; they move once the gate opens.
 //   - The done of a task whose Finish settled asynq's side already: "OK"
@@ -30,6 +32,8 @@ type asynqHook struct {
 	settled *handoff[struct{}]
 	// take, when set, replaces asynq's dequeue of an open queue (take.go).
 	take func(ctx context.Context, instance string, args []any, cmd *redis.Cmd) (bool, error)
+	// ahead holds the rest of the take's blocks (take.go).
+	ahead *takeAhead
 }
 
 // DialHook implements redis.Hook.
@@ -60,6 +64,16 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			g := h.gates.byPaused[c.Paused]
 			if g == nil {
 				break
+			}
+			if rc, ok := cmd.(*redis.Cmd); ok && h.ahead != nil {
+				// asynq takes a task of any queue from any of its dequeue
+				// calls (it goes by the message's queue): a block's rest
+				// goes first, whichever of the worker's queues asynq asks
+				// for, so that it waits for no other queue's turn
+				if t, ok := h.ahead.pop(); ok {
+					rc.SetVal(t.Message)
+					return nil
+				}
 			}
 			if h.gates.closed(ctx, g) {
 				o := h.gates.awaitOpen(ctx, g)

@@ -70,6 +70,7 @@ func (w *Worker) renewLoop(ctx context.Context) {
 		}
 		w.settled.sweep(w.cfg.Now())
 		takenStarts.sweep(w.cfg.Now())
+		w.giveBackAhead(aheadKeep)
 		for in, ids := range w.held.snapshot() {
 			rctx, cancel := context.WithTimeout(ctx, w.cfg.SlotLease/3)
 			n, err := w.store.RenewSlots(rctx, in, ids, w.cfg.SlotLease)

@@ -2,10 +2,13 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/wahaq/wahaq/internal/store"
 )
 
 // take does asynq's dequeue of instance's queue with wahaq's take script
@@ -27,18 +30,117 @@ func (w *Worker) take(ctx context.Context, instance string, args []any, cmd *red
 	if in == nil || !ok || in.limit != nil || in.breaker.cb.State() != gobreaker.StateClosed {
 		return false, nil
 	}
-	t, err := w.store.Take(ctx, instance, time.Unix(lease, 0), in.capacity, w.cfg.SlotLease)
+	n := 1
+	if !w.stopping.Load() {
+		// one task for this ask, and one for each handler free beyond it:
+		// asynq asks again at once for each
+		n = min(w.cfg.TakeBlock, w.cfg.Concurrency-int(w.running.Load()))
+	}
+	ts, err := w.store.TakeN(ctx, instance, time.Unix(lease, 0), in.capacity, w.cfg.SlotLease, n)
 	switch {
 	case err != nil:
 		cmd.SetErr(err)
 		return true, err
-	case t == nil:
+	case len(ts) == 0:
 		cmd.SetErr(redis.Nil)
 		return true, redis.Nil
 	}
-	if t.Started {
-		takenStarts.put(t.ID, t.Start, w.cfg.Now())
+	now := w.cfg.Now()
+	for _, t := range ts {
+		if t.Started {
+			takenStarts.put(t.ID, t.Start, now)
+		}
 	}
-	cmd.SetVal(t.Message)
+	w.ahead.push(instance, ts[1:], now)
+	cmd.SetVal(ts[0].Message)
 	return true, nil
+}
+
+// aheadKeep is how long a block's task may wait for asynq's ask before it
+// is given back (renewLoop looks every third of the slot lease). A handler
+// is free for each when it is taken, so it waits for no call to end; a
+// task still waiting after this waits because those handlers went to
+// other tasks (a client shared by workers, a count that was behind), and
+// must not hold its slot, or asynq's lease, while it does.
+const aheadKeep = time.Second
+
+// takeAhead holds the tasks a block take dequeued beyond the one asynq
+// asked for, in the order they were taken.
+type takeAhead struct {
+	mu sync.Mutex
+	q  []aheadTask
+}
+
+type aheadTask struct {
+	store.Taken
+	instance string
+	at       time.Time
+}
+
+func (a *takeAhead) push(instance string, ts []store.Taken, now time.Time) {
+	if len(ts) == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range ts {
+		a.q = append(a.q, aheadTask{Taken: t, instance: instance, at: now})
+	}
+}
+
+func (a *takeAhead) pop() (aheadTask, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.q) == 0 {
+		return aheadTask{}, false
+	}
+	t := a.q[0]
+	a.q[0] = aheadTask{}
+	a.q = a.q[1:]
+	return t, true
+}
+
+// olderThan removes and returns the tasks taken before cutoff; all of
+// them for the zero time.
+func (a *takeAhead) olderThan(cutoff time.Time) []aheadTask {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := 0
+	for i < len(a.q) && (cutoff.IsZero() || a.q[i].at.Before(cutoff)) {
+		i++
+	}
+	out := append([]aheadTask(nil), a.q[:i]...)
+	clear(a.q[:i])
+	a.q = a.q[i:]
+	return out
+}
+
+// giveBackAhead gives the block tasks waiting longer than keep (all of
+// them for 0) back to their queues (store.GiveBack).
+func (w *Worker) giveBackAhead(keep time.Duration) {
+	var cutoff time.Time
+	if keep > 0 {
+		cutoff = w.cfg.Now().Add(-keep)
+	}
+	old := w.ahead.olderThan(cutoff)
+	if len(old) == 0 {
+		return
+	}
+	byIn := map[string][]store.Taken{}
+	for _, t := range old {
+		takenStarts.take(t.ID) // its start is undone: a later delivery starts again
+		byIn[t.instance] = append(byIn[t.instance], t.Taken)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for in, ts := range byIn {
+		n, err := w.store.GiveBack(ctx, in, ts)
+		if err != nil {
+			// their asynq leases and slot leases run out, and asynq runs
+			// them again, as for a worker that died
+			w.log.Warn().Err(err).Str("instance", in).Int("tasks", len(ts)).Msg("cannot give back tasks taken ahead")
+			continue
+		}
+		w.log.Debug().Str("instance", in).Int("tasks", n).Msg("tasks taken ahead given back")
+	}
 }

@@ -61,6 +61,9 @@ type Worker struct {
 	// settled are the completed tasks whose asynq done Finish did already
 	// (handoff.go).
 	settled handoff[struct{}]
+	// ahead are the tasks a block take dequeued for asks of asynq still to
+	// come (take.go).
+	ahead takeAhead
 	// running counts handler calls in progress.
 	running atomic.Int64
 	// force, closed by Force, ends Shutdown's wait for running calls.
@@ -147,7 +150,7 @@ func New(cfg Config) (*Worker, error) {
 	// asynq's queue scripts go through the worker's hook (hook.go; it only
 	// acts while the worker runs; a client shared by several workers gets
 	// one hook each).
-	cfg.Redis.AddHook(asynqHook{gates: w.gates, settled: &w.settled, take: w.take})
+	cfg.Redis.AddHook(asynqHook{gates: w.gates, settled: &w.settled, take: w.take, ahead: &w.ahead})
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
 		Queues:         queues,
@@ -267,6 +270,9 @@ func (w *Worker) Shutdown() {
 		w.stopRecon = nil
 	}
 	w.srv.Stop()
+	// asynq asks for no more tasks: what a block take dequeued for it goes
+	// back to the queue for other workers
+	w.giveBackAhead(0)
 	grace := time.NewTimer(w.cfg.ShutdownGrace)
 	defer grace.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -284,6 +290,7 @@ wait:
 		}
 	}
 	w.srv.Shutdown()
+	w.giveBackAhead(0) // a take in progress at the first one may have added some
 	// asynq has pushed what still ran back to pending; free its slots now
 	// rather than when their leases end.
 	w.stopRenewal()

@@ -42,6 +42,7 @@ type Settings struct {
 	ValidationAPIKey    string        // WAHA_VALIDATION_API_KEY
 	Concurrency         int           // WAHAQ_CONCURRENCY, default 20
 	InstanceConcurrency int           // WAHAQ_INSTANCE_CONCURRENCY, default 4
+	TakeBlock           int           // WAHAQ_TAKE_BLOCK, default 4
 	MaxRetries          int           // WAHAQ_MAX_RETRIES, default 10
 	RetryBase           time.Duration // WAHAQ_RETRY_BASE, default 2s
 	RetryMax            time.Duration // WAHAQ_RETRY_MAX, default 10m
@@ -78,6 +79,7 @@ var table = []setting{
 	{"WAHA_VALIDATION_API_KEY", "validation-api-key", "", "bearer key of the validation service (prefer the environment variable)", true},
 	{"WAHAQ_CONCURRENCY", "concurrency", strconv.Itoa(worker.DefaultConcurrency), "tasks one worker process runs at once", false},
 	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", strconv.Itoa(worker.DefaultInstanceConcurrency), "logouts in flight at once against one WAHA server, across all workers", false},
+	{"WAHAQ_TAKE_BLOCK", "take-block", strconv.Itoa(worker.DefaultTakeBlock), "most tasks a worker dequeues in one Redis call, never more than it has free handlers for (1: one at a time, as asynq)", false},
 	{"WAHAQ_MAX_RETRIES", "max-retries", strconv.Itoa(tasks.DefaultMaxRetries), "retries of a transient failure before the task is dead-lettered (0: none)", false},
 	{"WAHAQ_RETRY_BASE", "retry-base", shortDuration(worker.DefaultRetryBase), "smallest backoff between attempts", false},
 	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false},
@@ -167,6 +169,7 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		ValidationAPIKey:    v["WAHA_VALIDATION_API_KEY"],
 		Concurrency:         num("WAHAQ_CONCURRENCY"),
 		InstanceConcurrency: num("WAHAQ_INSTANCE_CONCURRENCY"),
+		TakeBlock:           num("WAHAQ_TAKE_BLOCK"),
 		MaxRetries:          num("WAHAQ_MAX_RETRIES"),
 		RetryBase:           dur("WAHAQ_RETRY_BASE"),
 		RetryMax:            dur("WAHAQ_RETRY_MAX"),
@@ -199,6 +202,9 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	}
 	if s.InstanceConcurrency == 0 {
 		errs = append(errs, fmt.Errorf("WAHAQ_INSTANCE_CONCURRENCY must be at least 1"))
+	}
+	if s.TakeBlock == 0 {
+		errs = append(errs, fmt.Errorf("WAHAQ_TAKE_BLOCK must be at least 1"))
 	}
 	if s.RetryMax < s.RetryBase {
 		errs = append(errs, fmt.Errorf("WAHAQ_RETRY_MAX (%s) is below WAHAQ_RETRY_BASE (%s)", s.RetryMax, s.RetryBase))

@@ -31,49 +31,61 @@ import (
 // attempt number (started), startInFlight, startEnded, or takeFallback
 // (dequeued, not started).
 var takeScript = redis.NewScript(beginLua + asynqwire.RetriedLua + `
-if redis.call('EXISTS', KEYS[2]) == 1 then return nil end
-local cap = tonumber(ARGV[5])
-local taken = 0
-if cap > 0 then
-  taken = redis.call('ZCARD', KEYS[5])
-  if taken >= cap then
-    -- the count may hold leases that ran out (a worker that died holding
-    -- them): they are pruned only when the cap looks full, not on every take
-    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3])
+local function take_one()
+  local cap = tonumber(ARGV[5])
+  local taken = 0
+  if cap > 0 then
     taken = redis.call('ZCARD', KEYS[5])
     if taken >= cap then
-      gate_close(KEYS[5], KEYS[2], KEYS[6])
-      return nil
+      -- the count may hold leases that ran out (a worker that died holding
+      -- them): they are pruned only when the cap looks full, not on every take
+      redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3])
+      taken = redis.call('ZCARD', KEYS[5])
+      if taken >= cap then
+        gate_close(KEYS[5], KEYS[2], KEYS[6])
+        return nil
+      end
     end
   end
+  local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[3])
+  if not id then return nil end
+  local tkey = ARGV[2] .. id
+  redis.call('HSET', tkey, 'state', 'active')
+  redis.call('HDEL', tkey, 'pending_since')
+  redis.call('ZADD', KEYS[4], ARGV[1], id)
+  local msg = redis.call('HGET', tkey, 'msg')
+  -- the start script's work (start.go) for the common case
+  if cap == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3]) end
+  local rkey = ARGV[6] .. id
+  local cur = redis.call('HMGET', rkey, 'state', 'rst', 'aoff', 'next', 'batch', 'session')
+  local old = cur[1]
+  if not old or old == 'dead' or cur[2] then return {msg, id, ` + fmt.Sprint(takeFallback) + `} end
+  -- only an active record can hold a live slot of another delivery (a lease
+  -- not yet run out: the set is not pruned on every take); a slot any other
+  -- record still holds is counted by slot_take's ZADD
+  if old == 'active' then
+    local held = redis.call('ZSCORE', KEYS[5], id)
+    if held and tonumber(held) >= tonumber(ARGV[3]) then return {msg, id, ` + fmt.Sprint(startInFlight) + `} end
+  end
+  if old == 'completed' or old == 'canceled' then return {msg, id, ` + fmt.Sprint(startEnded) + `} end
+  slot_take(KEYS[5], KEYS[2], KEYS[6], id, ARGV[4], cap, taken, ARGV[3])
+  local attempt = math.max(1, asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0))
+  local bkey = cur[5] and old ~= 'active' and ARGV[7] .. cur[5]
+  if bkey and redis.call('EXISTS', bkey) == 0 then bkey = nil end
+  mark_active(rkey, attempt, cur[4], bkey, old, cur[6] and ARGV[8] .. cur[6], id, ARGV[3])
+  return {msg, id, attempt}
 end
-local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[3])
-if not id then return nil end
-local tkey = ARGV[2] .. id
-redis.call('HSET', tkey, 'state', 'active')
-redis.call('HDEL', tkey, 'pending_since')
-redis.call('ZADD', KEYS[4], ARGV[1], id)
-local msg = redis.call('HGET', tkey, 'msg')
--- the start script's work (start.go) for the common case
-if cap == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3]) end
-local rkey = ARGV[6] .. id
-local cur = redis.call('HMGET', rkey, 'state', 'rst', 'aoff', 'next', 'batch', 'session')
-local old = cur[1]
-if not old or old == 'dead' or cur[2] then return {msg, id, ` + fmt.Sprint(takeFallback) + `} end
--- only an active record can hold a live slot of another delivery (a lease
--- not yet run out: the set is not pruned on every take); a slot any other
--- record still holds is counted by slot_take's ZADD
-if old == 'active' then
-  local held = redis.call('ZSCORE', KEYS[5], id)
-  if held and tonumber(held) >= tonumber(ARGV[3]) then return {msg, id, ` + fmt.Sprint(startInFlight) + `} end
+local out = {}
+for _ = 1, tonumber(ARGV[9]) do
+  -- a take that fills the cap closes the gate: the next finds it paused
+  if redis.call('EXISTS', KEYS[2]) == 1 then break end
+  local r = take_one()
+  if not r then break end
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
 end
-if old == 'completed' or old == 'canceled' then return {msg, id, ` + fmt.Sprint(startEnded) + `} end
-slot_take(KEYS[5], KEYS[2], KEYS[6], id, ARGV[4], cap, taken, ARGV[3])
-local attempt = math.max(1, asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0))
-local bkey = cur[5] and old ~= 'active' and ARGV[7] .. cur[5]
-if bkey and redis.call('EXISTS', bkey) == 0 then bkey = nil end
-mark_active(rkey, attempt, cur[4], bkey, old, cur[6] and ARGV[8] .. cur[6], id, ARGV[3])
-return {msg, id, attempt}
+return out
 `)
 
 // takeFallback is takeScript's code for a task it dequeued but did not
@@ -97,27 +109,109 @@ type Taken struct {
 // and lease as there). It returns nil when there is nothing to take: the
 // queue is empty or paused, or the cap is full.
 func (s *Store) Take(ctx context.Context, instance string, asynqLease time.Time, capacity int, lease time.Duration) (*Taken, error) {
+	ts, err := s.TakeN(ctx, instance, asynqLease, capacity, lease, 1)
+	if len(ts) == 0 {
+		return nil, err
+	}
+	return &ts[0], err
+}
+
+// TakeN is Take of up to n tasks in one step, in queue order; it stops
+// early at an empty or paused queue or a full cap.
+func (s *Store) TakeN(ctx context.Context, instance string, asynqLease time.Time, capacity int, lease time.Duration, n int) ([]Taken, error) {
 	k := s.Keys(instance)
 	now := s.now()
 	v, err := takeScript.Run(ctx, s.rdb,
 		[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue), k.Slots(), k.Gate()},
 		asynqLease.Unix(), k.AsynqTaskPrefix(), now.UnixMilli(), now.Add(lease).UnixMilli(), capacity,
-		k.Record(""), k.Batch(""), k.Dedup("")).Slice()
-	if err == redis.Nil {
-		return nil, nil
-	}
+		k.Record(""), k.Batch(""), k.Dedup(""), max(n, 1)).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("take a task of %s: %w", instance, err)
+		return nil, fmt.Errorf("take tasks of %s: %w", instance, err)
 	}
-	if len(v) != 3 {
-		return nil, fmt.Errorf("take a task of %s: unexpected reply %v", instance, v)
+	if len(v)%3 != 0 {
+		return nil, fmt.Errorf("take tasks of %s: unexpected reply %v", instance, v)
 	}
-	msg, _ := v[0].(string)
-	id, _ := v[1].(string)
-	code, _ := v[2].(int64)
-	t := &Taken{Message: msg, ID: id, Started: code != takeFallback}
-	if t.Started {
-		t.Start = startResult(code)
+	ts := make([]Taken, 0, len(v)/3)
+	for i := 0; i < len(v); i += 3 {
+		msg, _ := v[i].(string)
+		id, _ := v[i+1].(string)
+		code, _ := v[i+2].(int64)
+		t := Taken{Message: msg, ID: id, Started: code != takeFallback}
+		if t.Started {
+			t.Start = startResult(code)
+		}
+		ts = append(ts, t)
 	}
-	return t, nil
+	return ts, nil
+}
+
+// giveBackScript undoes takes whose tasks no handler got: a block take
+// (TakeN) dequeues tasks for asks of asynq still to come, and a worker
+// that stops, or whose asks went elsewhere, hands the rest back. Each task
+// goes back to the head of its queue as asynq's pending task; one the take
+// started gives back its slot and is pending again in its record and batch
+// (asynq holds it pending, so that is what it is, whatever it was before
+// the take). A task asynq no longer holds as active (the reconciler or an
+// operator moved it meanwhile) is left alone.
+//
+// KEYS[1] asynq pending, KEYS[2] asynq active, KEYS[3] asynq lease, KEYS[4]
+// semaphore, KEYS[5] asynq paused, KEYS[6] gate channel.
+// ARGV[1] asynq task key prefix, ARGV[2] record key prefix, ARGV[3] batch
+// key prefix, ARGV[4] now (ns), then per task, last taken first: id and
+// the attempt its take started (0: not started by it).
+// Returns the number of tasks given back.
+var giveBackScript = redis.NewScript(batchLua + notifyLua + gateLua + `
+local n, freed = 0, false
+for i = 5, #ARGV, 2 do
+  local id, attempt = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('LREM', KEYS[2], 0, id) == 1 then
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HSET', ARGV[1] .. id, 'state', 'pending', 'pending_since', ARGV[4])
+    -- the head: asynq's dequeue takes from the right
+    redis.call('RPUSH', KEYS[1], id)
+    n = n + 1
+    local rkey = ARGV[2] .. id
+    local cur = redis.call('HMGET', rkey, 'state', 'batch')
+    if attempt > 0 and cur[1] == 'active' and redis.call('ZREM', KEYS[4], id) == 1 then
+      freed = true
+      if attempt > 1 then
+        redis.call('HSET', rkey, 'state', 'pending', 'attempts', attempt - 1)
+      else
+        redis.call('HSET', rkey, 'state', 'pending')
+        redis.call('HDEL', rkey, 'attempts')
+      end
+      local bkey = cur[2] and ARGV[3] .. cur[2]
+      if bkey and redis.call('EXISTS', bkey) == 1 then batch_move(bkey, 'active', 'pending') end
+    end
+  end
+end
+if freed then gate_open(KEYS[5], KEYS[6]) end
+return n
+`)
+
+// GiveBack hands tasks of instance's queue that TakeN dequeued, and no
+// handler got, back to the head of the queue, in the order they were
+// taken, and undoes the starts the take did (slot, record, batch). It
+// returns how many it gave back.
+func (s *Store) GiveBack(ctx context.Context, instance string, ts []Taken) (int, error) {
+	if len(ts) == 0 {
+		return 0, nil
+	}
+	k := s.Keys(instance)
+	args := make([]any, 0, 4+2*len(ts))
+	args = append(args, k.AsynqTaskPrefix(), k.Record(""), k.Batch(""), s.now().UnixNano())
+	for i := len(ts) - 1; i >= 0; i-- {
+		attempt := 0
+		if t := ts[i]; t.Started && t.Start.Code == StartStarted {
+			attempt = max(t.Start.Attempt, 1)
+		}
+		args = append(args, ts[i].ID, attempt)
+	}
+	n, err := giveBackScript.Run(ctx, s.rdb,
+		[]string{k.Pending(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue), k.Slots(), k.Paused(), k.Gate()},
+		args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("give back tasks of %s: %w", instance, err)
+	}
+	return n, nil
 }

@@ -180,3 +180,83 @@ func TestTakeScript(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeN: a block take dequeues and starts tasks in queue order and
+// stops at the cap; giving back what no handler got restores the queue,
+// the records, the batch, the slots and the gate as they were.
+func TestTakeN(t *testing.T) {
+	t.Parallel()
+	const lease = time.Minute
+	asynqLease := time.Unix(2000000000, 0)
+	f := newFixture(t)
+	bid, ids := f.batch("s1", "s2", "s3", "s4")
+	before := f.list(f.k.Pending())
+
+	ts, err := f.st.TakeN(f.ctx, "default", asynqLease, 3, lease, 5)
+	require.NoError(t, err)
+	require.Len(t, ts, 3, "the cap of 3 stops the block")
+	got := []string{ts[0].ID, ts[1].ID, ts[2].ID}
+	require.Equal(t, ids[:3], got, "in queue order")
+	for _, tk := range ts {
+		require.True(t, tk.Started)
+		require.Equal(t, store.StartStarted, tk.Start.Code)
+		require.Equal(t, "active", f.hash(f.k.Record(tk.ID))["state"])
+	}
+	require.Equal(t, store.GateMarker, f.get(f.k.Paused()), "the last slot closed the gate")
+	require.Equal(t, "3", f.hash(f.k.Batch(bid))["active"])
+
+	// a handler got the first; the other two go back
+	n, err := f.st.GiveBack(f.ctx, "default", ts[1:])
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.Equal(t, before[:len(before)-1], f.list(f.k.Pending()), "back at the head, in their order")
+	require.Equal(t, []string{ids[0]}, f.list(asynqwire.ActiveKey(f.k.Queue)))
+	require.Equal(t, []string{ids[0]}, f.zmembers(asynqwire.LeaseKey(f.k.Queue)))
+	require.Equal(t, []string{ids[0]}, f.zmembers(f.k.Slots()))
+	require.Empty(t, f.get(f.k.Paused()), "a slot freed opens the gate")
+	for _, id := range ids[1:3] {
+		rec := f.hash(f.k.Record(id))
+		require.Equal(t, "pending", rec["state"])
+		require.NotContains(t, rec, "attempts")
+		at := f.hash(f.k.AsynqTask(id))
+		require.Equal(t, "pending", at["state"])
+		require.Contains(t, at, "pending_since")
+	}
+	b := f.hash(f.k.Batch(bid))
+	require.Equal(t, "1", b["active"])
+	require.Equal(t, "3", b["pending"])
+
+	// the next take finds them first, as if they had never left
+	again, err := f.st.TakeN(f.ctx, "default", asynqLease, 3, lease, 5)
+	require.NoError(t, err)
+	require.Len(t, again, 2)
+	require.Equal(t, ids[1:3], []string{again[0].ID, again[1].ID})
+
+	// a task asynq no longer holds as active is left alone
+	require.NoError(t, f.rdb.LRem(f.ctx, asynqwire.ActiveKey(f.k.Queue), 0, ids[2]).Err())
+	n, err = f.st.GiveBack(f.ctx, "default", again[1:])
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, "active", f.hash(f.k.Record(ids[2]))["state"])
+}
+
+// TestGiveBackRetried: a retry given back keeps the attempts it had.
+func TestGiveBackRetried(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p, id := f.enqueue("s1", "")
+	msg := asynqwire.Encode(asynqwire.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
+	require.NoError(t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), "msg", msg).Err())
+	require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(id), "attempts", 2).Err())
+	ts, err := f.st.TakeN(f.ctx, "default", time.Unix(2000000000, 0), 0, time.Minute, 2)
+	require.NoError(t, err)
+	require.Len(t, ts, 1)
+	require.Equal(t, 3, ts[0].Start.Attempt)
+	n, err := f.st.GiveBack(f.ctx, "default", ts)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	rec := f.hash(f.k.Record(id))
+	require.Equal(t, "pending", rec["state"])
+	require.Equal(t, "2", rec["attempts"])
+	require.Empty(t, f.zmembers(f.k.Slots()))
+}

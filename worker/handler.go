@@ -172,7 +172,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		// While Redis fails over, keep the result rather than run the
 		// logout again.
 		poll(wctx, w.cfg.Now, time.Time{}, redisPause, func() bool {
-			settled, err = w.store.FinishSettled(wctx, a.ID, a.Payload, sf)
+			settled, err = w.finishes.finish(wctx, a.ID, a.Payload, sf)
 			return err == nil
 		})
 	}

@@ -82,7 +82,9 @@ func TestTakeAheadGivenBack(t *testing.T) {
 	require.Len(t, w.ahead.q, 3, "a block of four: three ahead")
 	for _, id := range ids[:4] {
 		require.Equal(t, "active", state(id))
+		takenStarts.mu.Lock() // process-wide: other tests' workers use it too
 		_, ok := takenStarts.m[id]
+		takenStarts.mu.Unlock()
 		require.True(t, ok, "start of %s handed to its handler", id)
 	}
 	a, ok := w.ahead.pop()

@@ -64,6 +64,8 @@ type Worker struct {
 	// ahead are the tasks a block take dequeued for asks of asynq still to
 	// come (take.go).
 	ahead takeAhead
+	// finishes shares round trips between handlers' Finishes (combine.go).
+	finishes finishes
 	// running counts handler calls in progress.
 	running atomic.Int64
 	// force, closed by Force, ends Shutdown's wait for running calls.
@@ -100,6 +102,7 @@ func New(cfg Config) (*Worker, error) {
 		force:     make(chan struct{}),
 		id:        rand.Text(),
 	}
+	w.finishes.st = w.store
 	w.gates = newGateView(cfg.Redis, cfg.Now, cfg.PollInterval, &w.log)
 	names := make([]string, 0, len(cfg.Instances))
 	queues := map[string]int{}

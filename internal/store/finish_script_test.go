@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/wahaq/wahaq/internal/asynqwire"
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
 )
 
@@ -223,4 +225,54 @@ func TestFinishScript(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestFinishMany: several Finishes in one pipeline do what each would
+// alone, each with its own answer, also on a Redis that lost its scripts.
+func TestFinishMany(t *testing.T) {
+	t.Parallel()
+	for _, flushed := range []bool{false, true} {
+		f := newFixture(t)
+		if flushed {
+			// SCRIPT FLUSH is server-wide: a private redis-server, so that
+			// no other test's scripts go
+			srv, err := redistest.Launch(redistest.ServerConfig{Name: "TestFinishMany redis-server"})
+			require.NoError(t, err)
+			t.Cleanup(func() { srv.Kill(); _ = os.RemoveAll(srv.Dir) })
+			f.rdb = redis.NewClient(&redis.Options{Addr: srv.Addr})
+			t.Cleanup(func() { _ = f.rdb.Close() })
+			f.st = store.New(f.rdb, store.Options{Namespace: f.ns, Now: func() time.Time { return f.now }})
+		}
+		bid, ids := f.batch("s1", "s2", "s3")
+		var calls []store.FinishCall
+		for i, id := range ids {
+			p := base.Payload{Instance: "default", Session: "s" + string(rune('1'+i)), BatchID: bid, MaxRetries: 3}
+			f.start(id, p)
+			fin := store.Finish{State: store.StateCompleted, Outcome: "logged_out", ResultTTL: time.Hour, Settle: true}
+			if i == 1 {
+				fin = store.Finish{State: store.StateRetrying, LastError: "503", NextAttempt: f.now.Add(time.Minute), ResultTTL: time.Hour}
+			}
+			calls = append(calls, store.FinishCall{ID: id, Payload: p, Finish: fin})
+		}
+		// asynq holds the first as active: only that one settles
+		require.NoError(t, f.rdb.LPush(f.ctx, asynqwire.ActiveKey(f.k.Queue), ids[0]).Err())
+		if flushed {
+			require.NoError(t, f.rdb.ScriptFlush(f.ctx).Err())
+		}
+		got := f.st.FinishMany(f.ctx, calls)
+		require.Len(t, got, 3)
+		for i, r := range got {
+			require.NoError(t, r.Err, "call %d (scripts flushed: %v)", i, flushed)
+		}
+		require.True(t, got[0].Settled)
+		require.False(t, got[1].Settled)
+		require.False(t, got[2].Settled, "asynq no longer held it")
+		require.Equal(t, "completed", f.hash(f.k.Record(ids[0]))["state"])
+		require.Equal(t, "retrying", f.hash(f.k.Record(ids[1]))["state"])
+		require.Equal(t, "completed", f.hash(f.k.Record(ids[2]))["state"])
+		b := f.hash(f.k.Batch(bid))
+		require.Equal(t, "2", b["completed"])
+		require.Equal(t, "1", b["retrying"])
+		require.Empty(t, f.zmembers(f.k.Slots()))
+	}
 }

@@ -43,6 +43,9 @@ type gateView struct {
 	// byPaused are the worker's queues by asynq's paused key, fixed by New.
 	byPaused map[string]*gate
 	on       atomic.Bool
+	// closedN counts the gates held closed: the block take shares the free
+	// handlers between the queues that are open (take.go).
+	closedN atomic.Int64
 	// poll is the worker's PollInterval: the longest awaitOpen waits.
 	poll time.Duration
 	// wake, when not nil, is closed when any gate is next seen open.
@@ -79,13 +82,22 @@ type gate struct {
 func (g *gate) setClosed(closed bool) {
 	was := g.closed
 	g.closed = closed
-	if was && !closed {
+	switch {
+	case was && !closed:
+		g.view.closedN.Add(-1)
 		g.view.opened()
+	case !was && closed:
+		g.view.closedN.Add(1)
 	}
 }
 
 func newGateView(rdb redis.UniversalClient, now func() time.Time, poll time.Duration, log *zerolog.Logger) *gateView {
 	return &gateView{rdb: rdb, now: now, poll: poll, log: log, byPaused: map[string]*gate{}}
+}
+
+// open is how many of the worker's queues the view does not hold closed.
+func (v *gateView) open() int {
+	return max(len(v.byPaused)-int(v.closedN.Load()), 1)
 }
 
 // add makes the view keep the gate of the instance with keys k.

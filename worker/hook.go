@@ -66,11 +66,8 @@ func (h asynqHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 				break
 			}
 			if rc, ok := cmd.(*redis.Cmd); ok && h.ahead != nil {
-				// asynq takes a task of any queue from any of its dequeue
-				// calls (it goes by the message's queue): a block's rest
-				// goes first, whichever of the worker's queues asynq asks
-				// for, so that it waits for no other queue's turn
-				if t, ok := h.ahead.pop(); ok {
+				// the rest of a block taken from this queue
+				if t, ok := h.ahead.pop(g.instance); ok {
 					rc.SetVal(t.Message)
 					return nil
 				}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,9 +33,14 @@ func (w *Worker) take(ctx context.Context, instance string, args []any, cmd *red
 	}
 	n := 1
 	if !w.stopping.Load() {
-		// one task for this ask, and one for each handler free beyond it:
-		// asynq asks again at once for each
-		n = min(w.cfg.TakeBlock, w.cfg.Concurrency-int(w.running.Load()))
+		// one task for this ask, and one for each handler free beyond it
+		// (asynq asks again at once for each), but no more than this
+		// queue's share of them among the open queues: a block taken for
+		// one queue makes the others wait for handlers, and asynq's random
+		// order, which a block replaces, is what keeps a big teardown from
+		// slowing a small one
+		free := w.cfg.Concurrency - int(w.running.Load())
+		n = min(w.cfg.TakeBlock, free/w.gates.open())
 	}
 	ts, err := w.store.TakeN(ctx, instance, time.Unix(lease, 0), in.capacity, w.cfg.SlotLease, n)
 	switch {
@@ -88,16 +94,17 @@ func (a *takeAhead) push(instance string, ts []store.Taken, now time.Time) {
 	}
 }
 
-func (a *takeAhead) pop() (aheadTask, bool) {
+// pop removes and returns the first task taken from instance's queue.
+func (a *takeAhead) pop(instance string) (aheadTask, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.q) == 0 {
-		return aheadTask{}, false
+	for i, t := range a.q {
+		if t.instance == instance {
+			a.q = slices.Delete(a.q, i, i+1)
+			return t, true
+		}
 	}
-	t := a.q[0]
-	a.q[0] = aheadTask{}
-	a.q = a.q[1:]
-	return t, true
+	return aheadTask{}, false
 }
 
 // olderThan removes and returns the tasks taken before cutoff; all of

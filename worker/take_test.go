@@ -87,7 +87,7 @@ func TestTakeAheadGivenBack(t *testing.T) {
 		takenStarts.mu.Unlock()
 		require.True(t, ok, "start of %s handed to its handler", id)
 	}
-	a, ok := w.ahead.pop()
+	a, ok := w.ahead.pop("default")
 	require.True(t, ok)
 	require.Equal(t, ids[1], a.ID, "the block's rest in queue order")
 
@@ -118,4 +118,25 @@ func TestTakeAheadGivenBack(t *testing.T) {
 	ask()
 	require.Empty(t, w.ahead.q, "a stopping worker takes one task per ask")
 	require.Equal(t, "active", state(ids[3]))
+}
+
+// TestTakeShareOfFreeHandlers: a block is the queue's share of the free
+// handlers among the queues the gate view does not hold closed.
+func TestTakeShareOfFreeHandlers(t *testing.T) {
+	t.Parallel()
+	v := newGateView(nil, time.Now, time.Millisecond, nil)
+	for _, in := range []string{"a", "b", "c"} {
+		v.add(in, store.KeysFor("ns", in))
+	}
+	require.Equal(t, 3, v.open())
+	g := v.byPaused[store.KeysFor("ns", "a").Paused()]
+	g.mu.Lock()
+	g.setClosed(true)
+	g.setClosed(true) // told twice: counted once
+	g.mu.Unlock()
+	require.Equal(t, 2, v.open())
+	g.mu.Lock()
+	g.setClosed(false)
+	g.mu.Unlock()
+	require.Equal(t, 3, v.open())
 }

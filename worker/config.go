@@ -116,10 +116,11 @@ type Config struct {
 	// per idle worker.
 	PollInterval time.Duration
 	// TakeBlock is the most tasks one take (worker/take.go) dequeues and
-	// starts in one Redis call, never more than this process has free
-	// handlers for; asynq asks for one task at a time, and the rest of a
-	// block answer its next asks without a round trip (WAHAQ_TAKE_BLOCK).
-	// Defaults to DefaultTakeBlock (4).
+	// starts in one Redis call, never more than the queue's share of this
+	// process's free handlers among its open queues; asynq asks for one
+	// task at a time, and the rest of a block answer its next asks for the
+	// queue without a round trip. 1 takes one task per ask, as asynq does
+	// (WAHAQ_TAKE_BLOCK). Defaults to DefaultTakeBlock (4).
 	TakeBlock int
 	// DelayedInterval is how often scheduled and retrying tasks due now are
 	// moved to the queue. Defaults to DefaultDelayedInterval (250ms).

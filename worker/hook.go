@@ -18,8 +18,8 @@ import (
 //     it takes from the queue that opened).
 //   - A dequeue of an open queue: the take script (take.go), which
 //     dequeues and starts the task in one step, up to a block of them; the
-//     rest of a block answer the next dequeues of any of the worker's
-//     queues, first, with no round trip.
+//     rest of a block answer the next dequeues of that queue with no round
+//     trip.
 //   - A forward of such a queue's due retries and scheduled tasks: 0, none
 //     moved; they move once the gate opens.
 //   - The done of a task whose Finish settled asynq's side already: "OK"

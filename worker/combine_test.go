@@ -63,7 +63,13 @@ func TestFinishesShareRoundTrips(t *testing.T) {
 			if i%2 == 1 {
 				state = store.StateDead
 			}
-			_, errs[i] = c.finish(ctx, ids[i], ps[i], store.Finish{State: state, Outcome: "logged_out", ResultTTL: time.Hour})
+			// each Finish five times (a Finish applied again counts once),
+			// so that senders leave and hand their role on under load
+			for range 5 {
+				if _, err := c.finish(ctx, ids[i], ps[i], store.Finish{State: state, Outcome: "logged_out", ResultTTL: time.Hour}); err != nil {
+					errs[i] = err
+				}
+			}
 		}()
 	}
 	close(start)
@@ -77,7 +83,7 @@ func TestFinishesShareRoundTrips(t *testing.T) {
 		}
 		require.Equal(t, want, rdb.HGet(ctx, k.Record(ids[i]), "state").Val(), "task %d", i)
 	}
-	require.Less(t, counted.n.Load(), int64(n), "pipelines for %d Finishes", n)
+	require.Less(t, counted.n.Load(), int64(5*n), "pipelines for %d Finishes", 5*n)
 	require.Empty(t, c.queue)
 	require.Zero(t, c.flushers)
 }

@@ -50,7 +50,7 @@ func (c *wire) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // opTake counts the store's take script, which replaces asynq's dequeue.
 const opTake asynqwire.Op = 100
 
-// isTake recognizes the take script by its keys (store.Take): asynq's
+// isTake recognizes the take script by its keys (store.TakeN): asynq's
 // pending and paused keys, then four more.
 func isTake(args []any) bool {
 	if len(args) < 9 {

@@ -14,7 +14,7 @@ import (
 //     (store.Finish.Settle); asynq's own done, right after the handler
 //     returns, is answered from it.
 //   - takenStarts: the starts done by the take script that replaced asynq's
-//     dequeue (store.Take); the handler's start step uses them instead of
+//     dequeue (store.TakeN); the handler's start step uses them instead of
 //     running the start script.
 //
 // An entry may never be taken (asynq skips its done when the task's lease

@@ -13,12 +13,15 @@ import (
 )
 
 // take does asynq's dequeue of instance's queue with wahaq's take script
-// (store.Take), which also starts the task it dequeues: the handler's start
-// step then finds the start done (takenStarts) and makes no round trip of
-// its own. args are asynq's dequeue arguments (its lease end first of
-// ARGV); cmd gets what asynq's dequeue would answer: the task's message,
-// or redis.Nil when there is nothing to take. It reports false, having
-// done nothing, for a dequeue it cannot take (the caller sends asynq's).
+// (store.TakeN), which also starts the tasks it dequeues: the handler's
+// start step then finds the start done (takenStarts) and makes no round
+// trip of its own. It takes a block: the first task answers this dequeue,
+// the rest wait in w.ahead for asynq's next dequeues of the queue (the
+// hook answers them). args are asynq's dequeue arguments (its lease end
+// first of ARGV); cmd gets what asynq's dequeue would answer: the task's
+// message, or redis.Nil when there is nothing to take. It reports false,
+// having done nothing, for a dequeue it cannot take (the caller sends
+// asynq's).
 //
 // It does not take for a server with a rate limit or whose breaker is not
 // closed: those steps come before the start (steps.go) and may hand the

@@ -12,8 +12,9 @@ import (
 
 // takeScript is asynq's dequeue of one queue (internal/rdb's dequeueCmd,
 // which it replaces through the worker's client hook) and the start script's
-// work for the task it dequeues, in one step: a logout then costs Redis no
-// start round trip of its own.
+// work for each task it dequeues, up to a block of them, in one step: a
+// logout then costs Redis no start round trip of its own, and a block costs
+// one round trip for all its tasks.
 //
 // It starts only the common case, a record that is pending, scheduled or
 // retrying. For the start script's rarer paths (a record missing, dead, or
@@ -26,10 +27,12 @@ import (
 // KEYS[4] asynq lease, KEYS[5] semaphore, KEYS[6] gate channel.
 // ARGV[1] asynq lease end (Unix s), ARGV[2] asynq task key prefix, ARGV[3]
 // now (ms), ARGV[4] slot lease until (ms), ARGV[5] cap (0 = none), ARGV[6]
-// record key prefix, ARGV[7] batch key prefix, ARGV[8] dedup key prefix.
-// Returns nil when nothing was dequeued, else {message, id, code}: code the
-// attempt number (started), startInFlight, startEnded, or takeFallback
-// (dequeued, not started).
+// record key prefix, ARGV[7] batch key prefix, ARGV[8] dedup key prefix,
+// ARGV[9] the most tasks to take (a block, TakeN).
+// Returns {message, id, code, ...}, one triple per task taken in queue
+// order (none when nothing was dequeued): code the attempt number
+// (started), startInFlight, startEnded, or takeFallback (dequeued, not
+// started).
 var takeScript = redis.NewScript(beginLua + asynqwire.RetriedLua + `
 local function take_one()
   local cap = tonumber(ARGV[5])

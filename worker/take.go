@@ -67,10 +67,11 @@ func (w *Worker) take(ctx context.Context, instance string, args []any, cmd *red
 
 // aheadKeep is how long a block's task may wait for asynq's ask before it
 // is given back (renewLoop looks every third of the slot lease). A handler
-// is free for each when it is taken, so it waits for no call to end; a
-// task still waiting after this waits because those handlers went to
-// other tasks (a client shared by workers, a count that was behind), and
-// must not hold its slot, or asynq's lease, while it does.
+// is free for each when it is taken, so it waits for no call to end, only
+// for asynq to ask for its queue; a task still waiting after this waits
+// because those handlers went to other queues' tasks (a client shared by
+// workers, a count that was behind), and must not hold its slot, or
+// asynq's lease, while it does.
 const aheadKeep = time.Second
 
 // takeAhead holds the tasks a block take dequeued beyond the one asynq

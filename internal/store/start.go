@@ -104,6 +104,9 @@ return attempt
 // beginLua defines the steps of an attempt's start that the start script
 // and the take script (take.go) share, so the two cannot drift apart.
 //
+// slots_prune(slots, now) drops the slot leases that ran out before now
+// (ms; a worker that died holding them) and returns the slots left.
+//
 // slot_take(slots, paused, gate channel, id, lease until, cap, taken,
 // prune_before) takes id's slot, taken being the slots counted before (id's
 // own, if it holds one, included), and closes the gate when that fills the
@@ -117,14 +120,15 @@ return attempt
 // claim when the task holds it (an attempt starting keeps its claim,
 // dedup.go).
 var beginLua = batchLua + notifyLua + gateLua + claimLua + `
+local function slots_prune(slots, now)
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', '(' .. now)
+  return redis.call('ZCARD', slots)
+end
 local function slot_take(slots, paused, channel, id, until_ms, cap, taken, prune_before)
   -- ZADD answers 1 for a slot it adds, 0 for one id held already
   taken = taken + redis.call('ZADD', slots, until_ms, id)
   if cap > 0 and taken >= cap then
-    if prune_before then
-      redis.call('ZREMRANGEBYSCORE', slots, '-inf', '(' .. prune_before)
-      taken = redis.call('ZCARD', slots)
-    end
+    if prune_before then taken = slots_prune(slots, prune_before) end
     if taken >= cap then gate_close(slots, paused, channel) end
   end
 end

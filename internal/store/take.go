@@ -42,8 +42,7 @@ local function take_one()
     if taken >= cap then
       -- the count may hold leases that ran out (a worker that died holding
       -- them): they are pruned only when the cap looks full, not on every take
-      redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3])
-      taken = redis.call('ZCARD', KEYS[5])
+      taken = slots_prune(KEYS[5], ARGV[3])
       if taken >= cap then
         gate_close(KEYS[5], KEYS[2], KEYS[6])
         return nil
@@ -95,32 +94,23 @@ return out
 // start.
 const takeFallback = -9
 
-// Taken is what Take dequeued.
+// Taken is one task TakeN dequeued.
 type Taken struct {
 	// Message is the task's asynq message, as asynq's dequeue returns it.
 	Message string
 	// ID is the task's id.
 	ID string
 	// Started is false when the start script must still run (a rare path
-	// Take leaves to it); else Start says what the start did.
+	// the take leaves to it); else Start says what the start did.
 	Started bool
 	Start   StartResult
 }
 
-// Take dequeues the next task of instance's queue for asynq, with its
-// asynq lease ending at asynqLease, and starts it as Begin would (capacity
-// and lease as there). It returns nil when there is nothing to take: the
-// queue is empty or paused, or the cap is full.
-func (s *Store) Take(ctx context.Context, instance string, asynqLease time.Time, capacity int, lease time.Duration) (*Taken, error) {
-	ts, err := s.TakeN(ctx, instance, asynqLease, capacity, lease, 1)
-	if len(ts) == 0 {
-		return nil, err
-	}
-	return &ts[0], err
-}
-
-// TakeN is Take of up to n tasks in one step, in queue order; it stops
-// early at an empty or paused queue or a full cap.
+// TakeN dequeues up to n tasks of instance's queue for asynq, in queue
+// order, with their asynq lease ending at asynqLease, and starts each as
+// Begin would (capacity and lease as there). It stops early, and returns
+// none when there is nothing to take, at an empty or paused queue or a full
+// cap.
 func (s *Store) TakeN(ctx context.Context, instance string, asynqLease time.Time, capacity int, lease time.Duration, n int) ([]Taken, error) {
 	k := s.Keys(instance)
 	now := s.now()

@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -41,7 +41,7 @@ func TestScheduledNeverDueEarly(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tasks.StateScheduled, task.State)
 			q := p.Queue("default")
-			score, err := rdb.ZScore(ctx, asynqwire.ScheduledKey(q), task.ID).Result()
+			score, err := rdb.ZScore(ctx, asynqcompat.ScheduledKey(q), task.ID).Result()
 			require.NoError(t, err)
 			due := time.Unix(int64(score), 0).UTC()
 			require.Equal(t, c.want, due)
@@ -50,7 +50,7 @@ func TestScheduledNeverDueEarly(t *testing.T) {
 			// The same for a discovery batch scheduled at that time.
 			info, err := p.EnqueueDiscovery(ctx, tasks.DiscoveryRequest{When: tasks.When{In: c.in}})
 			require.NoError(t, err)
-			score, err = rdb.ZScore(ctx, asynqwire.ScheduledKey(q), info.BatchID).Result()
+			score, err = rdb.ZScore(ctx, asynqcompat.ScheduledKey(q), info.BatchID).Result()
 			require.NoError(t, err)
 			require.Equal(t, c.want, time.Unix(int64(score), 0).UTC())
 		})

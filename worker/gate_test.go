@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
@@ -25,7 +25,7 @@ import (
 // hook added after the view's is inside it.
 type wire struct {
 	mu sync.Mutex
-	n  map[asynqwire.Op]int
+	n  map[asynqcompat.Op]int
 }
 
 func (c *wire) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -34,11 +34,11 @@ func (c *wire) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 }
 func (c *wire) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		op := asynqwire.QueueScript(cmd.Args()).Op
-		if op == asynqwire.OpNone && isTake(cmd.Args()) {
+		op := asynqcompat.QueueScript(cmd.Args()).Op
+		if op == asynqcompat.OpNone && isTake(cmd.Args()) {
 			op = opTake
 		}
-		if op != asynqwire.OpNone {
+		if op != asynqcompat.OpNone {
 			c.mu.Lock()
 			c.n[op]++
 			c.mu.Unlock()
@@ -48,7 +48,7 @@ func (c *wire) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 // opTake counts the store's take script, which replaces asynq's dequeue.
-const opTake asynqwire.Op = 100
+const opTake asynqcompat.Op = 100
 
 // isTake recognizes the take script by its keys (store.TakeN): asynq's
 // pending and paused keys, then four more.
@@ -62,7 +62,7 @@ func isTake(args []any) bool {
 	return n == 6 && strings.HasSuffix(first, "}:pending") && strings.HasSuffix(second, "}:paused")
 }
 
-func (c *wire) count(op asynqwire.Op) int {
+func (c *wire) count(op asynqcompat.Op) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n[op]
@@ -87,8 +87,8 @@ func TestGateView(t *testing.T) {
 	log := zerolog.Nop()
 	v := newGateView(rdb, now, 0, &log)
 	v.add("default", k)
-	rdb.AddHook(asynqHook{gates: v, settled: &handoff[struct{}]{}})
-	w := &wire{n: map[asynqwire.Op]int{}}
+	rdb.AddHook(asynqcompat.NewHook(answers{gates: v}))
+	w := &wire{n: map[asynqcompat.Op]int{}}
 	rdb.AddHook(w)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -106,26 +106,26 @@ func TestGateView(t *testing.T) {
 	// asynq's own calls, as its rdb makes them
 	dequeue := func() error {
 		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000",
-			[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.QueuePrefix(k.Queue) + "lease"}, 1, k.AsynqTaskPrefix()).Err()
+			[]string{k.Pending(), k.Paused(), asynqcompat.ActiveKey(k.Queue), asynqcompat.QueuePrefix(k.Queue) + "lease"}, 1, k.AsynqTaskPrefix()).Err()
 	}
 	forward := func() (any, error) {
 		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000", []string{k.Retry(), k.Pending()}, 1, "p", 1, "g").Result()
 	}
 	local := func(name string) {
 		t.Helper()
-		before := w.count(asynqwire.OpDequeue) + w.count(asynqwire.OpForward)
+		before := w.count(asynqcompat.OpDequeue) + w.count(asynqcompat.OpForward)
 		require.ErrorIs(t, dequeue(), redis.Nil, name)
 		n, err := forward()
 		require.NoError(t, err, name)
 		require.EqualValues(t, 0, n, name)
-		require.Equal(t, before, w.count(asynqwire.OpDequeue)+w.count(asynqwire.OpForward), "%s: nothing reached Redis", name)
+		require.Equal(t, before, w.count(asynqcompat.OpDequeue)+w.count(asynqcompat.OpForward), "%s: nothing reached Redis", name)
 	}
 	remote := func(name string) {
 		t.Helper()
-		before := w.count(asynqwire.OpDequeue)
+		before := w.count(asynqcompat.OpDequeue)
 		// the fake sha reaches Redis, which does not know it
 		require.ErrorContains(t, dequeue(), "NOSCRIPT", name)
-		require.Equal(t, before+1, w.count(asynqwire.OpDequeue), name)
+		require.Equal(t, before+1, w.count(asynqcompat.OpDequeue), name)
 	}
 	heard := func(seq uint64) {
 		t.Helper()
@@ -181,14 +181,14 @@ func TestGateViewInACappedTeardown(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
 	ns := redistest.Namespace(t)
-	asked := &wire{n: map[asynqwire.Op]int{}}
+	asked := &wire{n: map[asynqcompat.Op]int{}}
 	rdb.AddHook(asked)
 	fake := wahafake.NewT(t, wahafake.Options{LogoutLatency: 300 * time.Millisecond})
 	w, err := New(Config{Redis: rdb, Namespace: ns, Instances: []Instance{{Name: "default", BaseURL: fake.URL()}},
 		Concurrency: 4, InstanceConcurrency: 1, PollInterval: 10 * time.Millisecond, DelayedInterval: 50 * time.Millisecond,
 		Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
-	sent := &wire{n: map[asynqwire.Op]int{}}
+	sent := &wire{n: map[asynqcompat.Op]int{}}
 	rdb.AddHook(sent)
 	sessions := fake.AddSessions("g", 8, wahafake.StatusWorking)
 	runToDone(t, rdb, ns, w, sessions)
@@ -201,16 +201,16 @@ func TestGateViewInACappedTeardown(t *testing.T) {
 	// a dequeue reaches Redis as asynq's or as the take script that does
 	// its work
 	scripts := func(c *wire) int {
-		return c.count(asynqwire.OpDequeue) + c.count(opTake) + c.count(asynqwire.OpForward)
+		return c.count(asynqcompat.OpDequeue) + c.count(opTake) + c.count(asynqcompat.OpForward)
 	}
 	t.Logf("asynq asked %d dequeues and %d forwards; %d dequeues (%d as takes) and %d forwards reached Redis",
-		asked.count(asynqwire.OpDequeue), asked.count(asynqwire.OpForward), sent.count(asynqwire.OpDequeue)+sent.count(opTake),
-		sent.count(opTake), sent.count(asynqwire.OpForward))
+		asked.count(asynqcompat.OpDequeue), asked.count(asynqcompat.OpForward), sent.count(asynqcompat.OpDequeue)+sent.count(opTake),
+		sent.count(opTake), sent.count(asynqcompat.OpForward))
 	// 8 logouts of 300 ms one at a time: about 2.4 s of a closed gate,
 	// polled every 10 ms
-	require.Greater(t, asked.count(asynqwire.OpDequeue), 60)
+	require.Greater(t, asked.count(asynqcompat.OpDequeue), 60)
 	require.Less(t, 4*scripts(sent), scripts(asked), "the closed gate's polls stay in the worker")
-	require.GreaterOrEqual(t, sent.count(asynqwire.OpDequeue)+sent.count(opTake), len(sessions), "each task was dequeued from Redis")
+	require.GreaterOrEqual(t, sent.count(asynqcompat.OpDequeue)+sent.count(opTake), len(sessions), "each task was dequeued from Redis")
 }
 
 // TestGateViewAwaitsOpening: with every other queue found empty, a dequeue of a
@@ -233,14 +233,13 @@ func TestGateViewAwaitsOpening(t *testing.T) {
 	// a take that only says which queue it was asked to take from
 	var tookMu sync.Mutex
 	var took []string
-	take := func(_ context.Context, instance string, _ []any, cmd *redis.Cmd) (bool, error) {
+	take := func(_ context.Context, instance string, _ *asynqcompat.Dequeue) (string, bool, error) {
 		tookMu.Lock()
 		took = append(took, instance)
 		tookMu.Unlock()
-		cmd.SetVal("message of " + instance)
-		return true, nil
+		return "message of " + instance, true, nil
 	}
-	rdb.AddHook(asynqHook{gates: v, settled: &handoff[struct{}]{}, take: take})
+	rdb.AddHook(asynqcompat.NewHook(answers{gates: v, take: take}))
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); v.run(rctx) }()
@@ -257,7 +256,7 @@ func TestGateViewAwaitsOpening(t *testing.T) {
 	}, 10*time.Second, time.Millisecond)
 	dequeueReply := func() (string, error) {
 		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000",
-			[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue)}, int64(1), k.AsynqTaskPrefix()).Text()
+			[]string{k.Pending(), k.Paused(), asynqcompat.ActiveKey(k.Queue), asynqcompat.LeaseKey(k.Queue)}, int64(1), k.AsynqTaskPrefix()).Text()
 	}
 	p := startOne(t, st, "default", "a")
 	heardClosed(g)

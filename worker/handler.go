@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
@@ -34,7 +35,7 @@ type attempt struct {
 	discovery *discovery
 	// viaAsynq: asynq delivered the attempt and is told its fate when the
 	// handler returns (not Work), so a completed attempt's Finish may
-	// settle asynq's side too (handoff.go).
+	// settle asynq's side too (asynqcompat.Hook.Settled).
 	viaAsynq bool
 	// taken is the start the take script did when it dequeued the task
 	// (take.go), nil when it did not; the start step then runs no script.
@@ -112,8 +113,10 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 	}
 	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now(), viaAsynq: viaAsynq}
 	if viaAsynq {
-		if r, ok := takenStarts.take(id); ok {
-			a.taken = &r
+		if r, ok := asynqcompat.TakeStart(id); ok {
+			if r, ok := r.(store.StartResult); ok {
+				a.taken = &r
+			}
 		}
 	}
 	ctx = startAttempt(ctx, a)
@@ -165,7 +168,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	sf, err := fin.finish()
 	sf.Attempt, sf.StartedAt, sf.HTTPStatus = a.Number, a.Started, httpStatus(ans)
 	// a completed attempt asynq delivered is settled on asynq's side in the
-	// same step: asynq's done then costs no round trip (handoff.go)
+	// same step: asynq's done then costs no round trip (asynqcompat.Hook.Settled)
 	sf.Settle = a.viaAsynq && fin.State == tasks.StateCompleted
 	settled := false
 	if err == nil {
@@ -177,7 +180,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 		})
 	}
 	if settled {
-		w.settled.put(a.ID, struct{}{}, w.cfg.Now())
+		w.hook.Settled(a.ID, w.cfg.Now())
 	}
 	if err != nil {
 		// Redis is unreachable: let asynq retry; the logout is idempotent.

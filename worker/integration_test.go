@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
@@ -763,7 +764,7 @@ func TestSecretsStayOut(t *testing.T) {
 		check("key name "+k, k)
 		check("value of "+k, readKey(t, env.Redis, k))
 		sawWahaq = sawWahaq || strings.HasPrefix(k, store.NamespacePrefix(env.Namespace))
-		sawAsynq = sawAsynq || strings.HasPrefix(k, "asynq:{"+env.Namespace+":") // asynq's own keys of the namespace
+		sawAsynq = sawAsynq || strings.HasPrefix(k, asynqcompat.QueuesPrefix(env.Namespace+":")) // asynq's own keys of the namespace
 	}
 	require.True(t, sawWahaq, "no wahaq key was checked")
 	require.True(t, sawAsynq, "no asynq key was checked")

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/hibiken/asynq"
 
@@ -69,10 +68,3 @@ func (w *Worker) dropped(a *attempt, r store.StartResult) answer {
 	}
 	return answer{NotStarted: true, Dropped: true}
 }
-
-// quietAsynqLog reports whether one of asynq's log lines says nothing true
-// about wahaq's tasks. asynq warns "Retry exhausted" whenever a handler
-// returns SkipRetry; wahaq returns it only for tasks it dead-lettered on
-// purpose (its own retry limit, auth failures), which it logs itself with
-// the reason. asynq offers no hook for this but its logger.
-func quietAsynqLog(msg string) bool { return strings.HasPrefix(msg, "Retry exhausted for task") }

@@ -68,8 +68,7 @@ func (w *Worker) renewLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		w.settled.sweep(w.cfg.Now())
-		takenStarts.sweep(w.cfg.Now())
+		w.hook.Sweep(w.cfg.Now())
 		w.giveBackAhead(aheadKeep)
 		for in, ids := range w.held.snapshot() {
 			rctx, cancel := context.WithTimeout(ctx, w.cfg.SlotLease/3)

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
@@ -28,7 +28,7 @@ func TestCompletedLogoutsSettleAsynqInFinish(t *testing.T) {
 		Concurrency: 4, PollInterval: 10 * time.Millisecond, DelayedInterval: 50 * time.Millisecond,
 		RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond, Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
-	sent := &wire{n: map[asynqwire.Op]int{}}
+	sent := &wire{n: map[asynqcompat.Op]int{}}
 	rdb.AddHook(sent)
 	sessions := fake.AddSessions("s", 30, wahafake.StatusWorking)
 	// one session answers 503 once: its first attempt fails and retries
@@ -37,11 +37,8 @@ func TestCompletedLogoutsSettleAsynqInFinish(t *testing.T) {
 	require.EqualValues(t, len(sessions), got.Outcomes[tasks.OutcomeLoggedOut])
 	w.Shutdown()
 
-	require.Zero(t, sent.count(asynqwire.OpDone), "no asynq done reached Redis")
-	w.settled.mu.Lock()
-	left := len(w.settled.m)
-	w.settled.mu.Unlock()
-	require.Zero(t, left, "asynq took every settled id")
+	require.Zero(t, sent.count(asynqcompat.OpDone), "no asynq done reached Redis")
+	require.Zero(t, w.hook.PendingSettled(), "asynq took every settled id")
 	q := store.KeysFor(ns, "default").Queue
 	info, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(q)
 	require.NoError(t, err)

@@ -6,33 +6,31 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/store"
 )
 
 // take does asynq's dequeue of instance's queue with wahaq's take script
 // (store.TakeN), which also starts the tasks it dequeues: the handler's
-// start step then finds the start done (takenStarts) and makes no round
+// start step then finds the start done (asynqcompat.PutStart) and makes no round
 // trip of its own. It takes a block: the first task answers this dequeue,
 // the rest wait in w.ahead for asynq's next dequeues of the queue (the
-// hook answers them). args are asynq's dequeue arguments (its lease end
-// first of ARGV); cmd gets what asynq's dequeue would answer: the task's
-// message, or redis.Nil when there is nothing to take. It reports false,
-// having done nothing, for a dequeue it cannot take (the caller sends
-// asynq's).
+// hook answers them). It returns what asynq's dequeue d would answer: the
+// task's message, or asynqcompat.ErrNoTask when there is nothing to take.
+// It reports false, having done nothing, for a dequeue it cannot take
+// (the caller sends asynq's).
 //
 // It does not take for a server with a rate limit or whose breaker is not
 // closed: those steps come before the start (steps.go) and may hand the
 // task back unstarted. A breaker that opens between the take and the
 // handler lets the taken task make its call, as one already in flight
 // (breaker.go).
-func (w *Worker) take(ctx context.Context, instance string, args []any, cmd *redis.Cmd) (bool, error) {
+func (w *Worker) take(ctx context.Context, instance string, d *asynqcompat.Dequeue) (string, bool, error) {
 	in := w.instances[instance]
-	lease, ok := args[7].(int64)
-	if in == nil || !ok || in.limit != nil || in.breaker.cb.State() != gobreaker.StateClosed {
-		return false, nil
+	if in == nil || in.limit != nil || in.breaker.cb.State() != gobreaker.StateClosed {
+		return "", false, nil
 	}
 	n := 1
 	if !w.stopping.Load() {
@@ -45,24 +43,21 @@ func (w *Worker) take(ctx context.Context, instance string, args []any, cmd *red
 		free := w.cfg.Concurrency - int(w.running.Load())
 		n = min(w.cfg.TakeBlock, free/w.gates.open())
 	}
-	ts, err := w.store.TakeN(ctx, instance, time.Unix(lease, 0), in.capacity, w.cfg.SlotLease, n)
+	ts, err := w.store.TakeN(ctx, instance, d.LeaseEnd, in.capacity, w.cfg.SlotLease, n)
 	switch {
 	case err != nil:
-		cmd.SetErr(err)
-		return true, err
+		return "", true, err
 	case len(ts) == 0:
-		cmd.SetErr(redis.Nil)
-		return true, redis.Nil
+		return "", true, asynqcompat.ErrNoTask
 	}
 	now := w.cfg.Now()
 	for _, t := range ts {
 		if t.Started {
-			takenStarts.put(t.ID, t.Start, now)
+			asynqcompat.PutStart(t.ID, t.Start, now)
 		}
 	}
 	w.ahead.push(instance, ts[1:], now)
-	cmd.SetVal(ts[0].Message)
-	return true, nil
+	return ts[0].Message, true, nil
 }
 
 // aheadKeep is how long a block's task may wait for asynq's ask before it
@@ -139,7 +134,7 @@ func (w *Worker) giveBackAhead(keep time.Duration) {
 	}
 	byIn := map[string][]store.Taken{}
 	for _, t := range old {
-		takenStarts.take(t.ID) // its start is undone: a later delivery starts again
+		asynqcompat.TakeStart(t.ID) // its start is undone: a later delivery starts again
 		byIn[t.instance] = append(byIn[t.instance], t.Taken)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

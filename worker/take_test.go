@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
@@ -28,7 +27,7 @@ func TestTakeAheadAnswersAsynq(t *testing.T) {
 	w, err := New(Config{Redis: rdb, Namespace: ns, Instances: []Instance{{Name: "default", BaseURL: fake.URL(), Concurrency: 8}},
 		Concurrency: 8, TakeBlock: 4, PollInterval: 10 * time.Millisecond, Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
-	sent := &wire{n: map[asynqwire.Op]int{}}
+	sent := &wire{n: map[asynqcompat.Op]int{}}
 	rdb.AddHook(sent)
 	sessions := fake.AddSessions("s", 200, wahafake.StatusWorking)
 	got := runToDone(t, rdb, ns, w, sessions)
@@ -65,27 +64,22 @@ func TestTakeAheadGivenBack(t *testing.T) {
 	}
 	k := store.KeysFor(ns, "default")
 	// asynq's dequeue as the hook sees it: its lease end is ARGV[1]
-	ask := func() *redis.Cmd {
-		cmd := redis.NewCmd(ctx, "evalsha", "sha", 4, k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue),
-			now().Add(30*time.Second).Unix(), k.AsynqTaskPrefix())
-		done, err := w.take(ctx, "default", cmd.Args(), cmd)
+	ask := func() string {
+		d := &asynqcompat.Dequeue{Paused: k.Paused(), LeaseEnd: time.Unix(now().Add(30*time.Second).Unix(), 0)}
+		msg, done, err := w.take(ctx, "default", d)
 		require.True(t, done)
 		require.NoError(t, err)
-		return cmd
+		return msg
 	}
 	state := func(id string) string { return rdb.HGet(ctx, k.Record(id), "state").Val() }
 
-	first := ask()
-	msg, err := first.Text()
-	require.NoError(t, err)
+	msg := ask()
 	require.Contains(t, msg, ids[0], "the ask gets the queue's first task")
 	require.Len(t, w.ahead.q, 3, "a block of four: three ahead")
 	for _, id := range ids[:4] {
 		require.Equal(t, "active", state(id))
-		takenStarts.mu.Lock() // process-wide: other tests' workers use it too
-		_, ok := takenStarts.m[id]
-		takenStarts.mu.Unlock()
-		require.True(t, ok, "start of %s handed to its handler", id)
+		// process-wide: other tests' workers use it too, with other ids
+		require.True(t, asynqcompat.HasStart(id), "start of %s handed to its handler", id)
 	}
 	a, ok := w.ahead.pop("default")
 	require.True(t, ok)
@@ -98,7 +92,7 @@ func TestTakeAheadGivenBack(t *testing.T) {
 	require.Empty(t, w.ahead.q)
 	for _, id := range ids[2:4] {
 		require.Equal(t, "pending", state(id), "given back: %s", id)
-		_, ok := takenStarts.take(id)
+		_, ok := asynqcompat.TakeStart(id)
 		require.False(t, ok, "a given-back task's start is gone: %s", id)
 	}
 	require.ElementsMatch(t, ids[:2], rdb.ZRange(ctx, k.Slots(), 0, -1).Val(), "their slots are free")

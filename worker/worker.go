@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/reconcile"
@@ -58,9 +59,10 @@ type Worker struct {
 	gates     *gateView
 	stopGates context.CancelFunc
 	gatesDone chan struct{}
-	// settled are the completed tasks whose asynq done Finish did already
-	// (handoff.go).
-	settled handoff[struct{}]
+	// hook answers asynq's queue scripts on the worker's Redis client
+	// (hook.go); it holds the completed tasks whose asynq done Finish did
+	// already.
+	hook *asynqcompat.Hook
 	// ahead are the tasks a block take dequeued for asks of asynq still to
 	// come (take.go).
 	ahead takeAhead
@@ -153,7 +155,8 @@ func New(cfg Config) (*Worker, error) {
 	// asynq's queue scripts go through the worker's hook (hook.go; it only
 	// acts while the worker runs; a client shared by several workers gets
 	// one hook each).
-	cfg.Redis.AddHook(asynqHook{gates: w.gates, settled: &w.settled, take: w.take, ahead: &w.ahead})
+	w.hook = asynqcompat.NewHook(answers{gates: w.gates, take: w.take, ahead: &w.ahead})
+	cfg.Redis.AddHook(w.hook)
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
 		Queues:         queues,
@@ -338,7 +341,7 @@ type asynqLogger struct{ l zerolog.Logger }
 func (a asynqLogger) Debug(args ...any) { a.l.Debug().Msg(fmt.Sprint(args...)) }
 func (a asynqLogger) Info(args ...any)  { a.l.Info().Msg(fmt.Sprint(args...)) }
 func (a asynqLogger) Warn(args ...any) {
-	if msg := fmt.Sprint(args...); !quietAsynqLog(msg) {
+	if msg := fmt.Sprint(args...); !asynqcompat.QuietLog(msg) {
 		a.l.Warn().Msg(msg)
 	}
 }

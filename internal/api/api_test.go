@@ -26,7 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
@@ -489,9 +489,9 @@ func (e *env) kill(id, instance, session string, o tasks.Outcome) {
 	require.NoError(e.t, e.store().Finish(ctx, id, p, store.Finish{State: store.StateDead, Outcome: string(o),
 		LastError: "WAHA answered 401", ResultTTL: time.Hour}))
 	q := e.ns + ":" + instance
-	require.NoError(e.t, e.rdb.LRem(ctx, asynqwire.PendingKey(q), 0, id).Err())
-	require.NoError(e.t, e.rdb.HSet(ctx, asynqwire.TaskKey(q, id), "state", "archived").Err())
-	require.NoError(e.t, e.rdb.ZAdd(ctx, asynqwire.ArchivedKey(q), redis.Z{Score: float64(time.Now().Unix()), Member: id}).Err())
+	require.NoError(e.t, e.rdb.LRem(ctx, asynqcompat.PendingKey(q), 0, id).Err())
+	require.NoError(e.t, e.rdb.HSet(ctx, asynqcompat.TaskKey(q, id), "state", "archived").Err())
+	require.NoError(e.t, e.rdb.ZAdd(ctx, asynqcompat.ArchivedKey(q), redis.Z{Score: float64(time.Now().Unix()), Member: id}).Err())
 }
 
 func TestDeadLetters(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // Scenario names, for --only.
@@ -286,13 +286,13 @@ func cleanup(ctx context.Context, rdb redis.UniversalClient, prefix string) erro
 			return err
 		}
 	}
-	members, err := rdb.SMembers(ctx, asynqwire.AllQueues).Result()
+	members, err := rdb.SMembers(ctx, asynqcompat.AllQueues).Result()
 	if err != nil {
 		return err
 	}
 	for _, m := range members {
 		if strings.HasPrefix(m, prefix) {
-			rdb.SRem(ctx, asynqwire.AllQueues, m)
+			rdb.SRem(ctx, asynqcompat.AllQueues, m)
 		}
 	}
 	return nil

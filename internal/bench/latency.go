@@ -10,7 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
@@ -112,7 +112,7 @@ func Latency(ctx context.Context, e *env) (LatencyFigures, error) {
 		if err != nil {
 			return f, err
 		}
-		key := asynqwire.TaskKey(q, info.ID)
+		key := asynqcompat.TaskKey(q, info.ID)
 		// Without Retention asynq deletes the task's hash when it completes.
 		if err := waitUntil(ctx, 10*time.Second, func() (bool, error) {
 			n, err := e.rdb.Exists(ctx, key).Result()

@@ -25,7 +25,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -273,7 +273,7 @@ func TestWorkerKilled(t *testing.T) {
 	w1.Kill() // kill -9
 	killedAt := time.Now()
 	ctx := context.Background()
-	activeIDs, err := r.rdb.LRange(ctx, asynqwire.ActiveKey(r.queue()), 0, -1).Result()
+	activeIDs, err := r.rdb.LRange(ctx, asynqcompat.ActiveKey(r.queue()), 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +599,7 @@ func TestKeysRevoked(t *testing.T) {
 		}
 		off = page.NextOffset
 	}
-	archived, _ := r.rdb.ZCard(ctx, asynqwire.ArchivedKey(ns2+":default")).Result()
+	archived, _ := r.rdb.ZCard(ctx, asynqcompat.ArchivedKey(ns2+":default")).Result()
 	out, errOut, code = CLI(t, r.bins, env2, 60*time.Second, "dlq", "list", "--json", "--limit", "1", "--offset", strconv.Itoa(flood-1))
 	page = tasks.DeadLetterPage{}
 	if code != 0 || json.Unmarshal([]byte(out), &page) != nil || page.Total != int64(flood) || len(page.Tasks) != 1 {

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/reconcile"
@@ -219,9 +219,9 @@ func TestReconcilerRepairs(t *testing.T) {
 		}},
 		{"queue removed from asynq's queue set", store.RepairQueue, func(f *fixture) (string, func(*fixture)) {
 			id := f.enqueue("s-queue", "")
-			require.NoError(f.t, f.rdb.SRem(f.ctx, asynqwire.AllQueues, f.k.Queue).Err()) // queue rm --force, minus the keys
+			require.NoError(f.t, f.rdb.SRem(f.ctx, asynqcompat.AllQueues, f.k.Queue).Err()) // queue rm --force, minus the keys
 			return "", func(f *fixture) {
-				in, err := f.rdb.SIsMember(f.ctx, asynqwire.AllQueues, f.k.Queue).Result()
+				in, err := f.rdb.SIsMember(f.ctx, asynqcompat.AllQueues, f.k.Queue).Result()
 				require.NoError(f.t, err)
 				require.True(f.t, in)
 				require.Equal(f.t, store.StatePending, f.record(id)[store.FieldState], "its task is untouched")

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/schedule"
 	"github.com/wahaq/wahaq/internal/store"
@@ -254,7 +254,7 @@ func TestCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, nodes, 1)
 		require.Equal(t, masterOf("default"), nodes[0].Addr)
-		members, err := rdb.SMembers(ctx, asynqwire.AllQueues).Result()
+		members, err := rdb.SMembers(ctx, asynqcompat.AllQueues).Result()
 		require.NoError(t, err)
 		require.Contains(t, members, q)
 	})

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // cancelBatchScript cancels, in one chunk of a batch's task list
@@ -23,22 +25,22 @@ import (
 // TTL (s), ARGV[5] record key prefix, ARGV[6] asynq task key prefix, ARGV[7]
 // dedup key prefix.
 // Returns {canceled, started, final, ids read}.
-var cancelBatchScript = redis.NewScript(batchLua + `
+var cancelBatchScript = redis.NewScript(batchLua + asynqcompat.TaskLua + `
 local ids = redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])
 local canceled, started, final = 0, 0, 0
 local batch = redis.call('EXISTS', KEYS[1]) == 1
 for _, id in ipairs(ids) do
   local rk, ak = ARGV[5] .. id, ARGV[6] .. id
   local st = redis.call('HGET', rk, 'state')
-  local ast = redis.call('HGET', ak, 'state')
-  if (st == 'scheduled' or st == 'pending') and ast and ast ~= 'pending' and ast ~= 'scheduled' then
+  local ast = asynq_state(ak)
+  if (st == 'scheduled' or st == 'pending') and ast and ast ~= ASYNQ_PENDING and ast ~= ASYNQ_SCHEDULED then
     -- the record lags asynq (a worker holds it, or it is in asynq's retry or
     -- archive): not ours to cancel
     started = started + 1
   elseif st == 'scheduled' or st == 'pending' then
-    if ast == 'pending' then
+    if ast == ASYNQ_PENDING then
       redis.call('LREM', KEYS[3], 0, id)
-    elseif ast == 'scheduled' then
+    elseif ast == ASYNQ_SCHEDULED then
       redis.call('ZREM', KEYS[4], id)
     end
     redis.call('DEL', ak)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // The open-batch lease: how a batch left open by a producer that died is
@@ -67,7 +69,7 @@ const BatchInterruptedError = "interrupted: the producer stopped before enqueuei
 // Returns closeDone (1), 0 (unknown or already closed) or -1 (ARGV[7]
 // given and a producer holds the lease, or none ever took one, or the
 // discovery lives on).
-var closeBatchScript = redis.NewScript(batchLua + `
+var closeBatchScript = redis.NewScript(batchLua + asynqcompat.TaskLua + `
 if redis.call('HEXISTS', KEYS[1], 'open') == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 0
@@ -76,8 +78,7 @@ if ARGV[7] == '1' then
   local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
   if not lease or tonumber(lease) >= tonumber(ARGV[2]) then return -1 end
   if redis.call('HEXISTS', KEYS[1], 'discovering') == 1 then
-    local st = redis.call('HGET', KEYS[3], 'state')
-    if st and st ~= 'archived' and st ~= 'completed' then return -1 end
+    if asynq_live(asynq_state(KEYS[3])) then return -1 end
   end
 end
 -- HDEL first: under maxmemory (noeviction) a script's first write must not

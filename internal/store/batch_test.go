@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -148,11 +149,14 @@ func TestKeys(t *testing.T) {
 		k.Slots():                    "wahaq:{wahaq:eu-1}:slots",
 		k.Rate():                     "wahaq:{wahaq:eu-1}:rate",
 		k.CronClaim("nightly", tick): "wahaq:{wahaq:eu-1}:cron:nightly:1700000000",
-		k.AsynqTask("id1"):           "asynq:{wahaq:eu-1}:t:id1",
-		k.Pending():                  "asynq:{wahaq:eu-1}:pending",
-		k.Scheduled():                "asynq:{wahaq:eu-1}:scheduled",
-		k.Retry():                    "asynq:{wahaq:eu-1}:retry",
-		k.Archived():                 "asynq:{wahaq:eu-1}:archived",
+		// asynq's keys of the queue, as asynqcompat names them
+		k.AsynqTask("id1"):        asynqcompat.TaskKey("wahaq:eu-1", "id1"),
+		k.AsynqTaskPrefix() + "x": asynqcompat.TaskKey("wahaq:eu-1", "x"),
+		k.Pending():               asynqcompat.PendingKey("wahaq:eu-1"),
+		k.Scheduled():             asynqcompat.ScheduledKey("wahaq:eu-1"),
+		k.Retry():                 asynqcompat.RetryKey("wahaq:eu-1"),
+		k.Archived():              asynqcompat.ArchivedKey("wahaq:eu-1"),
+		k.Paused():                asynqcompat.PausedKey("wahaq:eu-1"),
 	} {
 		require.Equal(t, want, got)
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
@@ -50,12 +50,12 @@ const callbackTimeout = 60
 // "b:<id>" to long-poll waiters.
 // batch_finished(key, tkey, pending, id, msg, nowns, channel, batchid) is
 // called when batch_done reports the batch done: one delivery per batch.
-const callbackLua = notifyLua + `
+const callbackLua = notifyLua + asynqcompat.PushLua + `
 local function cb_enqueue(hash, tkey, pending, id, msg, nowns, cb)
   if msg == '' then return end
   if cb == nil then cb = redis.call('HGET', hash, 'cb') end
   if not cb then return end
-  redis.call('HSET', tkey, 'msg', msg, 'state', 'pending', 'pending_since', nowns)
+  asynq_new(tkey, msg, nowns)
   redis.call('LPUSH', pending, id)
   redis.call('HSET', hash, 'cb_id', id, 'cb_state', 'pending', 'cb_n', 0, 'cb_at', nowns)
   redis.call('HDEL', hash, 'cb_status', 'cb_err')
@@ -102,7 +102,7 @@ func orNone(id string) string {
 }
 
 func callbackMessage(k Keys, p base.CallbackPayload, id string) []byte {
-	return asynqwire.Encode(asynqwire.Message{Type: base.TypeCallback, Payload: p.Encode(), ID: id, Queue: k.Queue,
+	return asynqcompat.Encode(asynqcompat.Message{Type: base.TypeCallback, Payload: p.Encode(), ID: id, Queue: k.Queue,
 		Retry: asynqMaxRetry, TimeoutSeconds: callbackTimeout})
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
@@ -26,16 +27,16 @@ import (
 // message, ARGV[8] now (ns).
 // Returns cancelDone, cancelNotFound, or cancelStarted (already started or
 // finished).
-var cancelScript = redis.NewScript(batchLua + callbackLua + `
+var cancelScript = redis.NewScript(batchLua + callbackLua + asynqcompat.TaskLua + `
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
 if st ~= 'scheduled' and st ~= 'pending' then return -1 end
-local ast = redis.call('HGET', KEYS[2], 'state')
-if ast == 'pending' then
+local ast = asynq_state(KEYS[2])
+if ast == ASYNQ_PENDING then
   redis.call('LREM', KEYS[3], 0, ARGV[1])
-elseif ast == 'scheduled' then
+elseif ast == ASYNQ_SCHEDULED then
   redis.call('ZREM', KEYS[4], ARGV[1])
-elseif ast == 'retry' then
+elseif ast == ASYNQ_RETRY then
   redis.call('ZREM', KEYS[5], ARGV[1])
 elseif ast then
   return -1

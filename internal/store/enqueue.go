@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
@@ -56,7 +56,7 @@ import (
 // enqueueRescheduled onto the live id, or enqueueInBatch when that live
 // task is of this very batch already; or the error "BATCHCLOSED"
 // (ErrBatchClosed) and writes nothing.
-var enqueueScript = redis.NewScript(batchLua + `
+var enqueueScript = redis.NewScript(batchLua + asynqcompat.TaskLua + asynqcompat.PushLua + `
 local n = (#KEYS - 5) / 3
 local state, list = 'pending', KEYS[1]
 if ARGV[2] ~= '0' then state, list = 'scheduled', KEYS[2] end
@@ -88,7 +88,7 @@ local function pull_forward(live, recKey)
   if state == 'pending' then
     if redis.call('ZREM', KEYS[2], live) == 0 then return false end
     redis.call('LPUSH', KEYS[1], live)
-    redis.call('HSET', ARGV[7] .. live, 'state', 'pending', 'pending_since', ARGV[1])
+    asynq_pending(ARGV[7] .. live, ARGV[1])
     redis.call('HSET', recKey, 'state', 'pending')
     redis.call('HDEL', recKey, 'sched')
     local b = redis.call('HGET', recKey, 'batch')
@@ -134,15 +134,15 @@ for j = 0, n - 1 do
   -- and SET's GET option costs every one of them)
   if not dup and not redis.call('SET', dedup, id, 'NX', 'PX', claim_ms) then live = redis.call('GET', dedup) end
   if live then
-    local st = redis.call('HGET', ARGV[7] .. live, 'state')
-    if st and st ~= 'archived' and st ~= 'completed' then
+    local st = asynq_state(ARGV[7] .. live)
+    if asynq_live(st) then
       dup = true
       local liveRec = string.sub(recKey, 1, #recKey - #id) .. live
       if ARGV[9] ~= '' then redis.call('HSETNX', liveRec, 'cb', ARGV[9]) end
       local flag = 1
       if ARGV[3] ~= '' and redis.call('HGET', liveRec, 'batch') == ARGV[3] then
         flag = 3 -- already in this batch: named twice, or a discovery run again
-      elseif st == 'scheduled' and pull_forward(live, liveRec) then
+      elseif st == ASYNQ_SCHEDULED and pull_forward(live, liveRec) then
         flag = 2
       end
       out[#out + 1] = j
@@ -158,10 +158,10 @@ for j = 0, n - 1 do
     if ARGV[10] == '1' then redis.call('HSET', listed, ARGV[13 + 3*j], id) end
     redis.call('HSET', recKey, unpack(rec))
     if state == 'pending' then
-      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[12 + 3*j], 'state', 'pending', 'pending_since', ARGV[1])
+      asynq_new(KEYS[8 + 3*j], ARGV[12 + 3*j], ARGV[1])
       ids[#ids + 1] = id
     else
-      redis.call('HSET', KEYS[8 + 3*j], 'msg', ARGV[12 + 3*j], 'state', 'scheduled')
+      asynq_new_scheduled(KEYS[8 + 3*j], ARGV[12 + 3*j])
       ids[#ids + 1] = ARGV[2]
       ids[#ids + 1] = id
     end
@@ -239,7 +239,7 @@ func (s *Store) enqueueCalls(ctx context.Context, ts []NewTask, groups []group, 
 			}
 			payload := base.Payload{Instance: t.Instance, Session: t.Session, BatchID: t.BatchID, MaxRetries: t.MaxRetries,
 				TraceParent: t.TraceParent}.Encode()
-			msg := asynqwire.Encode(asynqwire.Message{
+			msg := asynqcompat.Encode(asynqcompat.Message{
 				Type: base.TypeLogout, Payload: payload, ID: t.ID, Queue: k.Queue, Retry: asynqMaxRetry, TimeoutSeconds: timeout,
 			})
 			keys = append(keys, k.Record(t.ID), k.Dedup(t.Session), k.AsynqTask(t.ID))

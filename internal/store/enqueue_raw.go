@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // enqueueRawScript enqueues a plain asynq task with no wahaq record: the
@@ -20,13 +20,13 @@ import (
 // ARGV[1] id, ARGV[2] asynq message, ARGV[3] now (ns), ARGV[4] process-at
 // (Unix s, "0" = now).
 // Returns rawEnqueued, or rawExists when a task with the id exists.
-var enqueueRawScript = redis.NewScript(`
+var enqueueRawScript = redis.NewScript(asynqcompat.PushLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[4] == '0' then
-  redis.call('HSET', KEYS[1], 'msg', ARGV[2], 'state', 'pending', 'pending_since', ARGV[3])
+  asynq_new(KEYS[1], ARGV[2], ARGV[3])
   redis.call('LPUSH', KEYS[2], ARGV[1])
 else
-  redis.call('HSET', KEYS[1], 'msg', ARGV[2], 'state', 'scheduled')
+  asynq_new_scheduled(KEYS[1], ARGV[2])
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 end
 return 1
@@ -49,7 +49,7 @@ func (s *Store) EnqueueRaw(ctx context.Context, instance, id, typ string, payloa
 	if err := s.publish(ctx, k.Queue); err != nil {
 		return err
 	}
-	msg := asynqwire.Encode(asynqwire.Message{Type: typ, Payload: payload, ID: id, Queue: k.Queue, Retry: retry,
+	msg := asynqcompat.Encode(asynqcompat.Message{Type: typ, Payload: payload, ID: id, Queue: k.Queue, Retry: retry,
 		TimeoutSeconds: timeoutSeconds(timeout)})
 	list, processAt := k.Pending(), "0"
 	if !at.IsZero() {

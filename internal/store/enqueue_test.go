@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -27,7 +27,7 @@ func TestEnqueueScript(t *testing.T) {
 		require.Equal(t, map[string]string{"state": "pending", "max": "3", "enq": ms(f.now), "batch": bid, "session": "s1"}, f.hash(f.k.Record(id)))
 		at := f.hash(f.k.AsynqTask(id))
 		require.Equal(t, "pending", at["state"])
-		require.Equal(t, strconv.FormatInt(f.now.UnixNano(), 10), at["pending_since"])
+		require.Equal(t, strconv.FormatInt(f.now.UnixNano(), 10), at[asynqcompat.FieldPendingSince])
 		msg := f.asynqInfo(id)
 		require.Equal(t, base.TypeLogout, msg.Type)
 		require.Equal(t, f.k.Queue, msg.Queue)
@@ -40,7 +40,7 @@ func TestEnqueueScript(t *testing.T) {
 		b := f.hash(f.k.Batch(bid))
 		require.Equal(t, "1", b["total"])
 		require.Equal(t, "1", b["pending"])
-		queues, err := f.rdb.SMembers(f.ctx, asynqwire.AllQueues).Result()
+		queues, err := f.rdb.SMembers(f.ctx, asynqcompat.AllQueues).Result()
 		require.NoError(t, err)
 		require.Contains(t, queues, f.k.Queue)
 	})

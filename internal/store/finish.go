@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
@@ -35,7 +35,7 @@ import (
 // attemptLogLua; "" = none), ARGV[16] "1" to settle asynq's side of a
 // completed task, ARGV[17] expiry of the day's counter (Unix s).
 // Returns 2 when it settled asynq's side, else 1.
-var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + `
+var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + asynqcompat.DoneLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 gate_open(KEYS[10], KEYS[11])
 -- every field the script reads, in one call: each redis.call costs
@@ -113,16 +113,9 @@ if new ~= 'retrying' and old ~= 'completed' and old ~= 'dead' and old ~= 'cancel
 end
 -- settle: asynq's side of a completed task in the same step, as asynq's
 -- own done does it (internal/rdb's doneCmd), so that asynq's done right
--- after needs no round trip (worker/handoff.go); only while asynq still
+-- after needs no round trip (asynqcompat.Hook.Settled); only while asynq still
 -- holds the task as active
-if ARGV[16] == '1' and new == 'completed' and redis.call('LREM', KEYS[12], 0, ARGV[1]) == 1 then
-  redis.call('ZREM', KEYS[13], ARGV[1])
-  redis.call('DEL', KEYS[14])
-  if redis.call('INCR', KEYS[15]) == 1 then redis.call('EXPIREAT', KEYS[15], ARGV[17]) end
-  -- asynq's done reads the total first and wraps it to 1 at MaxInt64; at a
-  -- million tasks a second that is 292,000 years away, so the settle spends
-  -- no GET on it
-  redis.call('INCR', KEYS[16])
+if ARGV[16] == '1' and new == 'completed' and asynq_done(KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], ARGV[1], ARGV[17]) then
   return 2
 end
 return 1
@@ -231,13 +224,13 @@ func (s *Store) finishCall(id string, p base.Payload, f Finish) ([]string, []any
 	}
 	cb := s.callbackArgs(k, p.Instance, id, p.BatchID)
 	keys := append([]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Pending()}, cb.keys...)
-	keys = append(keys, k.Paused(), k.Gate(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue), k.AsynqTask(id),
-		asynqwire.ProcessedKey(k.Queue, now), asynqwire.ProcessedTotalKey(k.Queue))
+	keys = append(keys, k.Paused(), k.Gate(), asynqcompat.ActiveKey(k.Queue), asynqcompat.LeaseKey(k.Queue), k.AsynqTask(id),
+		asynqcompat.ProcessedKey(k.Queue, now), asynqcompat.ProcessedTotalKey(k.Queue))
 	settle := ""
 	if f.Settle {
 		settle = "1"
 	}
 	args := append([]any{id, f.State, f.Outcome, now.UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID}, cb.args...)
-	args = append(args, attemptEntry(f), settle, now.Add(asynqwire.StatsTTL).Unix())
+	args = append(args, attemptEntry(f), settle, now.Add(asynqcompat.StatsTTL).Unix())
 	return keys, args
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
@@ -192,7 +192,7 @@ func TestFinishScript(t *testing.T) {
 				f := newFixture(t)
 				p, id := f.enqueue("s1", "")
 				// what asynq's dequeue did
-				active, lease := asynqwire.ActiveKey(f.k.Queue), asynqwire.LeaseKey(f.k.Queue)
+				active, lease := asynqcompat.ActiveKey(f.k.Queue), asynqcompat.LeaseKey(f.k.Queue)
 				require.NoError(t, f.rdb.LRem(f.ctx, f.k.Pending(), 0, id).Err())
 				if tc.active {
 					require.NoError(t, f.rdb.LPush(f.ctx, active, id).Err())
@@ -207,7 +207,7 @@ func TestFinishScript(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, tc.want, got)
 				require.Equal(t, tc.state, f.hash(f.k.Record(id))["state"])
-				day, total := asynqwire.ProcessedKey(f.k.Queue, f.now), asynqwire.ProcessedTotalKey(f.k.Queue)
+				day, total := asynqcompat.ProcessedKey(f.k.Queue, f.now), asynqcompat.ProcessedTotalKey(f.k.Queue)
 				if !tc.want {
 					require.True(t, f.exists(f.k.AsynqTask(id)), "asynq's task is left to asynq")
 					require.Equal(t, tc.active, len(f.list(active)) == 1)
@@ -255,7 +255,7 @@ func TestFinishMany(t *testing.T) {
 			calls = append(calls, store.FinishCall{ID: id, Payload: p, Finish: fin})
 		}
 		// asynq holds the first as active: only that one settles
-		require.NoError(t, f.rdb.LPush(f.ctx, asynqwire.ActiveKey(f.k.Queue), ids[0]).Err())
+		require.NoError(t, f.rdb.LPush(f.ctx, asynqcompat.ActiveKey(f.k.Queue), ids[0]).Err())
 		if flushed {
 			require.NoError(t, f.rdb.ScriptFlush(f.ctx).Err())
 		}

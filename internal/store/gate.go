@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // GateMarker is the value wahaq writes into asynq's paused key of a queue
@@ -73,7 +73,7 @@ return n
 
 // Paused is asynq's paused key of the queue: wahaq's gate, or an
 // operator's pause.
-func (k Keys) Paused() string { return asynqwire.PausedKey(k.Queue) }
+func (k Keys) Paused() string { return asynqcompat.PausedKey(k.Queue) }
 
 // Gate is the shard channel (SPUBLISH) on which the scripts announce the
 // queue's gate closing ("1:<expiry, Unix ms>") and opening ("0"); see

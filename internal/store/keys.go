@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // Keys names every Redis key of one queue: wahaq's own and the asynq keys
@@ -24,8 +24,12 @@ import (
 //	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
 //	wahaq:{<queue>}:circuit                workers' open/half-open breakers (zset "o:<worker>"/"h:<worker>", score = report end, ms; circuit.go)
 //	wahaq:{<queue>}:cron:<schedule>:<unix> claim of one schedule tick
-//	asynq:{<queue>}:paused                 asynq's pause; wahaq's gate when its value is GateMarker (gate.go)
 //	wahaq:{<queue>}:done                   shard channel: "t:<id>"/"b:<id>" when a task is final, a batch done
+//
+// asynq's own keys of the queue (its task hashes, pending list, scheduled,
+// retry and archived sets, and its paused key, which is also wahaq's gate
+// when its value is GateMarker, gate.go) are named by internal/asynqcompat;
+// the methods below only hand them to wahaq's scripts.
 //
 // <queue> is "<namespace>:<instance>".
 type Keys struct {
@@ -96,23 +100,23 @@ func (k Keys) CronClaim(schedule string, tick time.Time) string {
 }
 
 // AsynqTask is asynq's hash of task id.
-func (k Keys) AsynqTask(id string) string { return asynqwire.TaskKey(k.Queue, id) }
+func (k Keys) AsynqTask(id string) string { return asynqcompat.TaskKey(k.Queue, id) }
 
 // AsynqTaskPrefix is asynq's task hash key without the id (scripts append
 // ids they learn inside Redis).
-func (k Keys) AsynqTaskPrefix() string { return asynqwire.TaskKeyPrefix(k.Queue) }
+func (k Keys) AsynqTaskPrefix() string { return asynqcompat.TaskKeyPrefix(k.Queue) }
 
 // Pending is asynq's pending list.
-func (k Keys) Pending() string { return asynqwire.PendingKey(k.Queue) }
+func (k Keys) Pending() string { return asynqcompat.PendingKey(k.Queue) }
 
 // Scheduled is asynq's scheduled set.
-func (k Keys) Scheduled() string { return asynqwire.ScheduledKey(k.Queue) }
+func (k Keys) Scheduled() string { return asynqcompat.ScheduledKey(k.Queue) }
 
 // Retry is asynq's retry set.
-func (k Keys) Retry() string { return asynqwire.RetryKey(k.Queue) }
+func (k Keys) Retry() string { return asynqcompat.RetryKey(k.Queue) }
 
 // Archived is asynq's archive set.
-func (k Keys) Archived() string { return asynqwire.ArchivedKey(k.Queue) }
+func (k Keys) Archived() string { return asynqcompat.ArchivedKey(k.Queue) }
 
 // Prefix is the start of every wahaq key of the queue ("wahaq:{<queue>}:");
 // scripts append record, dedup and batch names they learn inside Redis.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // purgeScript deletes a dead task for good: its record, its dead letter, and
@@ -15,12 +17,12 @@ import (
 // KEYS[1] record, KEYS[2] asynq task, KEYS[3] asynq archived, KEYS[4] dead
 // letters. ARGV[1] id, ARGV[2] dedup key prefix.
 // Returns purgeDone, or purgeNotDead (nothing changed).
-var purgeScript = redis.NewScript(`
+var purgeScript = redis.NewScript(asynqcompat.TaskLua + `
 if redis.call('HGET', KEYS[1], 'state') ~= 'dead' then return 0 end
 local sess = redis.call('HGET', KEYS[1], 'session')
 if sess and redis.call('GET', ARGV[2] .. sess) == ARGV[1] then redis.call('DEL', ARGV[2] .. sess) end
 redis.call('DEL', KEYS[1])
-if redis.call('HGET', KEYS[2], 'state') == 'archived' then redis.call('DEL', KEYS[2]) end
+if asynq_state(KEYS[2]) == ASYNQ_ARCHIVED then redis.call('DEL', KEYS[2]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return 1

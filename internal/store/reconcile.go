@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // The reconciler's repairs (issue 10): each is one script, atomic per task,
@@ -82,11 +82,11 @@ const (
 // its message ("" when not known yet), ARGV[12] now (ns).
 // Returns reconcileOK, the repair's code (reconcileGone ...) or
 // reconcileNeedBatch.
-var reconcileTaskScript = redis.NewScript(batchLua + callbackLua + claimLua + `
+var reconcileTaskScript = redis.NewScript(batchLua + callbackLua + claimLua + asynqcompat.TaskLua + `
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end
-local ast = redis.call('HGET', KEYS[2], 'state')
+local ast = asynq_state(KEYS[2])
 local sess = redis.call('HGET', KEYS[1], 'session') or ''
 local dedup = ARGV[4] .. 'd:' .. sess
 local b = redis.call('HGET', KEYS[1], 'batch')
@@ -96,12 +96,12 @@ local function release()
   if redis.call('GET', dedup) == id then redis.call('DEL', dedup) end
 end
 local function unqueue()
-  if ast == 'pending' then redis.call('LREM', KEYS[5], 0, id)
-  elseif ast == 'scheduled' then redis.call('ZREM', KEYS[6], id)
-  elseif ast == 'retry' then redis.call('ZREM', KEYS[7], id) end
+  if ast == ASYNQ_PENDING then redis.call('LREM', KEYS[5], 0, id)
+  elseif ast == ASYNQ_SCHEDULED then redis.call('ZREM', KEYS[6], id)
+  elseif ast == ASYNQ_RETRY then redis.call('ZREM', KEYS[7], id) end
   redis.call('DEL', KEYS[2])
 end
-local queued = ast == 'pending' or ast == 'scheduled' or ast == 'retry'
+local queued = asynq_queued(ast)
 -- a batch whose callback a done batch would enqueue needs its message
 local function need_batch()
   return batch and ARGV[11] == '' and redis.call('HEXISTS', bk, 'cb') == 1 and redis.call('HEXISTS', bk, 'cb_id') == 0
@@ -128,7 +128,7 @@ if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' th
     if batch then batch_move(bk, st, 'canceled') end
     finished()
     return 1
-  elseif ast == 'archived' then
+  elseif ast == ASYNQ_ARCHIVED then
     if need_batch() then return -1 end
     redis.call('ZREM', KEYS[4], id)
     redis.call('HSET', KEYS[1], 'state', 'dead', 'outcome', 'archived', 'fin', ARGV[2], 'err', ARGV[7])
@@ -150,8 +150,7 @@ if st == 'dead' and queued then
   -- run again from asynq's archive and not started yet: a requeue
   local live = redis.call('GET', dedup)
   if live and live ~= id then
-    local lst = redis.call('HGET', ARGV[5] .. live, 'state')
-    if lst and lst ~= 'archived' and lst ~= 'completed' then
+    if asynq_live(asynq_state(ARGV[5] .. live)) then
       unqueue()
       redis.call('ZREM', KEYS[3], id)
       redis.call('HSET', KEYS[1], 'state', 'canceled', 'err', 'superseded by live task ' .. live)
@@ -161,11 +160,11 @@ if st == 'dead' and queued then
     end
   end
   local new = 'pending'
-  if ast == 'scheduled' then new = 'scheduled' elseif ast == 'retry' then new = 'retrying' end
+  if ast == ASYNQ_SCHEDULED then new = 'scheduled' elseif ast == ASYNQ_RETRY then new = 'retrying' end
   local oo = redis.call('HGET', KEYS[1], 'outcome')
   redis.call('SET', dedup, id)
   local at = nil
-  if ast == 'scheduled' then at = redis.call('ZSCORE', KEYS[6], id) elseif ast == 'retry' then at = redis.call('ZSCORE', KEYS[7], id) end
+  if ast == ASYNQ_SCHEDULED then at = redis.call('ZSCORE', KEYS[6], id) elseif ast == ASYNQ_RETRY then at = redis.call('ZSCORE', KEYS[7], id) end
   claim_arm(dedup, at and tonumber(at) * 1000, ARGV[2])
   redis.call('ZREM', KEYS[3], id)
   redis.call('HSET', KEYS[1], 'state', new, 'attempts', 0, 'rst', 1)
@@ -267,7 +266,7 @@ func (s *Store) reconcileWithBatch(ctx context.Context, k Keys, id string, call 
 // ARGV[1] wahaq key prefix of the queue, ARGV[2] asynq task key prefix,
 // ARGV[3] now (ms).
 // Returns 1 when released, 0 otherwise.
-var releaseClaimScript = redis.NewScript(claimLua + `
+var releaseClaimScript = redis.NewScript(claimLua + asynqcompat.TaskLua + `
 local id = redis.call('GET', KEYS[1])
 if not id then return 0 end
 local rk = ARGV[1] .. 't:' .. id
@@ -277,8 +276,7 @@ if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' th
   claim_arm(KEYS[1], math.max(tonumber(v[1]) or 0, tonumber(v[2]) or 0), ARGV[3])
   return 0
 end
-local ast = redis.call('HGET', ARGV[2] .. id, 'state')
-if ast and ast ~= 'archived' and ast ~= 'completed' then return 0 end
+if asynq_live(asynq_state(ARGV[2] .. id)) then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 `)
@@ -336,13 +334,13 @@ func (s *Store) CloseAbandonedBatches(ctx context.Context, instance string, limi
 // removed it while wahaq still uses it). It reports whether it did.
 func (s *Store) RegisterQueue(ctx context.Context, instance string) (bool, error) {
 	k := s.Keys(instance)
-	in, err := s.rdb.SIsMember(ctx, asynqwire.AllQueues, k.Queue).Result()
+	in, err := s.rdb.SIsMember(ctx, asynqcompat.AllQueues, k.Queue).Result()
 	if err != nil || in {
 		return false, err
 	}
 	pipe := s.rdb.Pipeline()
 	counts := []*redis.IntCmd{
-		pipe.LLen(ctx, k.Pending()), pipe.LLen(ctx, asynqwire.ActiveKey(k.Queue)), pipe.ZCard(ctx, k.Scheduled()),
+		pipe.LLen(ctx, k.Pending()), pipe.LLen(ctx, asynqcompat.ActiveKey(k.Queue)), pipe.ZCard(ctx, k.Scheduled()),
 		pipe.ZCard(ctx, k.Retry()), pipe.ZCard(ctx, k.Archived()), pipe.ZCard(ctx, k.DeadLetters()),
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -355,7 +353,7 @@ func (s *Store) RegisterQueue(ctx context.Context, instance string) (bool, error
 	if n == 0 {
 		return false, nil
 	}
-	if err := s.rdb.SAdd(ctx, asynqwire.AllQueues, k.Queue).Err(); err != nil {
+	if err := s.rdb.SAdd(ctx, asynqcompat.AllQueues, k.Queue).Err(); err != nil {
 		return false, fmt.Errorf("register queue %s: %w", k.Queue, err)
 	}
 	return true, nil

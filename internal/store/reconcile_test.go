@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
@@ -244,7 +244,7 @@ func TestRegisterQueue(t *testing.T) {
 	rdb := redistest.Client(t)
 	st := store.New(rdb, store.Options{Namespace: redistest.Namespace(t)})
 	k := st.Keys("default")
-	t.Cleanup(func() { rdb.SRem(context.Background(), asynqwire.AllQueues, k.Queue) })
+	t.Cleanup(func() { rdb.SRem(context.Background(), asynqcompat.AllQueues, k.Queue) })
 	ok, err := st.RegisterQueue(ctx, "default")
 	require.NoError(t, err)
 	require.False(t, ok, "an empty queue is not registered")
@@ -252,7 +252,7 @@ func TestRegisterQueue(t *testing.T) {
 	ok, err = st.RegisterQueue(ctx, "default")
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.True(t, rdb.SIsMember(ctx, asynqwire.AllQueues, k.Queue).Val())
+	require.True(t, rdb.SIsMember(ctx, asynqcompat.AllQueues, k.Queue).Val())
 	ok, err = st.RegisterQueue(ctx, "default")
 	require.NoError(t, err)
 	require.False(t, ok, "already registered")

@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
@@ -25,21 +25,20 @@ import (
 // favour of that task, losing its outcome (in the record and in the batch's
 // outcome counts, which count completed and dead tasks only); {RequeueBusy, ""} when asynq has not yet archived it
 // (a moment after it died): try again.
-var requeueScript = redis.NewScript(batchLua + claimLua + `
+var requeueScript = redis.NewScript(batchLua + claimLua + asynqcompat.TaskLua + asynqcompat.PushLua + `
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'dead' then return {0, ''} end
 -- the worker that declared it dead has not handed it back to asynq yet
-if redis.call('HGET', KEYS[2], 'state') == 'active' then return {3, ''} end
+if asynq_state(KEYS[2]) == ASYNQ_ACTIVE then return {3, ''} end
 local outcome = redis.call('HGET', KEYS[1], 'outcome')
 local b = redis.call('HGET', KEYS[1], 'batch')
 local batch = b and redis.call('EXISTS', KEYS[7]) == 1
 local live = redis.call('GET', KEYS[6])
 if live and live ~= ARGV[1] then
-  local lst = redis.call('HGET', ARGV[5] .. live, 'state')
-  if lst and lst ~= 'archived' and lst ~= 'completed' then
+  if asynq_live(asynq_state(ARGV[5] .. live)) then
     redis.call('ZREM', KEYS[5], ARGV[1])
     -- and leaves asynq's archive, or asynq's tools could still run it
-    if redis.call('HGET', KEYS[2], 'state') == 'archived' then redis.call('DEL', KEYS[2]) end
+    if asynq_state(KEYS[2]) == ASYNQ_ARCHIVED then redis.call('DEL', KEYS[2]) end
     redis.call('ZREM', KEYS[3], ARGV[1])
     redis.call('HSET', KEYS[1], 'state', 'canceled', 'err', 'superseded by live task ' .. live)
     -- a canceled task has no outcome, in its record or its batch's counts
@@ -54,12 +53,11 @@ if live and live ~= ARGV[1] then
 end
 -- (issue 10) already run from asynq's archive: it is queued once already;
 -- pushing it again would run the id twice at once
-local ast = redis.call('HGET', KEYS[2], 'state')
-local queued = ast == 'pending' or ast == 'scheduled' or ast == 'retry'
+local queued = asynq_queued(asynq_state(KEYS[2]))
 if not queued then
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('HSET', KEYS[2], 'msg', ARGV[2], 'state', 'pending', 'pending_since', ARGV[3])
+  asynq_new(KEYS[2], ARGV[2], ARGV[3])
   redis.call('LPUSH', KEYS[4], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', 0)
@@ -138,7 +136,7 @@ func (s *Store) Requeue(ctx context.Context, instance string, ids []string, time
 			maxStr, _ := v[2].(string)
 			maxRetries, _ := strconv.Atoi(maxStr)
 			p := base.Payload{Instance: instance, Session: sess, BatchID: bid, MaxRetries: maxRetries}
-			msg := asynqwire.Encode(asynqwire.Message{
+			msg := asynqcompat.Encode(asynqcompat.Message{
 				Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: k.Queue,
 				Retry: asynqMaxRetry, TimeoutSeconds: timeoutSeconds(timeout),
 			})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
@@ -40,7 +41,7 @@ import (
 // Returns the attempt number (>= 1) when started, startCapped when the cap is
 // reached, startInFlight, startEnded or {startSuperseded, live id}: nothing
 // was started.
-var startScript = redis.NewScript(beginLua + `
+var startScript = redis.NewScript(beginLua + asynqcompat.TaskLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
 -- every record field the script reads, in one call: each redis.call costs
 -- on top of its command
@@ -55,8 +56,7 @@ if old == 'dead' then
   -- run again from asynq's archive: a requeue, unless another task holds the session
   local live = redis.call('GET', KEYS[5])
   if live and live ~= ARGV[1] then
-    local lst = redis.call('HGET', ARGV[10] .. live, 'state')
-    if lst and lst ~= 'archived' and lst ~= 'completed' then
+    if asynq_live(asynq_state(ARGV[10] .. live)) then
       redis.call('ZREM', KEYS[4], ARGV[1])
       redis.call('HSET', KEYS[2], 'state', 'canceled', 'err', 'superseded by live task ' .. live)
       redis.call('EXPIRE', KEYS[2], ARGV[11])

@@ -19,7 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // DefaultNamespace prefixes wahaq's queue names: the queue of instance I is
@@ -96,7 +96,7 @@ func (s *Store) publish(ctx context.Context, q string) error {
 	if _, ok := s.published.Load(q); ok {
 		return nil
 	}
-	if err := s.rdb.SAdd(ctx, asynqwire.AllQueues, q).Err(); err != nil {
+	if err := s.rdb.SAdd(ctx, asynqcompat.AllQueues, q).Err(); err != nil {
 		return fmt.Errorf("register queue %s: %w", q, err)
 	}
 	s.published.Store(q, struct{}{})

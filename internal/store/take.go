@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // takeScript is asynq's dequeue of one queue (internal/rdb's dequeueCmd,
@@ -33,7 +33,7 @@ import (
 // order (none when nothing was dequeued): code the attempt number
 // (started), startInFlight, startEnded, or takeFallback (dequeued, not
 // started).
-var takeScript = redis.NewScript(beginLua + asynqwire.RetriedLua + `
+var takeScript = redis.NewScript(beginLua + asynqcompat.RetriedLua + asynqcompat.DequeueLua + `
 local function take_one()
   local cap = tonumber(ARGV[5])
   local taken = 0
@@ -49,13 +49,8 @@ local function take_one()
       end
     end
   end
-  local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[3])
+  local id, msg = asynq_dequeue(KEYS[1], KEYS[3], KEYS[4], ARGV[2], ARGV[1])
   if not id then return nil end
-  local tkey = ARGV[2] .. id
-  redis.call('HSET', tkey, 'state', 'active')
-  redis.call('HDEL', tkey, 'pending_since')
-  redis.call('ZADD', KEYS[4], ARGV[1], id)
-  local msg = redis.call('HGET', tkey, 'msg')
   -- the start script's work (start.go) for the common case
   if cap == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3]) end
   local rkey = ARGV[6] .. id
@@ -115,7 +110,7 @@ func (s *Store) TakeN(ctx context.Context, instance string, asynqLease time.Time
 	k := s.Keys(instance)
 	now := s.now()
 	v, err := takeScript.Run(ctx, s.rdb,
-		[]string{k.Pending(), k.Paused(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue), k.Slots(), k.Gate()},
+		[]string{k.Pending(), k.Paused(), asynqcompat.ActiveKey(k.Queue), asynqcompat.LeaseKey(k.Queue), k.Slots(), k.Gate()},
 		asynqLease.Unix(), k.AsynqTaskPrefix(), now.UnixMilli(), now.Add(lease).UnixMilli(), capacity,
 		k.Record(""), k.Batch(""), k.Dedup(""), max(n, 1)).Slice()
 	if err != nil {
@@ -153,15 +148,11 @@ func (s *Store) TakeN(ctx context.Context, instance string, asynqLease time.Time
 // key prefix, ARGV[4] now (ns), then per task, last taken first: id and
 // the attempt its take started (0: not started by it).
 // Returns the number of tasks given back.
-var giveBackScript = redis.NewScript(batchLua + notifyLua + gateLua + `
+var giveBackScript = redis.NewScript(batchLua + notifyLua + gateLua + asynqcompat.RequeueLua + `
 local n, freed = 0, false
 for i = 5, #ARGV, 2 do
   local id, attempt = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('LREM', KEYS[2], 0, id) == 1 then
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HSET', ARGV[1] .. id, 'state', 'pending', 'pending_since', ARGV[4])
-    -- the head: asynq's dequeue takes from the right
-    redis.call('RPUSH', KEYS[1], id)
+  if asynq_requeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1] .. id, id, ARGV[4]) then
     n = n + 1
     local rkey = ARGV[2] .. id
     local cur = redis.call('HMGET', rkey, 'state', 'batch')
@@ -201,7 +192,7 @@ func (s *Store) GiveBack(ctx context.Context, instance string, ts []Taken) (int,
 		args = append(args, ts[i].ID, attempt)
 	}
 	n, err := giveBackScript.Run(ctx, s.rdb,
-		[]string{k.Pending(), asynqwire.ActiveKey(k.Queue), asynqwire.LeaseKey(k.Queue), k.Slots(), k.Paused(), k.Gate()},
+		[]string{k.Pending(), asynqcompat.ActiveKey(k.Queue), asynqcompat.LeaseKey(k.Queue), k.Slots(), k.Paused(), k.Gate()},
 		args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("give back tasks of %s: %w", instance, err)

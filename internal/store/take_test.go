@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -46,7 +46,7 @@ func TestTakeScript(t *testing.T) {
 		{name: "retried twice by asynq, restarted once before", cap: 3, started: true, code: store.StartStarted, attempt: 2,
 			slotTaken: true, recordState: "active",
 			prepare: func(f *fixture, id string, p base.Payload) bool {
-				msg := asynqwire.Encode(asynqwire.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
+				msg := asynqcompat.Encode(asynqcompat.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
 				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), "msg", msg).Err())
 				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "aoff", 1).Err())
 				return true
@@ -151,7 +151,7 @@ func TestTakeScript(t *testing.T) {
 			}
 			if tc.none {
 				require.Empty(t, ts)
-				require.NotContains(t, f.list(asynqwire.ActiveKey(f.k.Queue)), id)
+				require.NotContains(t, f.list(asynqcompat.ActiveKey(f.k.Queue)), id)
 				return
 			}
 			require.Len(t, ts, 1)
@@ -159,12 +159,12 @@ func TestTakeScript(t *testing.T) {
 			// as asynq's dequeue leaves it
 			require.Equal(t, id, got.ID)
 			require.Equal(t, before, got.Message)
-			require.Equal(t, []string{id}, f.list(asynqwire.ActiveKey(f.k.Queue)))
+			require.Equal(t, []string{id}, f.list(asynqcompat.ActiveKey(f.k.Queue)))
 			require.Empty(t, f.list(f.k.Pending()))
-			require.Equal(t, []redis.Z{{Score: float64(asynqLease.Unix()), Member: id}}, zWithScores(f, asynqwire.LeaseKey(f.k.Queue)))
+			require.Equal(t, []redis.Z{{Score: float64(asynqLease.Unix()), Member: id}}, zWithScores(f, asynqcompat.LeaseKey(f.k.Queue)))
 			at := f.hash(f.k.AsynqTask(id))
 			require.Equal(t, "active", at["state"])
-			require.NotContains(t, at, "pending_since")
+			require.NotContains(t, at, asynqcompat.FieldPendingSince)
 			require.Equal(t, tc.started, got.Started)
 			if !tc.started {
 				return
@@ -212,8 +212,8 @@ func TestTakeN(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
 	require.Equal(t, before[:len(before)-1], f.list(f.k.Pending()), "back at the head, in their order")
-	require.Equal(t, []string{ids[0]}, f.list(asynqwire.ActiveKey(f.k.Queue)))
-	require.Equal(t, []string{ids[0]}, f.zmembers(asynqwire.LeaseKey(f.k.Queue)))
+	require.Equal(t, []string{ids[0]}, f.list(asynqcompat.ActiveKey(f.k.Queue)))
+	require.Equal(t, []string{ids[0]}, f.zmembers(asynqcompat.LeaseKey(f.k.Queue)))
 	require.Equal(t, []string{ids[0]}, f.zmembers(f.k.Slots()))
 	require.Empty(t, f.get(f.k.Paused()), "a slot freed opens the gate")
 	for _, id := range ids[1:3] {
@@ -222,7 +222,7 @@ func TestTakeN(t *testing.T) {
 		require.NotContains(t, rec, "attempts")
 		at := f.hash(f.k.AsynqTask(id))
 		require.Equal(t, "pending", at["state"])
-		require.Contains(t, at, "pending_since")
+		require.Contains(t, at, asynqcompat.FieldPendingSince)
 	}
 	b := f.hash(f.k.Batch(bid))
 	require.Equal(t, "1", b["active"])
@@ -235,7 +235,7 @@ func TestTakeN(t *testing.T) {
 	require.Equal(t, ids[1:3], []string{again[0].ID, again[1].ID})
 
 	// a task asynq no longer holds as active is left alone
-	require.NoError(t, f.rdb.LRem(f.ctx, asynqwire.ActiveKey(f.k.Queue), 0, ids[2]).Err())
+	require.NoError(t, f.rdb.LRem(f.ctx, asynqcompat.ActiveKey(f.k.Queue), 0, ids[2]).Err())
 	n, err = f.st.GiveBack(f.ctx, "default", again[1:])
 	require.NoError(t, err)
 	require.Zero(t, n)
@@ -247,7 +247,7 @@ func TestGiveBackRetried(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	p, id := f.enqueue("s1", "")
-	msg := asynqwire.Encode(asynqwire.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
+	msg := asynqcompat.Encode(asynqcompat.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
 	require.NoError(t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), "msg", msg).Err())
 	require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(id), "attempts", 2).Err())
 	ts, err := f.st.TakeN(f.ctx, "default", time.Unix(2000000000, 0), 0, time.Minute, 2)

@@ -1,17 +1,21 @@
-// Package asynqwire writes tasks into Redis exactly as asynq v0.26 does, so
-// that wahaq can enqueue thousands of tasks in one pipeline and in the same
-// Lua script as its own bookkeeping.
+// Package asynqcompat owns everything wahaq knows of asynq v0.26's private
+// Redis layout and scripts: key names, the task hash's fields and states,
+// the TaskMessage encoding, the Lua fragments wahaq's scripts include to
+// push, dequeue, requeue, finish or read an asynq task, the recognition of
+// asynq's queue scripts, and the client hook that answers them (the fast
+// path). No other package spells an asynq key, field or state.
 //
-// asynq's Client makes one round trip per Enqueue and cannot take part in a
-// script of ours, so a 50,000-session teardown through it costs 50,000 round
-// trips and leaves a window where wahaq's record and asynq's task disagree.
-// This package encodes asynq's TaskMessage (its protobuf wire format) and
-// names asynq's keys; the tests pin both against asynq's own Inspector and
-// Server, so an asynq upgrade that changes them fails loudly.
-package asynqwire
+// Why wahaq depends on asynq's internals at all: asynq's Client makes one
+// round trip per Enqueue and cannot take part in a script of ours, so a
+// 50,000-session teardown through it costs 50,000 round trips and leaves a
+// window where wahaq's record and asynq's task disagree; and asynq's
+// dequeue, start and done cost three round trips per task where one does.
+// The tests pin all of it against asynq's own Client, Inspector and
+// Server, so an asynq upgrade that changes any of it fails here: change
+// this package, run its suite.
+package asynqcompat
 
 import (
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +24,26 @@ import (
 
 // AllQueues is the Redis set in which asynq lists every queue name.
 const AllQueues = "asynq:queues"
+
+// Fields of asynq's task hash (TaskKey).
+const (
+	// FieldMsg is the encoded TaskMessage.
+	FieldMsg = "msg"
+	// FieldState is the task's state, one of the State constants.
+	FieldState = "state"
+	// FieldPendingSince is when a pending task became pending (Unix ns).
+	FieldPendingSince = "pending_since"
+)
+
+// States of an asynq task (FieldState).
+const (
+	StatePending   = "pending"
+	StateActive    = "active"
+	StateScheduled = "scheduled"
+	StateRetry     = "retry"
+	StateArchived  = "archived"
+	StateCompleted = "completed"
+)
 
 // Message is the subset of asynq's TaskMessage that wahaq writes.
 type Message struct {
@@ -94,6 +118,10 @@ func AppendEncode(b []byte, m Message) []byte {
 // wahaq's own keys for the queue use the same tag so one script can touch both.
 func QueuePrefix(q string) string { return "asynq:{" + q + "}:" }
 
+// QueuesPrefix is the start of every asynq key of every queue whose name
+// starts with prefix (a SCAN for it and "*" finds them all).
+func QueuesPrefix(prefix string) string { return "asynq:{" + prefix }
+
 // TaskKey is the hash holding one task's message and state.
 func TaskKey(q, id string) string { return QueuePrefix(q) + "t:" + id }
 
@@ -163,6 +191,9 @@ type Call struct {
 	Paused string
 	// TaskID is the task of an OpDone.
 	TaskID string
+	// LeaseEnd is, for an OpDequeue, when the lease of the task it
+	// dequeues ends (its ARGV[1], Unix s); zero when it is not an int64.
+	LeaseEnd int64
 }
 
 // QueueScript recognizes, in the arguments of a Redis command, asynq's
@@ -187,7 +218,11 @@ func QueueScript(args []any) Call {
 	case 4:
 		q, ok := strings.CutSuffix(first, "}:pending")
 		if ok && second == q+"}:paused" && len(args) >= 7 {
-			return Call{Op: OpDequeue, Paused: second}
+			c := Call{Op: OpDequeue, Paused: second}
+			if len(args) >= 8 {
+				c.LeaseEnd, _ = args[7].(int64)
+			}
+			return c
 		}
 	case 2:
 		q, ok := strings.CutSuffix(first, "}:scheduled")
@@ -211,44 +246,3 @@ func QueueScript(args []any) Call {
 	}
 	return Call{}
 }
-
-// RetriedLua defines the Lua function asynq_retried(msg): the Retried
-// count of an encoded TaskMessage (0 when absent), for scripts that start
-// a task in the step that dequeues it. TestRetriedLua pins it to Encode.
-var RetriedLua = `
-local function pb_varint(s, i)
-  local v, mul = 0, 1
-  while true do
-    local b = string.byte(s, i)
-    if not b then return v, i end
-    i = i + 1
-    v = v + (b % 128) * mul
-    if b < 128 then return v, i end
-    mul = mul * 128
-  end
-end
-local function asynq_retried(msg)
-  local i, n = 1, #msg
-  while i <= n do
-    local key
-    key, i = pb_varint(msg, i)
-    local field, wire = math.floor(key / 8), key % 8
-    if wire == 0 then
-      local v
-      v, i = pb_varint(msg, i)
-      if field == ` + strconv.Itoa(fieldRetried) + ` then return v end
-    elseif wire == 2 then
-      local l
-      l, i = pb_varint(msg, i)
-      i = i + l
-    elseif wire == 1 then
-      i = i + 8
-    elseif wire == 5 then
-      i = i + 4
-    else
-      return 0
-    end
-  end
-  return 0
-end
-`

@@ -1,4 +1,4 @@
-package asynqwire_test
+package asynqcompat_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wahaq/wahaq/internal/asynqwire"
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/redistest"
 )
 
@@ -22,10 +22,10 @@ func TestWireFormatMatchesAsynq(t *testing.T) {
 	rdb := redistest.Client(t)
 	q := redistest.Namespace(t) + ":default"
 	ctx := context.Background()
-	msg := asynqwire.Encode(asynqwire.Message{Type: "wahaq:test", Payload: []byte(`{"a":1}`), ID: "id-1", Queue: q, Retry: 7, TimeoutSeconds: 90})
-	require.NoError(t, rdb.SAdd(ctx, asynqwire.AllQueues, q).Err())
-	require.NoError(t, rdb.HSet(ctx, asynqwire.TaskKey(q, "id-1"), "msg", msg, "state", "pending", "pending_since", time.Now().UnixNano()).Err())
-	require.NoError(t, rdb.LPush(ctx, asynqwire.PendingKey(q), "id-1").Err())
+	msg := asynqcompat.Encode(asynqcompat.Message{Type: "wahaq:test", Payload: []byte(`{"a":1}`), ID: "id-1", Queue: q, Retry: 7, TimeoutSeconds: 90})
+	require.NoError(t, rdb.SAdd(ctx, asynqcompat.AllQueues, q).Err())
+	require.NoError(t, rdb.HSet(ctx, asynqcompat.TaskKey(q, "id-1"), "msg", msg, "state", "pending", "pending_since", time.Now().UnixNano()).Err())
+	require.NoError(t, rdb.LPush(ctx, asynqcompat.PendingKey(q), "id-1").Err())
 
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	info, err := insp.GetTaskInfo(q, "id-1")
@@ -53,21 +53,21 @@ func TestWireFormatMatchesAsynq(t *testing.T) {
 	case v := <-got:
 		require.Equal(t, `id-1 {"a":1}`, v)
 	case <-time.After(10 * time.Second):
-		t.Fatal("asynq did not run the task written by asynqwire")
+		t.Fatal("asynq did not run the task written by asynqcompat")
 	}
 }
 
 func TestEncodeOmitsZeroFields(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, []byte{0x0a, 0x01, 'x'}, asynqwire.Encode(asynqwire.Message{Type: "x"}))
-	require.Empty(t, asynqwire.Encode(asynqwire.Message{}))
+	require.Equal(t, []byte{0x0a, 0x01, 'x'}, asynqcompat.Encode(asynqcompat.Message{Type: "x"}))
+	require.Empty(t, asynqcompat.Encode(asynqcompat.Message{}))
 }
 
 // recorder is a go-redis hook that keeps what QueueScript makes of
 // every command sent.
 type recorder struct {
 	mu     sync.Mutex
-	paused map[asynqwire.Op][]string
+	paused map[asynqcompat.Op][]string
 	done   []string
 	others int
 }
@@ -79,9 +79,9 @@ func (r *recorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		r.mu.Lock()
-		if c := asynqwire.QueueScript(cmd.Args()); c.Op != asynqwire.OpNone {
+		if c := asynqcompat.QueueScript(cmd.Args()); c.Op != asynqcompat.OpNone {
 			r.paused[c.Op] = append(r.paused[c.Op], c.Paused)
-			if c.Op == asynqwire.OpDone {
+			if c.Op == asynqcompat.OpDone {
 				r.done = append(r.done, c.TaskID)
 			}
 		} else {
@@ -100,7 +100,7 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
 	q := redistest.Namespace(t) + ":default"
-	rec := &recorder{paused: map[asynqwire.Op][]string{}}
+	rec := &recorder{paused: map[asynqcompat.Op][]string{}}
 	rdb.AddHook(rec)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{q: 1}, TaskCheckInterval: 5 * time.Millisecond,
 		DelayedTaskCheckInterval: 5 * time.Millisecond, LogLevel: asynq.FatalLevel})
@@ -110,31 +110,31 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 	require.Eventually(t, func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
-		return len(rec.paused[asynqwire.OpDequeue]) >= 5 && len(rec.paused[asynqwire.OpForward]) >= 4 && len(rec.done) == 1 && rec.others > 0
+		return len(rec.paused[asynqcompat.OpDequeue]) >= 5 && len(rec.paused[asynqcompat.OpForward]) >= 4 && len(rec.done) == 1 && rec.others > 0
 	}, 10*time.Second, 5*time.Millisecond)
 	srv.Shutdown()
-	// the counters asynq's done moved are the ones asynqwire names
-	require.Equal(t, "1", rdb.Get(context.Background(), asynqwire.ProcessedTotalKey(q)).Val())
-	require.Equal(t, "1", rdb.Get(context.Background(), asynqwire.ProcessedKey(q, time.Now())).Val())
+	// the counters asynq's done moved are the ones asynqcompat names
+	require.Equal(t, "1", rdb.Get(context.Background(), asynqcompat.ProcessedTotalKey(q)).Val())
+	require.Equal(t, "1", rdb.Get(context.Background(), asynqcompat.ProcessedKey(q, time.Now())).Val())
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, keys := range rec.paused {
 		for _, k := range keys {
-			require.Equal(t, asynqwire.PausedKey(q), k)
+			require.Equal(t, asynqcompat.PausedKey(q), k)
 		}
 	}
 	require.Equal(t, []string{info.ID}, rec.done)
 	// commands that are not a dequeue are not taken for one
 	for _, args := range [][]any{
-		{"evalsha", "x", 4, asynqwire.PendingKey(q), "other", "a", "l", 1, "p"},
-		{"evalsha", "x", 3, asynqwire.PendingKey(q), asynqwire.PausedKey(q), "a", 1, "p"},
-		{"get", asynqwire.PendingKey(q), asynqwire.PausedKey(q), "a", "l", "1", "2"},
+		{"evalsha", "x", 4, asynqcompat.PendingKey(q), "other", "a", "l", 1, "p"},
+		{"evalsha", "x", 3, asynqcompat.PendingKey(q), asynqcompat.PausedKey(q), "a", 1, "p"},
+		{"get", asynqcompat.PendingKey(q), asynqcompat.PausedKey(q), "a", "l", "1", "2"},
 		{"evalsha", "x", 4, "wahaq:{q}:pending", "wahaq:{q}:paused", "a", "l", 1, "p"},
-		{"evalsha", "x", 2, asynqwire.ScheduledKey(q), asynqwire.PendingKey(q + "x"), 1, "p"},
-		{"evalsha", "x", 2, asynqwire.ArchivedKey(q), asynqwire.PendingKey(q), 1, "p"},
-		{"evalsha", "x", 5, asynqwire.ActiveKey(q), asynqwire.LeaseKey(q), asynqwire.TaskKey(q, "a"), "p", asynqwire.ProcessedTotalKey(q), "b", 1, 2},
+		{"evalsha", "x", 2, asynqcompat.ScheduledKey(q), asynqcompat.PendingKey(q + "x"), 1, "p"},
+		{"evalsha", "x", 2, asynqcompat.ArchivedKey(q), asynqcompat.PendingKey(q), 1, "p"},
+		{"evalsha", "x", 5, asynqcompat.ActiveKey(q), asynqcompat.LeaseKey(q), asynqcompat.TaskKey(q, "a"), "p", asynqcompat.ProcessedTotalKey(q), "b", 1, 2},
 	} {
-		require.Equal(t, asynqwire.OpNone, asynqwire.QueueScript(args).Op, "%v", args)
+		require.Equal(t, asynqcompat.OpNone, asynqcompat.QueueScript(args).Op, "%v", args)
 	}
 }
 
@@ -143,7 +143,7 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 func TestRetriedLua(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
-	script := redis.NewScript(asynqwire.RetriedLua + `return asynq_retried(ARGV[1])`)
+	script := redis.NewScript(asynqcompat.RetriedLua + `return asynq_retried(ARGV[1])`)
 	long := make([]byte, 300)
 	for i := range long {
 		long[i] = byte(i)
@@ -158,7 +158,7 @@ func TestRetriedLua(t *testing.T) {
 		{name: "many, long payload", payload: long, retried: 300},
 		{name: "a large count", payload: []byte(`{"a":1}`), retried: 1 << 20},
 	} {
-		msg := asynqwire.Encode(asynqwire.Message{Type: "wahaq:logout", Payload: tc.payload, ID: "id", Queue: "q", Retry: 1 << 30, Retried: tc.retried, TimeoutSeconds: 90})
+		msg := asynqcompat.Encode(asynqcompat.Message{Type: "wahaq:logout", Payload: tc.payload, ID: "id", Queue: "q", Retry: 1 << 30, Retried: tc.retried, TimeoutSeconds: 90})
 		got, err := script.Run(context.Background(), rdb, nil, msg).Int()
 		require.NoError(t, err, tc.name)
 		require.EqualValues(t, tc.retried, got, tc.name)

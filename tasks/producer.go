@@ -64,7 +64,7 @@ type Config struct {
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 	// CallbackAllow lists the destinations a callback URL may name
-	// (WAHAQ_CALLBACK_ALLOW): host names, host:port pairs and CIDRs.
+	// (WAHAQ_CALLBACK_ALLOW): see callback.Allow for what each entry allows.
 	// Defaults to none: every callback URL is refused.
 	CallbackAllow []string
 	// OnEnqueued, when set, is called with the number of tasks a call

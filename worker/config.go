@@ -143,7 +143,7 @@ type Config struct {
 	// Defaults to none: deliveries are retried, unsigned ones never sent.
 	CallbackSecret string
 	// CallbackAllow lists the destinations callbacks may connect to
-	// (WAHAQ_CALLBACK_ALLOW): host names, host:port pairs and CIDRs,
+	// (WAHAQ_CALLBACK_ALLOW; see callback.Allow for what each entry allows),
 	// checked again on every connection after DNS. Defaults to none.
 	CallbackAllow []string
 	// CallbackRetryBase and CallbackRetryMax bound the backoff between

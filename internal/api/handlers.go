@@ -385,36 +385,50 @@ func contentTypeOK(ct string) (string, bool) {
 }
 
 // decode reads the request body as exactly one JSON object into v. On
-// failure it answers 400 with what is wrong and returns false. Beyond what
-// encoding/json checks, a key given twice or matching a field only when
-// case is ignored is refused (see keyError), for every body the API takes.
+// failure it answers 400 with what is wrong and returns false (see
+// strictDecode).
 func (s *server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	// The body is read whole (at most MaxBodyBytes) so that the key check
-	// sees the same bytes the decoder read.
+	// The body is read whole (at most MaxBodyBytes) so that the shape and
+	// key checks see the same bytes the decoder read.
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err == nil {
+		err = strictDecode(data, v)
+	}
 	if err != nil {
 		s.problem(w, r, http.StatusBadRequest, s.decodeDetail(err, v))
 		return false
 	}
-	// Keys first: a key error is the client's intent misread, whatever
+	return true
+}
+
+// errTrailing is a body with more after its JSON object.
+var errTrailing = errors.New("unexpected data after the JSON object; send exactly one JSON object")
+
+// strictDecode decodes data, exactly one JSON object, into v. Beyond what
+// encoding/json checks, a body nested too deep or too long is refused
+// before anything walks it (*shapeError), and a key given twice or
+// matching a field only when case is ignored is refused (*keyError), for
+// every body the API takes.
+func strictDecode(data []byte, v any) error {
+	if err := checkShape(data); err != nil {
+		return err
+	}
+	// Keys next: a key error is the client's intent misread, whatever
 	// else is wrong. Data that is not JSON is left to the decoder.
 	var ke *keyError
 	if err := checkKeys(data, reflect.TypeOf(v)); errors.As(err, &ke) {
-		s.problem(w, r, http.StatusBadRequest, ke.Error())
-		return false
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields() // checkKeys found none; kept as a second guard
 	if err := dec.Decode(v); err != nil {
-		s.problem(w, r, http.StatusBadRequest, s.decodeDetail(err, v))
-		return false
+		return err
 	}
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		s.problem(w, r, http.StatusBadRequest, "unexpected data after the JSON object; send exactly one JSON object")
-		return false
+		return errTrailing
 	}
-	return true
+	return nil
 }
 
 func isTooLarge(err error) bool {
@@ -425,10 +439,14 @@ func isTooLarge(err error) bool {
 // decodeDetail says what is wrong with a body that did not decode.
 func (s *server) decodeDetail(err error, v any) string {
 	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
+		syn   *json.SyntaxError
+		typ   *json.UnmarshalTypeError
+		shape *shapeError
+		key   *keyError
 	)
 	switch {
+	case errors.As(err, &shape), errors.As(err, &key), errors.Is(err, errTrailing):
+		return err.Error()
 	case isTooLarge(err):
 		return fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBodyBytes)
 	case errors.Is(err, io.EOF):

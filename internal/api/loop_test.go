@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -74,4 +75,38 @@ func TestCallbackURLOutsideAllowListIs400(t *testing.T) {
 		require.True(t, strings.Contains(p.Detail, "callback"), p.Detail)
 	}
 	e.requireNothingEnqueued()
+}
+
+// TestCallbackAllowIPPortIsThatPortOnly is issue 23's S2 at the API: with
+// WAHAQ_CALLBACK_ALLOW=127.0.0.1:17091 a callback_url on another port of
+// that address, however it is written, is 400 and enqueues nothing.
+func TestCallbackAllowIPPortIsThatPortOnly(t *testing.T) {
+	t.Parallel()
+	rdb, ns := redistest.Client(t), redistest.Namespace(t)
+	p, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default", "eu"},
+		CallbackAllow: []string{"127.0.0.1:17091"}})
+	require.NoError(t, err)
+	e := newEnvOn(t, rdb, ns, func(c *Config) { c.Producer = p })
+	for _, u := range []string{
+		"http://127.0.0.1:16391/redis",
+		"http://[::ffff:127.0.0.1]:17093/hook",
+		"http://[::ffff:7f00:1]:16391/redis",
+		"http://2130706433:16391/redis",
+		"http://2130706433:17091/hook", // the allowed port, in a legacy notation
+		"http://0x7f000001:16391/redis",
+		"http://localhost:17091/hook",
+	} {
+		for _, c := range []struct{ path, body string }{
+			{"/v1/logouts", `{"session":"cb-x","callback_url":"` + u + `"}`},
+			{"/v1/batches", `{"sessions":["cb-x"],"callback_url":"` + u + `"}`},
+		} {
+			p := requireProblem(t, e.do("POST", c.path, c.body), http.StatusBadRequest)
+			require.Contains(t, p.Detail, "callback_url", "%s %s", c.path, u)
+		}
+	}
+	e.requireNothingEnqueued()
+	for _, u := range []string{"http://127.0.0.1:17091/hook", "http://[::ffff:127.0.0.1]:17091/hook"} {
+		w := e.do("POST", "/v1/logouts", `{"session":"cb-ok","callback_url":"`+u+`"}`)
+		require.Contains(t, []int{http.StatusAccepted, http.StatusOK}, w.Code, w.Body.String())
+	}
 }

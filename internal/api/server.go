@@ -47,7 +47,8 @@
 //   - Request bodies are JSON objects, at most Config.MaxBodyBytes (1 MiB)
 //     long; unknown fields, keys given twice or in another case than their
 //     field (encoding/json would take the last one, or match "SESSION" to
-//     "session"), trailing data and oversized bodies answer 400.
+//     "session"), trailing data, oversized bodies and bodies nested more
+//     than 32 levels deep (checked before anything walks them) answer 400.
 //   - "in" is a Go duration, the same with a day unit ("7d"), or ISO 8601
 //     ("PT30M"); see internal/duration.
 //     Content-Type must be application/json or absent (415 otherwise).

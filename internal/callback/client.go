@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,25 +64,21 @@ var ErrRedirect = errors.New("callback receiver answered a redirect, which is no
 
 // NewHTTPClient returns the client that delivers callbacks: no proxy from
 // the environment, no redirects, no cookies, a bounded timeout, and a dialer
-// that checks the address of every connection against a (after DNS, so a
-// name that resolves somewhere else is refused).
+// that checks the address and port of every connection against a (after
+// DNS, so a name that resolves somewhere else is refused), after checking
+// the URL against a again.
 func NewHTTPClient(a *Allow) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, err := net.SplitHostPort(addr)
+			host, _, err := net.SplitHostPort(addr)
 			if err != nil {
 				return nil, err
 			}
-			named := a.byName(host, port)
 			dd := *d
 			dd.Control = func(_, address string, _ syscall.RawConn) error {
-				ap, err := netip.ParseAddrPort(address)
-				if err != nil {
-					return fmt.Errorf("%w: %s", ErrNotAllowed, address)
-				}
-				return a.connectAllowed(named, ap.Addr())
+				return a.connectAllowed(host, address)
 			}
 			return dd.DialContext(ctx, network, addr)
 		},
@@ -93,7 +88,7 @@ func NewHTTPClient(a *Allow) *http.Client {
 		IdleConnTimeout:       30 * time.Second,
 	}
 	return &http.Client{
-		Transport: tr,
+		Transport: checked{allow: a, next: tr},
 		Timeout:   RequestTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
@@ -101,20 +96,27 @@ func NewHTTPClient(a *Allow) *http.Client {
 	}
 }
 
-// connectAllowed decides one connection: an address inside a CIDR of the
-// list always; otherwise only a host the list names, and then never an
-// unspecified, multicast or link-local address (169.254.169.254 is the cloud
-// metadata service) unless a CIDR names it.
-func (a *Allow) connectAllowed(named bool, ip netip.Addr) error {
-	ip = ip.Unmap()
-	if a.ipAllowed(ip) {
-		return nil
-	}
-	if named && !ip.IsUnspecified() && !ip.IsMulticast() && !ip.IsLinkLocalUnicast() && !ip.IsLinkLocalMulticast() {
-		return nil
-	}
-	return fmt.Errorf("%w: connection to %s", ErrNotAllowed, ip)
+// checked checks every request's URL against the list again at delivery
+// time (the list may have changed since the URL was accepted, or the
+// producer had another), before the dialer checks the address.
+type checked struct {
+	allow *Allow
+	next  *http.Transport
 }
+
+func (c checked) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := c.allow.Check(r.URL.String()); err != nil {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		return nil, err
+	}
+	return c.next.RoundTrip(r)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport.
+func (c checked) CloseIdleConnections() { c.next.CloseIdleConnections() }
 
 // Delivery is one signed POST.
 type Delivery struct {

@@ -52,7 +52,7 @@ type Settings struct {
 	APITokens           []string      // WAHAQ_API_TOKENS, comma-separated
 	RequestTimeout      time.Duration // WAHAQ_REQUEST_TIMEOUT, default api.DefaultRequestTimeout (4s)
 	CallbackSecret      string        // WAHAQ_CALLBACK_SECRET: whsec_<base64>, signs completion callbacks (worker)
-	CallbackAllow       []string      // WAHAQ_CALLBACK_ALLOW: hosts, host:port, CIDRs a callback_url may name
+	CallbackAllow       []string      // WAHAQ_CALLBACK_ALLOW: names, name:port, IPs, IP:port, CIDRs a callback_url may name
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
 	LogLevel            string        // LOG_LEVEL, default info
 	LogFormat           string        // LOG_FORMAT, default json; console for people
@@ -89,7 +89,7 @@ var table = []setting{
 	{"WAHAQ_REQUEST_TIMEOUT", "request-timeout", shortDuration(api.DefaultRequestTimeout), "HTTP API: how long one request may wait for Redis before it answers 503 with Retry-After (a long-poll's ?wait= comes on top)", false},
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
 	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true},
-	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated hosts, host:port pairs and CIDRs a callback_url may name (empty: callbacks refused)", false},
+	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated destinations a callback_url may name: IP or CIDR (any port), IP:port or [IPv6]:port (that port only), name or name:port (public addresses only unless an IP/CIDR entry allows the address too); empty: callbacks refused", false},
 	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
 	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false},

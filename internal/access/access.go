@@ -163,13 +163,14 @@ func (s *Set) Lookup(presented string) *Token {
 		return nil
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(presented)))
-	var found *Token
-	for _, t := range s.tokens {
-		if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
-			found = t
-		}
+	found := -1
+	for i, t := range s.tokens {
+		found = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(sum[:], t.sum[:]), i, found)
 	}
-	return found
+	if found < 0 {
+		return nil
+	}
+	return s.tokens[found]
 }
 
 // Tokens returns every token of the set.

@@ -3,6 +3,9 @@ package access
 import (
 	"context"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"strings"
 	"testing"
 
@@ -111,4 +114,75 @@ func TestContext(t *testing.T) {
 	require.Nil(t, FromContext(context.Background()))
 	tok := &Token{Name: "x", Role: RoleRead}
 	require.Same(t, tok, FromContext(WithToken(context.Background(), tok)))
+}
+
+func TestLookupCompares(t *testing.T) {
+	t.Parallel()
+	s, err := NewSet([]string{"alpha-token", "", " beta "}, nil)
+	require.NoError(t, err)
+	require.Len(t, s.Tokens(), 2)
+	for _, tc := range []struct {
+		tok  string
+		want bool
+	}{
+		{"alpha-token", true},
+		{"beta", true},
+		{" beta ", true},       // surrounding space is not part of a token
+		{"alpha-tokex", false}, // same length, last byte differs
+		{"xlpha-token", false}, // same length, first byte differs
+		{"alpha-toke", false},  // prefix
+		{"alpha-token-", false},
+		{"", false},
+		{strings.Repeat("a", 10_000), false},
+	} {
+		require.Equal(t, tc.want, s.Lookup(tc.tok) != nil, "%q", tc.tok)
+	}
+}
+
+// TestLookupIsConstantTime checks the shape of Set.Lookup, since timing
+// cannot be measured reliably in a test: it must hash the presented token,
+// compare with subtle.ConstantTimeCompare, pick with
+// subtle.ConstantTimeSelect, and visit every token without returning from
+// inside the loop, branching or comparing with ==.
+func TestLookupIsConstantTime(t *testing.T) {
+	t.Parallel()
+	f, err := parser.ParseFile(token.NewFileSet(), "access.go", nil, 0)
+	require.NoError(t, err)
+	var lookup *ast.FuncDecl
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.Name == "Lookup" {
+			lookup = fd
+		}
+	}
+	require.NotNil(t, lookup, "Set.Lookup not found")
+	calls := map[string]int{}
+	var loops int
+	ast.Inspect(lookup.Body, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.CallExpr:
+			if sel, ok := n.Fun.(*ast.SelectorExpr); ok {
+				if x, ok := sel.X.(*ast.Ident); ok {
+					calls[x.Name+"."+sel.Sel.Name]++
+				}
+			}
+		case *ast.RangeStmt, *ast.ForStmt:
+			loops++
+			ast.Inspect(n, func(m ast.Node) bool {
+				switch m := m.(type) {
+				case *ast.ReturnStmt, *ast.BranchStmt, *ast.IfStmt:
+					t.Errorf("early exit or branch inside the comparison loop: %T", m)
+				case *ast.BinaryExpr:
+					if m.Op == token.EQL || m.Op == token.NEQ {
+						t.Errorf("== or != inside the comparison loop")
+					}
+				}
+				return true
+			})
+		}
+		return true
+	})
+	require.Equal(t, 1, calls["subtle.ConstantTimeCompare"], "calls: %v", calls)
+	require.Equal(t, 1, calls["subtle.ConstantTimeSelect"], "calls: %v", calls)
+	require.Equal(t, 1, calls["sha256.Sum256"], "calls: %v", calls)
+	require.Equal(t, 1, loops)
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -42,11 +43,16 @@ func (s *server) listBatches(w http.ResponseWriter, r *http.Request) {
 // deleteBatch cancels every task of a batch that has not started.
 func (s *server) deleteBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	note(r, audit.Target{Batch: id}, nil)
+	if !s.batchInScope(w, r, id) {
+		return
+	}
 	c, err := s.cfg.Producer.CancelBatch(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err, details{notFound: batchNotFound(id)})
 		return
 	}
+	noteResult(r, map[string]int64{"canceled": c.Canceled, "already_started": c.AlreadyStarted, "already_final": c.AlreadyFinal})
 	s.writeJSON(w, http.StatusOK, c)
 }
 
@@ -77,6 +83,20 @@ func (s *server) getBatchTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, http.StatusOK, page)
+}
+
+// batchInScope checks the instance of batch id for a scoped token. A batch
+// that cannot be read is left to the handler (it answers 400 or 404).
+func (s *server) batchInScope(w http.ResponseWriter, r *http.Request, id string) bool {
+	if !scoped(r) {
+		return true
+	}
+	b, err := s.cfg.Inspector.Batch(r.Context(), id)
+	if err != nil {
+		return true
+	}
+	callOf(r).target.Instance = b.Instance
+	return s.inScope(w, r, b.Instance)
 }
 
 func batchNotFound(id string) string {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/duration"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -78,6 +79,11 @@ func (s *server) postLogout(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
+	note(r, audit.Target{Instance: instanceOr(req.Instance)}, map[string]any{"session": req.Session, "at": req.At, "in": req.In,
+		"callback_url": audit.SafeURL(req.CallbackURL)})
+	if !s.inScope(w, r, req.Instance) {
+		return
+	}
 	if req.Session == "" {
 		s.problem(w, r, http.StatusBadRequest, `missing field "session": name the WAHA session to log out`)
 		return
@@ -92,6 +98,12 @@ func (s *server) postLogout(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err, details{})
 		return
 	}
+	callOf(r).target.Task = t.ID
+	var dedup int64
+	if t.Deduplicated {
+		dedup = 1
+	}
+	noteResult(r, map[string]int64{"enqueued": 1 - dedup, "deduplicated": dedup})
 	w.Header().Set("Location", "/v1/tasks/"+url.PathEscape(t.ID))
 	status := http.StatusAccepted
 	if t.Deduplicated {
@@ -103,6 +115,14 @@ func (s *server) postLogout(w http.ResponseWriter, r *http.Request) {
 func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	var req batchRequest
 	if !s.decode(w, r, &req) {
+		return
+	}
+	note(r, audit.Target{Instance: instanceOr(req.Instance)}, map[string]any{"all": req.All, "status": req.Status,
+		"sessions": len(req.Sessions), "at": req.At, "in": req.In, "callback_url": audit.SafeURL(req.CallbackURL)})
+	if req.All && !s.permitAll(w, r, `POST /v1/batches with "all": true`) {
+		return
+	}
+	if !s.inScope(w, r, req.Instance) {
 		return
 	}
 	var detail string
@@ -138,6 +158,8 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err, details{})
 		return
 	}
+	callOf(r).target.Batch = info.BatchID
+	noteResult(r, map[string]int64{"total": info.Total, "requested": int64(info.Requested), "deduplicated": int64(info.Deduplicated)})
 	w.Header().Set("Location", "/v1/batches/"+url.PathEscape(info.BatchID))
 	s.writeJSON(w, http.StatusAccepted, batchAccepted{BatchID: info.BatchID, Total: info.Total, Requested: info.Requested,
 		Deduplicated: info.Deduplicated, Discovering: info.Discovering})
@@ -173,6 +195,10 @@ func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) deleteTask(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	note(r, audit.Target{Task: id}, nil)
+	if !s.taskInScope(w, r, id) {
+		return
+	}
 	t, err := s.cfg.Producer.Cancel(r.Context(), id)
 	if err != nil {
 		d := details{notFound: taskNotFound(id)}
@@ -186,6 +212,8 @@ func (s *server) deleteTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err, d)
 		return
 	}
+	callOf(r).target.Instance = t.Instance
+	noteResult(r, map[string]int64{"canceled": 1})
 	s.writeJSON(w, http.StatusOK, t)
 }
 
@@ -235,17 +263,24 @@ func (s *server) postRequeue(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &sel) {
 		return
 	}
+	noteSelection(r, sel)
+	if !s.selectionInScope(w, r, sel) {
+		return
+	}
 	res, err := s.cfg.Inspector.Requeue(r.Context(), sel)
 	if err != nil {
 		s.fail(w, r, err, details{})
 		return
 	}
 	out := requeueResponse{Results: res}
+	counts := map[string]int64{}
 	for _, x := range res {
 		if x.Status == tasks.Requeued {
 			out.Requeued++
 		}
+		counts[string(x.Status)]++
 	}
+	noteResult(r, counts)
 	s.writeJSON(w, http.StatusOK, out)
 }
 
@@ -254,7 +289,12 @@ func (s *server) deleteDLQ(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &sel) {
 		return
 	}
+	noteSelection(r, sel)
+	if !s.selectionInScope(w, r, sel) {
+		return
+	}
 	n, err := s.cfg.Inspector.Purge(r.Context(), sel)
+	noteResult(r, map[string]int64{"purged": int64(n)})
 	if err != nil {
 		s.fail(w, r, err, details{})
 		return
@@ -286,6 +326,28 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 func (s *server) openapi(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(OpenAPI)
+}
+
+// instanceOr names the default instance for an empty name.
+func instanceOr(name string) string {
+	if name == "" {
+		return tasks.DefaultInstance
+	}
+	return name
+}
+
+// noteSelection notes a dead-letter selection in the audit entry: its
+// filters and how many ids it names (the ids themselves can be thousands).
+func noteSelection(r *http.Request, sel tasks.Selection) {
+	p := map[string]any{"all": sel.All, "ids": len(sel.IDs)}
+	if sel.Outcome != "" {
+		p["outcome"] = sel.Outcome
+	}
+	if len(sel.IDs) == 1 {
+		note(r, audit.Target{Task: sel.IDs[0], Instance: sel.Instance}, p)
+		return
+	}
+	note(r, audit.Target{Instance: sel.Instance}, p)
 }
 
 // details are the problem details a route gives for the errors it expects;

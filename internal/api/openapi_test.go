@@ -105,6 +105,7 @@ func TestOpenAPIDocumentIsSound(t *testing.T) {
 		require.NotEmpty(t, resp, key)
 		if isSecured(doc, op) {
 			require.Contains(t, resp, "401", "%s needs a token, so it documents 401", key)
+			require.Contains(t, resp, "403", "%s needs a role, so it documents 403", key)
 		}
 		if op["requestBody"] != nil {
 			require.Contains(t, resp, "400", key)
@@ -138,6 +139,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		op := loadDoc(t).operations()[rt.method+" "+rt.pattern]
 		require.Equal(t, !rt.open, isSecured(loadDoc(t), op), "%s %s: open in code and in the document must agree", rt.method, rt.pattern)
 		require.Equal(t, rt.body, op["requestBody"] != nil, "%s %s: request body in code and in the document must agree", rt.method, rt.pattern)
+		if !rt.open {
+			require.Equal(t, rt.role.String(), op["x-wahaq-role"], "%s %s: the role in code and in the document must agree", rt.method, rt.pattern)
+		} else {
+			require.Nil(t, op["x-wahaq-role"], "%s %s is open", rt.method, rt.pattern)
+		}
 	}
 }
 

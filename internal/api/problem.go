@@ -31,6 +31,7 @@ const genericDetail = "internal error; the server logged the cause"
 // Request node parse only application/json, and would hand the problem on
 // as a doubly escaped string.
 func (s *server) problem(w http.ResponseWriter, r *http.Request, status int, detail string) {
+	callOf(r).detail = detail
 	h := w.Header()
 	h.Set("Content-Type", problemType(r.Header.Values("Accept")))
 	h.Set("Cache-Control", "no-store")

@@ -80,6 +80,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/wahaq/wahaq/internal/access"
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -98,9 +100,18 @@ type Config struct {
 	Producer *tasks.Producer
 	// Inspector reads tasks and batches and manages dead letters. Required.
 	Inspector *tasks.Inspector
-	// Tokens are the accepted bearer tokens (WAHAQ_API_TOKENS). Empty
-	// entries are ignored. New refuses an empty list unless InsecureNoAuth.
+	// Tokens are accepted bearer tokens (WAHAQ_API_TOKENS), each an admin
+	// of every instance. Empty entries are ignored. New refuses no tokens at
+	// all (here and in NamedTokens) unless InsecureNoAuth.
 	Tokens []string
+	// NamedTokens are the tokens of the tokens file (WAHAQ_API_TOKENS_FILE),
+	// each with a name, a role and optionally the instances it may touch.
+	// Defaults to none. A token given twice (here or in Tokens) is an error.
+	NamedTokens []access.Token
+	// Audit receives one entry per state-changing call, refused and failed
+	// ones included, and serves GET /v1/audit. Defaults to nil: no audit log
+	// and no /v1/audit route.
+	Audit *audit.Log
 	// InsecureNoAuth (--insecure-no-auth) serves the API without
 	// authentication when Tokens is empty, and logs a loud warning. When
 	// Tokens are given they are enforced regardless.
@@ -130,6 +141,16 @@ type route struct {
 	pattern string
 	// open routes need no bearer token.
 	open bool
+	// role is what a token needs for the route (access.Role*); every route
+	// that is not open has one. This table is the one place it is written.
+	role access.Role
+	// allRole, when set, is what a token needs when the request asks for
+	// "all": true (handlers check it with permitAll once they read the body).
+	allRole access.Role
+	// action names a state-changing route in the audit log; routes that
+	// change nothing have none. Every call of such a route, refused and
+	// failed ones included, appends one entry.
+	action string
 	// body routes read a JSON request body.
 	body bool
 	// optional routes are registered only when enabled returns true.
@@ -137,18 +158,22 @@ type route struct {
 	handle  func(*server, http.ResponseWriter, *http.Request)
 }
 
+// routes is the route table: what each route needs and what the audit log
+// calls it. A new route is one line here.
 var routes = []route{
-	{method: http.MethodPost, pattern: "/v1/logouts", body: true, handle: (*server).postLogout},
-	{method: http.MethodPost, pattern: "/v1/batches", body: true, handle: (*server).postBatch},
-	{method: http.MethodGet, pattern: "/v1/batches", handle: (*server).listBatches},
-	{method: http.MethodGet, pattern: "/v1/batches/{id}", handle: (*server).getBatch},
-	{method: http.MethodDelete, pattern: "/v1/batches/{id}", handle: (*server).deleteBatch},
-	{method: http.MethodGet, pattern: "/v1/batches/{id}/tasks", handle: (*server).getBatchTasks},
-	{method: http.MethodGet, pattern: "/v1/tasks/{id}", handle: (*server).getTask},
-	{method: http.MethodDelete, pattern: "/v1/tasks/{id}", handle: (*server).deleteTask},
-	{method: http.MethodGet, pattern: "/v1/dlq", handle: (*server).getDLQ},
-	{method: http.MethodPost, pattern: "/v1/dlq/requeue", body: true, handle: (*server).postRequeue},
-	{method: http.MethodDelete, pattern: "/v1/dlq", body: true, handle: (*server).deleteDLQ},
+	{method: http.MethodPost, pattern: "/v1/logouts", body: true, role: access.RoleEnqueue, action: "logout.enqueue", handle: (*server).postLogout},
+	{method: http.MethodPost, pattern: "/v1/batches", body: true, role: access.RoleEnqueue, allRole: access.RoleOperate, action: "batch.create", handle: (*server).postBatch},
+	{method: http.MethodGet, pattern: "/v1/batches", role: access.RoleRead, handle: (*server).listBatches},
+	{method: http.MethodGet, pattern: "/v1/batches/{id}", role: access.RoleRead, handle: (*server).getBatch},
+	{method: http.MethodDelete, pattern: "/v1/batches/{id}", role: access.RoleOperate, action: "batch.cancel", handle: (*server).deleteBatch},
+	{method: http.MethodGet, pattern: "/v1/batches/{id}/tasks", role: access.RoleRead, handle: (*server).getBatchTasks},
+	{method: http.MethodGet, pattern: "/v1/tasks/{id}", role: access.RoleRead, handle: (*server).getTask},
+	{method: http.MethodDelete, pattern: "/v1/tasks/{id}", role: access.RoleOperate, action: "task.cancel", handle: (*server).deleteTask},
+	{method: http.MethodGet, pattern: "/v1/dlq", role: access.RoleRead, handle: (*server).getDLQ},
+	{method: http.MethodPost, pattern: "/v1/dlq/requeue", body: true, role: access.RoleOperate, action: "dlq.requeue", handle: (*server).postRequeue},
+	{method: http.MethodDelete, pattern: "/v1/dlq", body: true, role: access.RoleAdmin, action: "dlq.purge", handle: (*server).deleteDLQ},
+	{method: http.MethodGet, pattern: "/v1/audit", role: access.RoleAdmin, handle: (*server).getAudit,
+		enabled: func(s *server) bool { return s.cfg.Audit != nil }},
 	{method: http.MethodGet, pattern: "/healthz", open: true, handle: (*server).healthz},
 	{method: http.MethodGet, pattern: "/readyz", open: true, handle: (*server).readyz},
 	{method: http.MethodGet, pattern: "/metrics", open: true, handle: (*server).metrics,
@@ -181,7 +206,10 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Logger != nil {
 		s.log = *cfg.Logger
 	}
-	s.tokens = newTokenSet(cfg.Tokens)
+	var err error
+	if s.tokens, err = newTokenSet(cfg.Tokens, cfg.NamedTokens); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	if s.tokens == nil {
 		if !cfg.InsecureNoAuth {
 			return nil, errors.New("api: no API tokens configured: set WAHAQ_API_TOKENS, or pass --insecure-no-auth to serve without authentication")
@@ -192,20 +220,41 @@ func New(cfg Config) (http.Handler, error) {
 		if rt.enabled != nil && !rt.enabled(s) {
 			continue
 		}
+		if !rt.open && rt.role == 0 {
+			return nil, fmt.Errorf("api: route %s %s names no role", rt.method, rt.pattern)
+		}
 		s.mux.Handle(rt.method+" "+rt.pattern, withTimeout(s.wrap(rt), cfg.RequestTimeout))
 	}
 	return s, nil
 }
 
-// wrap adds authentication and the Content-Type check to a route.
+// wrap adds authentication, the route's role, the Content-Type check and
+// the audit entry to a route.
 func (s *server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !rt.open && s.tokens != nil {
-			if ok, detail, code := s.tokens.check(r.Header.Get("Authorization")); !ok {
-				w.Header().Set("WWW-Authenticate", challenge(code))
-				s.problem(w, r, http.StatusUnauthorized, detail)
-				return
+		c := callOf(r)
+		c.route = &rt
+		if !rt.open {
+			tok := access.Open
+			if s.tokens != nil {
+				var detail string
+				var code authFailure
+				if tok, detail, code = s.tokens.check(r.Header.Get("Authorization")); tok == nil {
+					w.Header().Set("WWW-Authenticate", challenge(code))
+					s.problem(w, r, http.StatusUnauthorized, detail)
+					return
+				}
 			}
+			c.token = tok
+			r = r.WithContext(access.WithToken(r.Context(), tok))
+		}
+		if rt.action != "" {
+			sw := &httpserver.StatusWriter{ResponseWriter: w}
+			defer func() { s.record(r, &rt, sw.Code, sw.Header().Get(replayedHeader) != "") }()
+			w = sw
+		}
+		if !rt.open && !s.permitted(w, r, rt.role, rt.method+" "+rt.pattern) {
+			return
 		}
 		if rt.body {
 			if detail, ok := contentTypeOK(r.Header.Get("Content-Type")); !ok {
@@ -246,6 +295,9 @@ func (c *headerOnly) Write(b []byte) (int, error) {
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &httpserver.StatusWriter{ResponseWriter: w}
+	c := &call{id: requestID(r)}
+	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+	sw.Header().Set(requestIDHeader, c.id)
 	h, pattern := s.mux.Handler(r)
 	defer func() {
 		if v := recover(); v != nil {
@@ -257,28 +309,32 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.problem(sw, r, http.StatusInternalServerError, genericDetail)
 			}
 		}
-		s.log.Info().Str("method", r.Method).Str("path", routePath(pattern)).Int("status", sw.Code).
-			Dur("duration", time.Since(start)).Msg("http request")
+		ev := s.log.Info().Str("method", r.Method).Str("path", routePath(pattern)).Int("status", sw.Code).
+			Dur("duration", time.Since(start)).Str("request_id", c.id)
+		if c.token != nil {
+			ev = ev.Str("token", c.token.Name)
+		}
+		ev.Msg("http request")
 	}()
 	if pattern != "" {
 		s.mux.ServeHTTP(sw, r)
 		return
 	}
 	// No pattern: the mux would answer 404 or 405 in plain text.
-	c := &headerOnly{h: http.Header{}}
-	h.ServeHTTP(c, r)
-	switch c.code {
+	ho := &headerOnly{h: http.Header{}}
+	h.ServeHTTP(ho, r)
+	switch ho.code {
 	case http.StatusMethodNotAllowed:
-		allow := c.h.Get("Allow")
+		allow := ho.h.Get("Allow")
 		sw.Header().Set("Allow", allow)
 		s.problem(sw, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
 	case http.StatusNotFound, 0:
 		s.problem(sw, r, http.StatusNotFound, fmt.Sprintf("no route for %s %s; see /openapi.json", r.Method, r.URL.Path))
 	default: // a redirect to a cleaned path
-		for k, v := range c.h {
+		for k, v := range ho.h {
 			sw.Header()[k] = v
 		}
-		sw.WriteHeader(c.code)
+		sw.WriteHeader(ho.code)
 	}
 }
 

@@ -5,14 +5,19 @@
 //
 // # Sign-in
 //
-// A person signs in with one of the API tokens (WAHAQ_API_TOKENS) through a
-// form; the token is checked by internal/api's TokenChecker, the same check
-// the JSON API makes. The session is a cookie scoped to /ui/, HttpOnly,
+// A person signs in with one of the API tokens (WAHAQ_API_TOKENS, or one of
+// the tokens file's) through a form; the token is looked up in an
+// access.Set, as the JSON API does, and the session has the token's role
+// and scope: pages show only the buttons the token may use, and every
+// action checks the role again (a read-only token sees no buttons at all). The session is a cookie scoped to /ui/, HttpOnly,
 // SameSite=Strict, Secure when the request came over TLS or through a proxy
 // that sent X-Forwarded-Proto: https, and valid for Config.SessionTTL. Its
 // value is signed with HMAC-SHA256 under Config.Key and names the token by a
-// keyed fingerprint only, so removing a token from WAHAQ_API_TOKENS ends the
-// sessions opened with it. Every state-changing form carries the session's
+// keyed fingerprint of the token's SHA-256 only, so removing a token from
+// WAHAQ_API_TOKENS or the tokens file ends the sessions opened with it.
+// Every action (cancel, requeue, purge), refused ones included, is written
+// to the audit log (Config.Audit) under the token's name, and the Audit page
+// (admins) reads it. Every state-changing form carries the session's
 // CSRF token; the sign-in form carries a double-submit value of its own.
 // Nothing secret ever goes in a URL.
 //
@@ -47,7 +52,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/access"
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -93,9 +99,15 @@ type Config struct {
 	// the Inspector's instances, with no cap or rate shown.
 	Servers []Server
 	// Tokens are the API tokens a person may sign in with
-	// (WAHAQ_API_TOKENS). Empty means no authentication, allowed only with
-	// InsecureNoAuth.
+	// (WAHAQ_API_TOKENS), each an admin. Empty, with no NamedTokens, means
+	// no authentication, allowed only with InsecureNoAuth.
 	Tokens []string
+	// NamedTokens are the tokens file's (WAHAQ_API_TOKENS_FILE), each with
+	// its role and scope. Defaults to none.
+	NamedTokens []access.Token
+	// Audit records every action and serves the Audit page. Defaults to
+	// nil: no audit log, no Audit page.
+	Audit *audit.Log
 	// InsecureNoAuth serves the console without sign-in when Tokens is
 	// empty (--insecure-no-auth). Defaults to false.
 	InsecureNoAuth bool
@@ -125,8 +137,9 @@ type Config struct {
 // Console is the operator console, an http.Handler for /ui/.
 type Console struct {
 	src      *source
-	tokens   *api.TokenChecker
-	fps      map[string]struct{}
+	tokens   *access.Set
+	fps      map[string]*access.Token
+	audit    *audit.Log
 	open     bool
 	key      []byte
 	ttl      time.Duration
@@ -166,8 +179,12 @@ func New(cfg Config) (*Console, error) {
 	case len(cfg.Key) < MinKeyBytes:
 		return nil, fmt.Errorf("console: the session key (WAHAQ_CONSOLE_KEY) is %d bytes long; it must be at least %d", len(cfg.Key), MinKeyBytes)
 	}
+	set, err := access.NewSet(cfg.Tokens, cfg.NamedTokens)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	c := &Console{
-		tokens: api.NewTokenChecker(cfg.Tokens), fps: map[string]struct{}{},
+		tokens: set, fps: map[string]*access.Token{}, audit: cfg.Audit,
 		key: cfg.Key, ttl: cfg.SessionTTL, refresh: cfg.Refresh, now: cfg.Now, log: zerolog.Nop(), mux: http.NewServeMux(),
 	}
 	if cfg.Logger != nil {
@@ -179,10 +196,8 @@ func New(cfg Config) (*Console, error) {
 		}
 		c.open = true
 	}
-	for _, t := range cfg.Tokens {
-		if t := trim(t); t != "" {
-			c.fps[c.fingerprint(t)] = struct{}{}
-		}
+	for _, t := range set.Tokens() {
+		c.fps[c.fingerprint(t.Sum())] = t
 	}
 	c.src = &source{insp: cfg.Inspector, prod: cfg.Producer, aq: asynq.NewInspectorFromRedisClient(cfg.Redis), rdb: cfg.Redis,
 		ns: cfg.Namespace, servers: cfg.Servers, circuit: cfg.Circuit, now: cfg.Now, samples: map[string][]sample{}}
@@ -220,6 +235,7 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /ui/dlq", c.act(c.dlqAction))
 	c.mux.Handle("GET /ui/tasks", c.auth(c.taskLookup))
 	c.mux.Handle("GET /ui/tasks/{id}", c.auth(c.taskPage))
+	c.mux.Handle("GET /ui/audit", c.auth(c.auditPage))
 	c.mux.Handle("GET /ui/live/tasks/{id}", c.auth(c.taskLive))
 }
 

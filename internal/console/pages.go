@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -187,6 +188,10 @@ func (c *Console) cancelBatch(w http.ResponseWriter, r *http.Request, s session)
 		return
 	}
 	back := mount + "batches/" + url.PathEscape(b.BatchID)
+	entry := audit.Entry{Action: "batch.cancel", Target: audit.Target{Batch: b.BatchID, Instance: b.Instance}}
+	if !c.allowed(w, r, s, roleCancel, b.Instance, "Canceling a batch", entry) {
+		return
+	}
 	if r.PostFormValue("confirm") != "yes" {
 		v := c.viewBatch(b)
 		c.render(w, r, http.StatusOK, "confirm", page{Title: "Cancel batch", Nav: "batches", Session: &s, Data: confirmation{
@@ -199,9 +204,13 @@ func (c *Console) cancelBatch(w http.ResponseWriter, r *http.Request, s session)
 	}
 	res, err := c.src.prod.CancelBatch(r.Context(), b.BatchID)
 	if err != nil {
+		entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not cancel: Redis failed"
+		c.record(r, s, entry)
 		c.fail(w, r, s, err)
 		return
 	}
+	entry.Result = map[string]int64{"canceled": res.Canceled, "already_started": res.AlreadyStarted, "already_final": res.AlreadyFinal}
+	c.record(r, s, entry)
 	c.log.Info().Str("batch_id", b.BatchID).Int64("canceled", res.Canceled).Int64("already_started", res.AlreadyStarted).Msg("console: batch canceled")
 	c.render(w, r, http.StatusOK, "message", page{Title: "Batch canceled", Nav: "batches", Session: &s, Data: message{
 		Heading: "Batch canceled",
@@ -270,6 +279,34 @@ func (c *Console) dlqAction(w http.ResponseWriter, r *http.Request, s session) {
 		}
 	}
 	back := mount + "dlq?" + url.Values{"instance": {f.Instance}, "outcome": {string(f.Outcome)}}.Encode()
+	entry := audit.Entry{Action: "dlq." + action, Target: audit.Target{Instance: f.Instance},
+		Params: map[string]any{"all": sel.All, "ids": len(sel.IDs), "outcome": string(f.Outcome)}}
+	if len(sel.IDs) == 1 {
+		entry.Target.Task = sel.IDs[0]
+	}
+	need, what := roleRequeue, "Requeuing dead letters"
+	if action == "purge" {
+		need, what = rolePurge, "Purging dead letters"
+	}
+	if bad == "" && !c.allowed(w, r, s, need, f.Instance, what, entry) {
+		return
+	}
+	if tok := c.tokenOf(s); bad == "" && f.Instance == "" && sel.All && len(tok.Instances) > 0 {
+		c.refuse(w, r, s, fmt.Sprintf("This token (%s) may touch only the servers %s: choose one in the filter.", tok.Name, strings.Join(tok.Instances, ", ")), entry)
+		return
+	}
+	if bad == "" && f.Instance == "" && !sel.All && len(c.tokenOf(s).Instances) > 0 {
+		// A scoped token may name ids of its own servers only.
+		for _, id := range sel.IDs {
+			if t, err := c.src.insp.Task(r.Context(), id); err == nil {
+				e := entry
+				e.Target = audit.Target{Task: id, Instance: t.Instance}
+				if !c.allowed(w, r, s, need, t.Instance, what, e) {
+					return
+				}
+			}
+		}
+	}
 	if bad != "" {
 		c.render(w, r, http.StatusBadRequest, "message", page{Title: "Nothing done", Nav: "dlq", Session: &s,
 			Data: message{Heading: "Nothing done", Text: bad, Link: back}})
@@ -294,11 +331,15 @@ func (c *Console) dlqAction(w http.ResponseWriter, r *http.Request, s session) {
 	if action == "requeue" {
 		rs, err := c.src.insp.Requeue(r.Context(), sel)
 		if errors.Is(err, tasks.ErrInvalidInput) {
+			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusBadRequest, err.Error()
+			c.record(r, s, entry)
 			c.render(w, r, http.StatusBadRequest, "message", page{Title: "Nothing done", Nav: "dlq", Session: &s,
 				Data: message{Heading: "Nothing requeued", Text: err.Error(), Link: back}})
 			return
 		}
 		if err != nil {
+			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not requeue: Redis failed"
+			c.record(r, s, entry)
 			c.fail(w, r, s, err)
 			return
 		}
@@ -313,20 +354,31 @@ func (c *Console) dlqAction(w http.ResponseWriter, r *http.Request, s session) {
 		if k := count[tasks.RequeueBusy] + count[tasks.RequeueNotDead]; k > 0 {
 			text += fmt.Sprintf(" %d could not be requeued now (still being archived, or no longer dead); try again.", k)
 		}
-		c.log.Info().Int("requeued", count[tasks.Requeued]).Msg("console: dead letters requeued")
+		entry.Result = map[string]int64{}
+		for st, n := range count {
+			entry.Result[string(st)] = int64(n)
+		}
+		c.record(r, s, entry)
+		c.log.Info().Int("requeued", count[tasks.Requeued]).Str("token", tokenName(c.tokenOf(s))).Msg("console: dead letters requeued")
 	} else {
 		k, err := c.src.insp.Purge(r.Context(), sel)
 		if errors.Is(err, tasks.ErrInvalidInput) {
+			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusBadRequest, err.Error()
+			c.record(r, s, entry)
 			c.render(w, r, http.StatusBadRequest, "message", page{Title: "Nothing done", Nav: "dlq", Session: &s,
 				Data: message{Heading: "Nothing purged", Text: err.Error(), Link: back}})
 			return
 		}
 		if err != nil {
+			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not purge: Redis failed"
+			c.record(r, s, entry)
 			c.fail(w, r, s, err)
 			return
 		}
 		text = fmt.Sprintf("Purged %s.", letters(k))
-		c.log.Info().Int("purged", k).Msg("console: dead letters purged")
+		entry.Result = map[string]int64{"purged": int64(k)}
+		c.record(r, s, entry)
+		c.log.Info().Int("purged", k).Str("token", tokenName(c.tokenOf(s))).Msg("console: dead letters purged")
 	}
 	c.render(w, r, http.StatusOK, "message", page{Title: "Done", Nav: "dlq", Session: &s, Data: message{Heading: "Done", Text: text, Link: back}})
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wahaq/wahaq/internal/access"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -33,7 +34,12 @@ type page struct {
 	Every int64
 	// TraceURL is the link to the task's trace (Config.TraceURL filled), if any.
 	TraceURL string
-	Data     any
+	// Token is the signed-in token (its name, role and scope); set by
+	// render from Session.
+	Token *access.Token
+	// Audit is true when the console has an audit log (the Audit link).
+	Audit bool
+	Data  any
 }
 
 // CSRF is the session's CSRF token, for forms.
@@ -51,7 +57,7 @@ type message struct {
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup"}
+var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup", "audit"}
 
 var funcs = template.FuncMap{
 	"ago":      ago,
@@ -66,6 +72,7 @@ var funcs = template.FuncMap{
 	"dead":     func() []tasks.Outcome { return deadOutcomes },
 	"live":     func() []tasks.State { return liveStates },
 	"ptr":      func(t time.Time) *time.Time { return &t },
+	"counts":   counts,
 }
 
 // liveStates are the states a task has in asynq's queues.
@@ -90,6 +97,10 @@ func (c *Console) parse() error {
 // anything is sent, because the page is rendered into a buffer first.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
 	p.Open = c.open
+	p.Audit = c.audit != nil
+	if p.Session != nil {
+		p.Token = c.tokenOf(*p.Session)
+	}
 	p.Every = c.refresh.Milliseconds()
 	if p.Refresh == 0 && p.Live != "" {
 		p.Refresh = 5

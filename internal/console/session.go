@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wahaq/wahaq/internal/access"
 )
 
 // Cookie names. The session cookie is scoped to /ui/ so the JSON API never
@@ -41,14 +43,24 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// fingerprint is the keyed hash by which a session names its token: a
-// stolen cookie does not reveal the token, and removing the token from
-// WAHAQ_API_TOKENS ends every session opened with it.
-func (c *Console) fingerprint(token string) string {
+// fingerprint is the keyed hash of a token's SHA-256 by which a session
+// names its token: a stolen cookie does not reveal the token, and removing
+// the token ends every session opened with it. It is taken of the digest
+// because the tokens file holds only digests.
+func (c *Console) fingerprint(sum [sha256.Size]byte) string {
 	m := hmac.New(sha256.New, c.key)
 	m.Write([]byte("token:"))
-	m.Write([]byte(token))
+	m.Write(sum[:])
 	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// tokenOf is the token a session was opened with (access.Open without
+// authentication).
+func (c *Console) tokenOf(s session) *access.Token {
+	if c.open {
+		return access.Open
+	}
+	return c.fps[s.fp]
 }
 
 func (c *Console) sign(payload string) string {
@@ -156,18 +168,19 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := strings.TrimSpace(r.PostFormValue("token"))
-	if !c.tokens.Valid(token) {
-		c.log.Warn().Str("remote", r.RemoteAddr).Msg("console: sign-in refused: the token is not one of WAHAQ_API_TOKENS")
-		c.renderSignIn(w, r, http.StatusUnauthorized, "That token is not valid. Use one of the API tokens (WAHAQ_API_TOKENS).")
+	tok := c.tokens.Lookup(token)
+	if token == "" || tok == nil {
+		c.log.Warn().Str("remote", r.RemoteAddr).Msg("console: sign-in refused: the token is not one of the API tokens")
+		c.renderSignIn(w, r, http.StatusUnauthorized, "That token is not valid. Use one of the API tokens (WAHAQ_API_TOKENS or the tokens file).")
 		return
 	}
 	c.setCookie(w, r, preCookie, "", -1)
-	c.start(w, r, c.fingerprint(token))
+	c.start(w, r, c.fingerprint(tok.Sum()))
 	next := r.PostFormValue("next")
 	if !strings.HasPrefix(next, mount) || strings.HasPrefix(next, "//") {
 		next = mount
 	}
-	c.log.Info().Str("remote", r.RemoteAddr).Msg("console: signed in")
+	c.log.Info().Str("remote", r.RemoteAddr).Str("token", tok.Name).Str("role", tok.Role.String()).Msg("console: signed in")
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

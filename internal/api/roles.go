@@ -72,7 +72,11 @@ func (s *server) permitted(w http.ResponseWriter, r *http.Request, need access.R
 	if tok == nil || tok.Role.Allows(need) {
 		return true
 	}
-	s.refuse(w, r, fmt.Sprintf("%s needs role %s; this token (%s) has role %s", what, need, tok.Name, tok.Role))
+	also := ""
+	if rt := callOf(r).route; rt != nil && rt.allRole > need {
+		also = fmt.Sprintf(` (role %s with "all": true)`, rt.allRole)
+	}
+	s.refuse(w, r, fmt.Sprintf("%s needs role %s%s; this token (%s) has role %s", what, need, also, tok.Name, tok.Role))
 	return false
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +20,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
+	"github.com/wahaq/wahaq/internal/access"
 	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/callback"
+	"github.com/wahaq/wahaq/internal/duration"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/reconcile"
 	"github.com/wahaq/wahaq/tasks"
@@ -51,6 +55,9 @@ type Settings struct {
 	ReconcileInterval   time.Duration // WAHAQ_RECONCILE_INTERVAL, default reconcile.DefaultInterval (30s)
 	APITokens           []string      // WAHAQ_API_TOKENS, comma-separated
 	RequestTimeout      time.Duration // WAHAQ_REQUEST_TIMEOUT, default api.DefaultRequestTimeout (4s)
+	APITokensFile       string        // WAHAQ_API_TOKENS_FILE: YAML of named tokens with roles (read by Tokens)
+	AuditMaxAge         time.Duration // WAHAQ_AUDIT_MAX_AGE, default audit.DefaultMaxAge (90d)
+	AuditMaxEntries     int           // WAHAQ_AUDIT_MAX_ENTRIES, default audit.DefaultMaxEntries (1,000,000)
 	CallbackSecret      string        // WAHAQ_CALLBACK_SECRET: whsec_<base64>, signs completion callbacks (worker)
 	CallbackAllow       []string      // WAHAQ_CALLBACK_ALLOW: names, name:port, IPs, IP:port, CIDRs a callback_url may name
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
@@ -67,37 +74,96 @@ type Settings struct {
 type setting struct {
 	env, flag, def, usage string
 	secret                bool
+	kind                  kind
+}
+
+// kind is a setting's type, shown by --help ("--concurrency int") and
+// checked when the flag is parsed (a bad value is bad usage, exit 2).
+type kind int
+
+const (
+	kindString   kind = iota
+	kindInt           // a whole number
+	kindDuration      // a Go duration: 30s, 10m, 24h
+	kindDays          // a duration that may be written in days too: 90d (internal/duration)
+	kindList          // comma-separated
+)
+
+// flagValue is a setting's flag: it keeps the text as given, so Load reads
+// flags and environment variables alike, and checks its kind on Set.
+type flagValue struct {
+	text string
+	kind kind
+}
+
+func (v *flagValue) String() string { return v.text }
+
+// Type is what --help shows after the flag's name.
+func (v *flagValue) Type() string {
+	switch v.kind {
+	case kindInt:
+		return "int"
+	case kindDuration, kindDays:
+		return "duration"
+	case kindList:
+		return "list"
+	}
+	return "string"
+}
+
+// Set checks the value's form; ranges are checked by Load with the
+// settings' names.
+func (v *flagValue) Set(s string) error {
+	switch v.kind {
+	case kindInt:
+		if _, err := strconv.Atoi(strings.TrimSpace(s)); err != nil {
+			return fmt.Errorf("%q is not a whole number", s)
+		}
+	case kindDuration:
+		if _, err := time.ParseDuration(strings.TrimSpace(s)); err != nil {
+			return fmt.Errorf("%q is not a duration such as 30s, 10m or 24h", s)
+		}
+	case kindDays:
+		if _, err := duration.Parse(strings.TrimSpace(s)); err != nil {
+			return fmt.Errorf("%q is not a duration such as 24h or 90d", s)
+		}
+	}
+	v.text = s
+	return nil
 }
 
 var table = []setting{
-	{"REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss:// (TLS) or redis-sentinel://host:port[,host:port]/master[/db]", false},
-	{"REDIS_CLUSTER_ADDRS", "redis-cluster-addrs", "", "comma-separated Redis Cluster node addresses (overrides the URL's hosts)", false},
-	{"WAHA_BASE_URL", "waha-base-url", "http://127.0.0.1:3000", "base URL of the WAHA server named default", false},
-	{"WAHA_API_KEY", "waha-api-key", "", "X-Api-Key of the default WAHA server (prefer the environment variable for secrets)", true},
-	{"WAHAQ_INSTANCES", "instances", "", "path of the instances YAML file (several WAHA servers, schedules)", false},
-	{"WAHA_VALIDATION_URL", "validation-url", "", "optional subscription/key check called before each logout", false},
-	{"WAHA_VALIDATION_API_KEY", "validation-api-key", "", "bearer key of the validation service (prefer the environment variable)", true},
-	{"WAHAQ_CONCURRENCY", "concurrency", strconv.Itoa(worker.DefaultConcurrency), "tasks one worker process runs at once", false},
-	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", strconv.Itoa(worker.DefaultInstanceConcurrency), "logouts in flight at once against one WAHA server, across all workers", false},
-	{"WAHAQ_TAKE_BLOCK", "take-block", strconv.Itoa(worker.DefaultTakeBlock), "most tasks a worker dequeues and starts in one Redis call, never more than the queue's share of its free handlers (1: one at a time, as asynq)", false},
-	{"WAHAQ_MAX_RETRIES", "max-retries", strconv.Itoa(tasks.DefaultMaxRetries), "retries of a transient failure before the task is dead-lettered (0: none)", false},
-	{"WAHAQ_RETRY_BASE", "retry-base", shortDuration(worker.DefaultRetryBase), "smallest backoff between attempts", false},
-	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false},
-	{"WAHAQ_RESULT_TTL", "result-ttl", shortDuration(tasks.DefaultResultTTL), "how long results stay pollable", false},
-	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", shortDuration(worker.DefaultShutdownGrace), "how long in-flight logouts may finish after SIGTERM", false},
-	{"WAHAQ_RECONCILE_INTERVAL", "reconcile-interval", shortDuration(reconcile.DefaultInterval), "how often workers repair records that disagree with asynq's queues (tasks deleted or archived in asynq's tools, stale claims, batches left open)", false},
-	{"WAHAQ_REQUEST_TIMEOUT", "request-timeout", shortDuration(api.DefaultRequestTimeout), "HTTP API: how long one request may wait for Redis before it answers 503 with Retry-After (a long-poll's ?wait= comes on top)", false},
-	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true},
-	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true},
-	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated destinations a callback_url may name: IP or CIDR (any port), IP:port or [IPv6]:port (that port only), name or name:port (public addresses only unless an IP/CIDR entry allows the address too); empty: callbacks refused", false},
-	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false},
-	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false},
-	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false},
-	{"WAHAQ_HTTP_READ_HEADER_TIMEOUT", "http-read-header-timeout", httpserver.DefaultReadHeaderTimeout.String(), "HTTP servers (serve, worker metrics): time to read a request's headers", false},
-	{"WAHAQ_HTTP_READ_TIMEOUT", "http-read-timeout", httpserver.DefaultReadTimeout.String(), "HTTP servers: time to read a whole request, body included", false},
-	{"WAHAQ_HTTP_WRITE_TIMEOUT", "http-write-timeout", httpserver.DefaultWriteTimeout.String(), "HTTP servers: time to answer a request (long-polls and streams extend their own)", false},
-	{"WAHAQ_HTTP_IDLE_TIMEOUT", "http-idle-timeout", httpserver.DefaultIdleTimeout.String(), "HTTP servers: how long an idle keep-alive connection stays open", false},
-	{"WAHAQ_HTTP_MAX_HEADER_BYTES", "http-max-header-bytes", strconv.Itoa(httpserver.DefaultMaxHeaderBytes), "HTTP servers: largest request line and headers, in bytes", false},
+	{"REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0", "Redis URL: redis://, rediss:// (TLS) or redis-sentinel://host:port[,host:port]/master[/db]", false, kindString},
+	{"REDIS_CLUSTER_ADDRS", "redis-cluster-addrs", "", "comma-separated Redis Cluster node addresses (overrides the URL's hosts)", false, kindList},
+	{"WAHA_BASE_URL", "waha-base-url", "http://127.0.0.1:3000", "base URL of the WAHA server named default", false, kindString},
+	{"WAHA_API_KEY", "waha-api-key", "", "X-Api-Key of the default WAHA server (prefer the environment variable for secrets)", true, kindString},
+	{"WAHAQ_INSTANCES", "instances", "", "path of the instances YAML file (several WAHA servers, schedules)", false, kindString},
+	{"WAHA_VALIDATION_URL", "validation-url", "", "optional subscription/key check called before each logout", false, kindString},
+	{"WAHA_VALIDATION_API_KEY", "validation-api-key", "", "bearer key of the validation service (prefer the environment variable)", true, kindString},
+	{"WAHAQ_CONCURRENCY", "concurrency", strconv.Itoa(worker.DefaultConcurrency), "tasks one worker process runs at once", false, kindInt},
+	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", strconv.Itoa(worker.DefaultInstanceConcurrency), "logouts in flight at once against one WAHA server, across all workers", false, kindInt},
+	{"WAHAQ_TAKE_BLOCK", "take-block", strconv.Itoa(worker.DefaultTakeBlock), "most tasks a worker dequeues and starts in one Redis call, never more than the queue's share of its free handlers (1: one at a time, as asynq)", false, kindInt},
+	{"WAHAQ_MAX_RETRIES", "max-retries", strconv.Itoa(tasks.DefaultMaxRetries), "retries of a transient failure before the task is dead-lettered (0: none)", false, kindInt},
+	{"WAHAQ_RETRY_BASE", "retry-base", shortDuration(worker.DefaultRetryBase), "smallest backoff between attempts", false, kindDuration},
+	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false, kindDuration},
+	{"WAHAQ_RESULT_TTL", "result-ttl", shortDuration(tasks.DefaultResultTTL), "how long results stay pollable", false, kindDuration},
+	{"WAHAQ_SHUTDOWN_GRACE", "shutdown-grace", shortDuration(worker.DefaultShutdownGrace), "how long in-flight logouts may finish after SIGTERM", false, kindDuration},
+	{"WAHAQ_RECONCILE_INTERVAL", "reconcile-interval", shortDuration(reconcile.DefaultInterval), "how often workers repair records that disagree with asynq's queues (tasks deleted or archived in asynq's tools, stale claims, batches left open)", false, kindDuration},
+	{"WAHAQ_REQUEST_TIMEOUT", "request-timeout", shortDuration(api.DefaultRequestTimeout), "HTTP API: how long one request may wait for Redis before it answers 503 with Retry-After (a long-poll's ?wait= comes on top)", false, kindDuration},
+	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true, kindList},
+	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true, kindString},
+	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated destinations a callback_url may name: IP or CIDR (any port), IP:port or [IPv6]:port (that port only), name or name:port (public addresses only unless an IP/CIDR entry allows the address too); empty: callbacks refused", false, kindList},
+	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false, kindString},
+	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false, kindString},
+	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false, kindString},
+	{"WAHAQ_HTTP_READ_HEADER_TIMEOUT", "http-read-header-timeout", httpserver.DefaultReadHeaderTimeout.String(), "HTTP servers (serve, worker metrics): time to read a request's headers", false, kindDuration},
+	{"WAHAQ_HTTP_READ_TIMEOUT", "http-read-timeout", httpserver.DefaultReadTimeout.String(), "HTTP servers: time to read a whole request, body included", false, kindDuration},
+	{"WAHAQ_HTTP_WRITE_TIMEOUT", "http-write-timeout", httpserver.DefaultWriteTimeout.String(), "HTTP servers: time to answer a request (long-polls and streams extend their own)", false, kindDuration},
+	{"WAHAQ_HTTP_IDLE_TIMEOUT", "http-idle-timeout", httpserver.DefaultIdleTimeout.String(), "HTTP servers: how long an idle keep-alive connection stays open", false, kindDuration},
+	{"WAHAQ_HTTP_MAX_HEADER_BYTES", "http-max-header-bytes", strconv.Itoa(httpserver.DefaultMaxHeaderBytes), "HTTP servers: largest request line and headers, in bytes", false, kindInt},
+	{"WAHAQ_API_TOKENS_FILE", "api-tokens-file", "", "path of the tokens YAML file: named tokens (SHA-256 only) with a role (read, enqueue, operate, admin) and optionally the instances they may touch", false, kindString},
+	{"WAHAQ_AUDIT_MAX_AGE", "audit-max-age", "90d", "how long the audit log keeps its entries (a duration; 90d is 90 days)", false, kindDays},
+	{"WAHAQ_AUDIT_MAX_ENTRIES", "audit-max-entries", strconv.Itoa(audit.DefaultMaxEntries), "most entries the audit log keeps (older ones are dropped)", false, kindInt},
 }
 
 // shortDuration writes d as people do ("24h", "10m", "2s"), not as
@@ -120,7 +186,7 @@ func BindFlags(fs *pflag.FlagSet) {
 		if s.secret {
 			def = "" // never print a secret's value in --help
 		}
-		fs.String(s.flag, def, fmt.Sprintf("%s (env %s)", s.usage, s.env))
+		fs.Var(&flagValue{text: def, kind: s.kind}, s.flag, fmt.Sprintf("%s (env %s)", s.usage, s.env))
 	}
 }
 
@@ -159,6 +225,13 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		}
 		return d
 	}
+	days := func(k string) time.Duration {
+		d, err := duration.Parse(v[k])
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a positive duration such as 24h or 90d", k, v[k]))
+		}
+		return d
+	}
 	s := Settings{
 		RedisURL:            v["REDIS_URL"],
 		RedisClusterAddrs:   splitList(v["REDIS_CLUSTER_ADDRS"]),
@@ -178,6 +251,9 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		ReconcileInterval:   dur("WAHAQ_RECONCILE_INTERVAL"),
 		APITokens:           splitList(v["WAHAQ_API_TOKENS"]),
 		RequestTimeout:      dur("WAHAQ_REQUEST_TIMEOUT"),
+		APITokensFile:       v["WAHAQ_API_TOKENS_FILE"],
+		AuditMaxAge:         days("WAHAQ_AUDIT_MAX_AGE"),
+		AuditMaxEntries:     num("WAHAQ_AUDIT_MAX_ENTRIES"),
 		CallbackSecret:      v["WAHAQ_CALLBACK_SECRET"],
 		CallbackAllow:       splitList(v["WAHAQ_CALLBACK_ALLOW"]),
 		Namespace:           v["WAHAQ_NAMESPACE"],
@@ -202,6 +278,9 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	}
 	if s.InstanceConcurrency == 0 {
 		errs = append(errs, fmt.Errorf("WAHAQ_INSTANCE_CONCURRENCY must be at least 1"))
+	}
+	if s.AuditMaxEntries == 0 {
+		errs = append(errs, fmt.Errorf("WAHAQ_AUDIT_MAX_ENTRIES must be at least 1"))
 	}
 	if s.TakeBlock == 0 {
 		errs = append(errs, fmt.Errorf("WAHAQ_TAKE_BLOCK must be at least 1"))
@@ -423,4 +502,30 @@ func redactErr(err error, raw string) error {
 		msg = strings.ReplaceAll(msg, p, "xxxxx")
 	}
 	return errors.New(msg)
+}
+
+// NamedTokens reads the tokens file (WAHAQ_API_TOKENS_FILE), if one is set,
+// and checks that every instance it names is one of instances. A file that
+// does not parse, names an unknown role or instance, or repeats a hash or a
+// name (also one of WAHAQ_API_TOKENS) is an error wrapping ErrBadConfig.
+func (s Settings) NamedTokens(instances []string) ([]access.Token, error) {
+	if s.APITokensFile == "" {
+		return nil, nil
+	}
+	ts, err := access.LoadFile(s.APITokensFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: WAHAQ_API_TOKENS_FILE %s: %w", ErrBadConfig, s.APITokensFile, err)
+	}
+	for _, t := range ts {
+		for _, in := range t.Instances {
+			if !slices.Contains(instances, in) {
+				return nil, fmt.Errorf("%w: WAHAQ_API_TOKENS_FILE %s: token %q names the instance %q, which is not configured (known: %s)",
+					ErrBadConfig, s.APITokensFile, t.Name, in, strings.Join(instances, ", "))
+			}
+		}
+	}
+	if _, err := access.NewSet(s.APITokens, ts); err != nil {
+		return nil, fmt.Errorf("%w: WAHAQ_API_TOKENS_FILE %s and WAHAQ_API_TOKENS: %w", ErrBadConfig, s.APITokensFile, err)
+	}
+	return ts, nil
 }

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/access"
 
 	"github.com/wahaq/wahaq/internal/httpserver"
 )
@@ -34,6 +39,8 @@ func TestDefaultsMatchProductTable(t *testing.T) {
 		ShutdownGrace:       30 * time.Second,
 		ReconcileInterval:   30 * time.Second,
 		RequestTimeout:      4 * time.Second,
+		AuditMaxAge:         90 * 24 * time.Hour,
+		AuditMaxEntries:     1_000_000,
 		Namespace:           "wahaq",
 		LogLevel:            "info",
 		LogFormat:           "json",
@@ -71,6 +78,9 @@ func TestEnvOverridesDefaults(t *testing.T) {
 		"WAHAQ_RECONCILE_INTERVAL":   "2s",
 		"WAHAQ_REQUEST_TIMEOUT":      "1500ms",
 		"WAHAQ_API_TOKENS":           "t1,t2",
+		"WAHAQ_API_TOKENS_FILE":      "/etc/wahaq/tokens.yaml",
+		"WAHAQ_AUDIT_MAX_AGE":        "30d",
+		"WAHAQ_AUDIT_MAX_ENTRIES":    "5000",
 		"WAHAQ_NAMESPACE":            "ns1",
 		"LOG_LEVEL":                  "debug",
 		"LOG_FORMAT":                 "console",
@@ -95,6 +105,9 @@ func TestEnvOverridesDefaults(t *testing.T) {
 		ReconcileInterval:   2 * time.Second,
 		RequestTimeout:      1500 * time.Millisecond,
 		APITokens:           []string{"t1", "t2"},
+		APITokensFile:       "/etc/wahaq/tokens.yaml",
+		AuditMaxAge:         30 * 24 * time.Hour,
+		AuditMaxEntries:     5000,
 		Namespace:           "ns1",
 		LogLevel:            "debug",
 		LogFormat:           "console",
@@ -175,6 +188,8 @@ func TestBadValues(t *testing.T) {
 		{"base url scheme", map[string]string{"WAHA_BASE_URL": "ftp://x"}, nil, "WAHA_BASE_URL"},
 		{"base url no host", map[string]string{"WAHA_BASE_URL": "http://"}, nil, "WAHA_BASE_URL"},
 		{"bad flag value", nil, []string{"--concurrency=0"}, "WAHAQ_CONCURRENCY"},
+		{"audit age not a duration", map[string]string{"WAHAQ_AUDIT_MAX_AGE": "forever"}, nil, "WAHAQ_AUDIT_MAX_AGE"},
+		{"audit entries zero", map[string]string{"WAHAQ_AUDIT_MAX_ENTRIES": "0"}, nil, "WAHAQ_AUDIT_MAX_ENTRIES"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -398,4 +413,82 @@ func TestLogger(t *testing.T) {
 	log.Warn().Msg("shown")
 	require.NotContains(t, b.String(), "hidden")
 	require.Contains(t, b.String(), `"message":"shown"`)
+}
+
+// TestFlagsShowTheirTypes: --help names each flag's type as cobra users
+// expect, a value of the wrong form is refused when the flag is parsed, and
+// the environment variables still apply.
+func TestFlagsShowTheirTypes(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("wahaq", pflag.ContinueOnError)
+	BindFlags(fs)
+	help := fs.FlagUsages()
+	for _, want := range []string{
+		"--concurrency int ", "--max-retries int ", "--retry-base duration ", "--result-ttl duration ",
+		"--audit-max-age duration ", "--audit-max-entries int ", "--callback-allow list ", "--redis-cluster-addrs list ",
+		"--redis-url string ", "--api-tokens-file string ",
+	} {
+		require.Contains(t, help, want)
+	}
+	require.NotContains(t, help, "--concurrency string")
+	for flag, bad := range map[string]string{"concurrency": "many", "retry-base": "2", "audit-max-age": "ninety days", "audit-max-entries": "1e6"} {
+		f := pflag.NewFlagSet("wahaq", pflag.ContinueOnError)
+		BindFlags(f)
+		f.SetOutput(io.Discard)
+		err := f.Parse([]string{"--" + flag + "=" + bad})
+		require.Error(t, err, flag)
+		require.Contains(t, err.Error(), bad)
+	}
+	f := pflag.NewFlagSet("wahaq", pflag.ContinueOnError)
+	BindFlags(f)
+	require.NoError(t, f.Parse([]string{"--max-retries=3", "--audit-max-age=7d", "--callback-allow=a.example, b.example"}))
+	s, err := load(f, env(map[string]string{"WAHAQ_CONCURRENCY": "9", "WAHAQ_MAX_RETRIES": "5"}))
+	require.NoError(t, err)
+	require.Equal(t, 9, s.Concurrency, "the environment applies to flags not given")
+	require.Equal(t, 3, s.MaxRetries, "the flag wins")
+	require.Equal(t, 7*24*time.Hour, s.AuditMaxAge)
+	require.Equal(t, []string{"a.example", "b.example"}, s.CallbackAllow)
+}
+
+func TestNamedTokens(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	h := access.Hash("file-token")
+	good := write("good.yaml", "tokens:\n  - {name: n8n, sha256: "+h+", role: enqueue, instances: [eu]}\n")
+	ts, err := Settings{APITokensFile: good}.NamedTokens([]string{"default", "eu"})
+	require.NoError(t, err)
+	require.Len(t, ts, 1)
+	require.Equal(t, access.RoleEnqueue, ts[0].Role)
+
+	none, err := Settings{}.NamedTokens(nil)
+	require.NoError(t, err)
+	require.Nil(t, none)
+
+	for name, c := range map[string]struct {
+		path, plain, want string
+	}{
+		"missing file":       {path: filepath.Join(dir, "nope.yaml"), want: "nope.yaml"},
+		"not yaml":           {path: write("bad.yaml", "tokens: ["), want: "bad tokens file"},
+		"unknown role":       {path: write("role.yaml", "tokens:\n  - {name: a, sha256: "+h+", role: root}\n"), want: `unknown role "root"`},
+		"repeated hash":      {path: write("dup.yaml", "tokens:\n  - {name: a, sha256: "+h+", role: read}\n  - {name: b, sha256: "+h+", role: read}\n"), want: "given twice"},
+		"unknown instance":   {path: write("inst.yaml", "tokens:\n  - {name: a, sha256: "+h+", role: read, instances: [mars]}\n"), want: `"mars"`},
+		"same as env tokens": {path: good, plain: "file-token", want: "given twice"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := Settings{APITokensFile: c.path}
+			if c.plain != "" {
+				s.APITokens = []string{c.plain}
+			}
+			_, err := s.NamedTokens([]string{"default", "eu"})
+			require.ErrorIs(t, err, ErrBadConfig)
+			require.Contains(t, err.Error(), c.want)
+			require.NotContains(t, err.Error(), "file-token")
+		})
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/internal/access"
-
 	"github.com/wahaq/wahaq/internal/httpserver"
 )
 

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/internal/tracing"
@@ -98,6 +99,27 @@ func (a *app) inspector() (*tasks.Inspector, error) { return tasks.NewInspector(
 // needs it directly (schedule claims, the queue metrics).
 func (a *app) store() *store.Store {
 	return store.New(a.rdb, store.Options{Namespace: a.settings.Namespace})
+}
+
+// auditLog is the audit log on the same Redis and namespace, bounded by
+// WAHAQ_AUDIT_MAX_AGE and WAHAQ_AUDIT_MAX_ENTRIES.
+func (a *app) auditLog() *audit.Log {
+	return audit.New(a.store(), audit.Options{MaxAge: a.settings.AuditMaxAge, MaxEntries: int64(a.settings.AuditMaxEntries)})
+}
+
+// audit appends the entry of a state-changing CLI command, as "cli:<OS
+// user>". The command has done its work (or failed) already: an entry that
+// cannot be written is a warning, not a failure of the command.
+func (a *app) audit(ctx context.Context, e audit.Entry, err error) {
+	e.Actor, e.Via = audit.CLIActor(), audit.ViaCLI
+	if err != nil {
+		e.Outcome, e.Detail = audit.OutcomeFailed, err.Error()
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, aerr := a.auditLog().Append(actx, e); aerr != nil {
+		a.log.Warn().Err(aerr).Str("action", e.Action).Msg("cannot append to the audit log")
+	}
 }
 
 // workerConfig maps the settings onto worker.Config.

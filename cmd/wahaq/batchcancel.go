@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -37,6 +38,11 @@ not answer; 2 bad usage or a malformed id.`,
 			}
 			ctx := cmd.Context()
 			c, err := p.CancelBatch(ctx, id)
+			entry := audit.Entry{Action: "batch.cancel", Target: audit.Target{Batch: id}}
+			if err == nil {
+				entry.Result = map[string]int64{"canceled": c.Canceled, "already_started": c.AlreadyStarted, "already_final": c.AlreadyFinal}
+			}
+			a.audit(ctx, entry, err)
 			if err != nil {
 				return a.cliErr(ctx, batchErr(id, err))
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -119,7 +120,17 @@ the session listing of --all failed, the enqueue was interrupted part way);
 						fmt.Fprintf(cmd.ErrOrStderr(), "batch %s: enqueueing %d logouts on %s\n", id, len(sessions), instance)
 					}})
 			})
+			entry := audit.Entry{Action: "batch.create", Target: audit.Target{Instance: instance},
+				Params: map[string]any{"all": all, "status": statuses, "sessions": len(sessions), "in": in, "at": at, "callback_url": audit.SafeURL(callbackURL)}}
+			if err == nil {
+				entry.Target.Batch = info.BatchID
+				entry.Result = map[string]int64{"total": info.Total, "requested": int64(info.Requested), "deduplicated": int64(info.Deduplicated)}
+			}
 			var be *tasks.BatchError
+			if errors.As(err, &be) {
+				entry.Target.Batch = be.BatchID
+			}
+			a.audit(ctx, entry, err)
 			if errors.As(err, &be) {
 				return fmt.Errorf("%w\n  follow it: wahaq batch %s --wait\n  cancel what has not started: wahaq batch cancel %s",
 					err, be.BatchID, be.BatchID)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -52,6 +53,11 @@ unknown, or Redis does not answer; 2 bad usage or a malformed id.`,
 					return fmt.Errorf("task %s is %s: it has already started and cannot be canceled", id, cur.State)
 				}
 			}
+			entry := audit.Entry{Action: "task.cancel", Target: audit.Target{Task: id}}
+			if err == nil {
+				entry.Target.Instance, entry.Result = t.Instance, map[string]int64{"canceled": 1}
+			}
+			a.audit(ctx, entry, err)
 			if err != nil {
 				return a.cliErr(ctx, taskErr(id, err))
 			}

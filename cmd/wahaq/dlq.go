@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -140,6 +141,19 @@ func printDeadLetters(w io.Writer, page *tasks.DeadLetterPage, offset int64) err
 	return err
 }
 
+// selectionEntry is the audit entry of a requeue or purge of sel.
+func selectionEntry(action string, sel tasks.Selection) audit.Entry {
+	e := audit.Entry{Action: action, Target: audit.Target{Instance: sel.Instance},
+		Params: map[string]any{"all": sel.All, "ids": len(sel.IDs)}}
+	if sel.Outcome != "" {
+		e.Params["outcome"] = sel.Outcome
+	}
+	if len(sel.IDs) == 1 {
+		e.Target.Task = sel.IDs[0]
+	}
+	return e
+}
+
 // selectionFlags are the flags shared by requeue and purge.
 type selectionFlags struct {
 	all      bool
@@ -213,14 +227,19 @@ Redis does not answer; 2 bad usage, or an id that is not a dead letter.`,
 			}
 			ctx := cmd.Context()
 			results, err := requeueAll(ctx, insp, sel)
+			entry := selectionEntry("dlq.requeue", sel)
 			if err != nil {
+				a.audit(ctx, entry, err)
 				return a.cliErr(ctx, err)
 			}
 			resp := requeueResponse{Results: results}
 			counts := map[tasks.RequeueStatus]int{}
+			entry.Result = map[string]int64{}
 			for _, r := range results {
 				counts[r.Status]++
+				entry.Result[string(r.Status)]++
 			}
+			a.audit(ctx, entry, nil)
 			resp.Requeued = counts[tasks.Requeued]
 			if asJSON {
 				if err := printJSON(cmd.OutOrStdout(), resp); err != nil {
@@ -346,6 +365,9 @@ that is not a dead letter.`,
 				}
 			}
 			n, err := insp.Purge(ctx, sel)
+			entry := selectionEntry("dlq.purge", sel)
+			entry.Result = map[string]int64{"purged": int64(n)}
+			a.audit(ctx, entry, err)
 			if err != nil {
 				return a.cliErr(ctx, err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/duration"
 	"github.com/wahaq/wahaq/tasks"
@@ -71,6 +72,16 @@ used with other flags).`,
 			t, _, err := idempotent(ctx, cmd, p, idemKey, asGiven, func(ctx context.Context) (*tasks.Task, error) {
 				return p.Enqueue(ctx, req)
 			})
+			entry := audit.Entry{Action: "logout.enqueue", Target: audit.Target{Instance: instance},
+				Params: map[string]any{"session": session, "in": in, "at": at, "callback_url": audit.SafeURL(callbackURL)}}
+			if err == nil {
+				entry.Target.Task = t.ID
+				entry.Result = map[string]int64{"enqueued": 1}
+				if t.Deduplicated {
+					entry.Result = map[string]int64{"enqueued": 0, "deduplicated": 1}
+				}
+			}
+			a.audit(ctx, entry, err)
 			if err != nil {
 				return a.cliErr(ctx, err)
 			}

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/wahaq/wahaq/internal/api"
+	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/schedule"
@@ -32,8 +33,13 @@ func newServeCmd() *cobra.Command {
 		Long: `Serve wahaq's HTTP API: enqueue logouts and bulk teardowns, follow
 tasks and batches, cancel, and work the dead-letter queue (the routes are
 described by GET /openapi.json). Every /v1 route needs
-"Authorization: Bearer <token>" with a token from WAHAQ_API_TOKENS; without
-tokens the API refuses to start unless --insecure-no-auth is given.
+"Authorization: Bearer <token>" with a token from WAHAQ_API_TOKENS (each an
+admin) or from the tokens file WAHAQ_API_TOKENS_FILE (named, each with a role:
+read, enqueue, operate or admin, and optionally the instances it may touch);
+without tokens the API refuses to start unless --insecure-no-auth is given.
+A tokens file that does not parse, names an unknown role or instance, or
+repeats a hash stops serve with exit code 2. Every state-changing call is
+written to the audit log (GET /v1/audit, wahaq audit).
 /healthz, /readyz, /metrics and /openapi.json need no token.
 
 The API holds no WAHA key: "all" batches are discovered by the workers.
@@ -45,8 +51,12 @@ enqueued once, however many replicas run).`,
 			if err != nil {
 				return err
 			}
-			if len(a.settings.APITokens) == 0 && !insecure {
-				return usagef("WAHAQ_API_TOKENS is empty: set at least one token, or pass --insecure-no-auth to serve without authentication")
+			named, err := a.settings.NamedTokens(config.Names(a.instances))
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if len(a.settings.APITokens) == 0 && len(named) == 0 && !insecure {
+				return usagef("WAHAQ_API_TOKENS and WAHAQ_API_TOKENS_FILE are empty: set at least one token, or pass --insecure-no-auth to serve without authentication")
 			}
 			if err := a.ping(cmd.Context()); err != nil {
 				return err
@@ -71,8 +81,10 @@ enqueued once, however many replicas run).`,
 				queues[in.Name] = st.Queue(in.Name)
 			}
 			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), st, queues, a.log))
+			auditLog := a.auditLog()
 			h, err := api.New(api.Config{
-				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, InsecureNoAuth: insecure,
+				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, NamedTokens: named, InsecureNoAuth: insecure,
+				Audit:          auditLog,
 				Ready:          func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
 				Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 				Logger:         &a.log,
@@ -82,7 +94,7 @@ enqueued once, however many replicas run).`,
 				return err
 			}
 			// The operator console at /ui/ (issue 13).
-			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey); err != nil {
+			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey, named, auditLog); err != nil {
 				return err
 			}
 			ln, err := net.Listen("tcp", addr)

@@ -120,6 +120,12 @@ func New(st *store.Store, opts Options) *Log {
 // Append records e (its ID and Time are set by the log) and returns its id.
 func (l *Log) Append(ctx context.Context, e Entry) (string, error) {
 	e.ID, e.Time = "", time.Time{}
+	for k, v := range e.Params {
+		// Unset parameters say nothing; false and 0 do.
+		if v == nil || v == "" || isEmptyList(v) {
+			delete(e.Params, k)
+		}
+	}
 	if e.Outcome == "" {
 		e.Outcome = OutcomeOK
 	}
@@ -128,6 +134,16 @@ func (l *Log) Append(ctx context.Context, e Entry) (string, error) {
 		return "", fmt.Errorf("audit: %w", err)
 	}
 	return l.st.AuditAppend(ctx, data, l.opts.MaxAge, l.opts.MaxEntries)
+}
+
+func isEmptyList(v any) bool {
+	switch l := v.(type) {
+	case []string:
+		return len(l) == 0
+	case []any:
+		return len(l) == 0
+	}
+	return false
 }
 
 // Query selects entries; empty fields select everything.

@@ -109,8 +109,13 @@ func (a *app) auditLog() *audit.Log {
 
 // audit appends the entry of a state-changing CLI command, as "cli:<OS
 // user>". The command has done its work (or failed) already: an entry that
-// cannot be written is a warning, not a failure of the command.
+// cannot be written is a warning, not a failure of the command. Bad input
+// (exit 2) is not recorded: it changed nothing, the person who typed it sees
+// the sentence at once, and a bad command line writes nothing to Redis.
 func (a *app) audit(ctx context.Context, e audit.Entry, err error) {
+	if exitCode(err) == exitUsage {
+		return
+	}
 	e.Actor, e.Via = audit.CLIActor(), audit.ViaCLI
 	if err != nil {
 		e.Outcome, e.Detail = audit.OutcomeFailed, err.Error()

@@ -166,7 +166,7 @@ func TestCLIBadInputExits2AndEnqueuesNothing(t *testing.T) {
 		{"invalid flag value", []string{"status", id, "--wait", "--timeout", "soon"}, `invalid argument "soon"`},
 		{"completion with an extra argument", []string{"completion", "bash", "extra"}, `unknown command "extra"`},
 		{"enqueue ISO --in with months", []string{"enqueue", "--session", "a", "--in", "P1M"}, `--in "P1M" is not a duration`},
-		{"bad WAHAQ_MAX_RETRIES", []string{"enqueue", "--session", "a", "--max-retries=x"}, `WAHAQ_MAX_RETRIES="x" is not a whole number`},
+		{"bad WAHAQ_MAX_RETRIES", []string{"enqueue", "--session", "a", "--max-retries=x"}, `"--max-retries" flag: "x" is not a whole number`},
 		{"bulk with two sources", []string{"bulk", "--instance", "default", "--session", "a", "--all"}, "exactly one way"},
 		{"bulk with no source", []string{"bulk", "--instance", "default"}, "exactly one way"},
 		{"bulk without --instance", []string{"bulk", "--session", "a"}, "--instance is required"},

@@ -129,7 +129,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s session) {
 		}
 	}
 	v := auditView{Page: p, Query: aq, Oldest: fmtTime(p.Retention.Oldest), Entries: p.Retention.Entries,
-		MaxAge: fmtDur(mustDuration(p.Retention.MaxAge))}
+		MaxAge: fmtAge(mustDuration(p.Retention.MaxAge))}
 	if p.NextCursor != "" {
 		v.Older = mount + "audit?" + url.Values{"actor": {aq.Actor}, "action": {aq.Action}, "target": {aq.Target}, "cursor": {p.NextCursor}}.Encode()
 	}
@@ -141,6 +141,14 @@ func tokenRole(t *access.Token) string {
 		return "none"
 	}
 	return t.Role.String()
+}
+
+// fmtAge shows the log's age bound: "90 days" when it is whole days.
+func fmtAge(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return countOf(int(d/(24*time.Hour)), "day")
+	}
+	return fmtDur(d)
 }
 
 func mustDuration(s string) time.Duration {

@@ -18,6 +18,7 @@
 //	GET    /v1/dlq            dead letters (of one instance or batch), paged
 //	POST   /v1/dlq/requeue    put dead letters back in the queue
 //	DELETE /v1/dlq            purge dead letters
+//	GET    /v1/audit          the audit log (when Config.Audit is set)
 //	GET    /healthz           liveness (always 200 while serving)
 //	GET    /readyz            readiness (Config.Ready, e.g. a Redis PING)
 //	GET    /metrics           Prometheus metrics (when Config.Metrics is set)
@@ -26,10 +27,24 @@
 // # Authentication
 //
 // Every /v1 route needs "Authorization: Bearer <token>" with one of
-// Config.Tokens; a missing or wrong token answers 401 with a
+// Config.Tokens (admins) or Config.NamedTokens (the tokens file: a name, a
+// role, optionally instances); a missing or wrong token answers 401 with a
 // "WWW-Authenticate: Bearer" challenge. Tokens are compared in constant time
-// (SHA-256 of both sides, then crypto/subtle against every configured token)
-// and never logged. /healthz, /readyz, /metrics and /openapi.json are open:
+// (SHA-256 of both sides, then crypto/subtle against every configured token,
+// in internal/access) and never logged: logs and the audit log name a token
+// by its name. The route table (routes) names the role each route needs; a
+// token below it, or limited to instances and touching another, answers 403
+// naming the role or the instances, and nothing is done. Reads are not
+// limited by instance: a scope bounds what a token may change. Handlers and
+// middleware find the token with Caller (access.FromContext).
+//
+// # Audit
+//
+// A route with an action in the table appends one audit entry per call,
+// refused and failed calls included (not 401s: there is no actor to name),
+// once it has been answered: the token's name, the action, the target and
+// counts the handler noted, the status, the X-Request-Id and the remote
+// address. /healthz, /readyz, /metrics and /openapi.json are open:
 // probes and Prometheus scrapers carry no token, and the document describes
 // only the public HTTP API the README already documents. Keep the port off the public
 // internet or put /metrics behind the network policy if that matters.

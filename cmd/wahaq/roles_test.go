@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -58,11 +59,17 @@ func TestCLIServeRefusesBadTokensFile(t *testing.T) {
 // API's JSON.
 func TestCLIAudit(t *testing.T) {
 	c := newCLI(t)
-	id := strings.TrimSpace(c.ok("enqueue", "--session", "audited", "--in", "1h").stdout)
-	c.ok("cancel", id)
-	r := c.run("batch", "cancel", "0b6f3c1e-5f0e-4a44-9d55-0d8c3d1f8f20")
+	const wahaKey = "audit-waha-key-s3cr3t"
+	id := strings.TrimSpace(c.ok("enqueue", "--session", "audited", "--in", "1h", "--waha-api-key", wahaKey).stdout)
+	c.ok("cancel", id, "--waha-api-key", wahaKey)
+	r := c.run("batch", "cancel", "0b6f3c1e-5f0e-4a44-9d55-0d8c3d1f8f20", "--waha-api-key", wahaKey)
 	require.Equal(t, exitFailure, r.code)
-	c.ok("dlq", "purge", "--all", "--yes")
+	c.ok("dlq", "purge", "--all", "--yes", "--api-tokens", "audit-api-token-s3cr3t")
+	raw, err := c.rdb.XRange(context.Background(), "wahaq:"+c.ns+":audit", "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, raw, 4)
+	require.NotContains(t, fmt.Sprint(raw), wahaKey, "no WAHA key in the audit log")
+	require.NotContains(t, fmt.Sprint(raw), "audit-api-token-s3cr3t", "no API token in the audit log")
 
 	out := c.ok("audit", "--json").stdout
 	var p audit.Page

@@ -2,10 +2,12 @@
 // shell-driven tests, docker-compose set-ups and demos.
 //
 //	fakewaha --addr 127.0.0.1:3000 --api-key K --sessions 100 --latency 3s \
-//	    --scoped-key ops=session-0001,session-0002 --fail session-0003=503x3
+//	    --scoped-key ops=session-0001,session-0002 --fail session-0003=503x3 \
+//	    --webhook-url http://127.0.0.1:8080/v1/waha/default/events
 //
 // The key may also come from WAHA_API_KEY, as for the real server (the flag
-// wins); prefer it, since command lines are visible to other users. The
+// wins); prefer it, since command lines are visible to other users. The same
+// holds for the webhook signing key, WHATSAPP_HOOK_HMAC_KEY as on WAHA. The
 // control API under /_fake/ scripts faults at run time (GET /_fake/ lists it).
 package main
 
@@ -15,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -58,6 +61,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 		scoped     multiFlag
 		fails      multiFlag
 		apiKeyFlag string
+		hmacFlag   string
 	)
 	fs.StringVar(&cfg.opts.Addr, "addr", "127.0.0.1:3000", "listen address (port 0 picks a free port)")
 	fs.StringVar(&apiKeyFlag, "api-key", "", "required X-Api-Key (default $WAHA_API_KEY; empty accepts any key, like WAHA Core)")
@@ -69,6 +73,10 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	fs.Uint64Var(&cfg.opts.Seed, "seed", 1, "seed of the RNG behind flaky sessions")
 	fs.Var(&scoped, "scoped-key", "KEY=s1,s2: a key limited to these sessions (403 elsewhere); repeatable")
 	fs.Var(&fails, "fail", "SESSION=STATUS[xTIMES] (or SESSION=reset[xTIMES]): script failures of that session's logouts, e.g. a=503x3 (no xTIMES: forever); repeated for one session, the faults apply in order")
+	fs.StringVar(&cfg.opts.Webhook.URL, "webhook-url", "", "send signed session.status webhooks here when a session's status changes (like WAHA's WHATSAPP_HOOK_URL)")
+	fs.StringVar(&hmacFlag, "webhook-hmac-key", "", "sign webhooks with this key, HMAC-SHA512 (default $WHATSAPP_HOOK_HMAC_KEY; empty: unsigned)")
+	fs.BoolVar(&cfg.opts.Webhook.Core, "webhook-core", false, "send webhooks as WAHA Core 2024.10.8 did: no id or timestamp, unsigned, once")
+	fs.IntVar(&cfg.opts.Webhook.Duplicates, "webhook-duplicates", 0, "deliver every webhook 1+N times (fault knob: WAHA delivers duplicates)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: fakewaha [flags]\n\nServes a fake WAHA server for tests. Control API under /_fake/ (GET /_fake/ lists it).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -85,6 +93,21 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 			cfg.opts.APIKey = apiKeyFlag
 		}
 	})
+	cfg.opts.Webhook.HMACKey = getenv("WHATSAPP_HOOK_HMAC_KEY")
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "webhook-hmac-key" {
+			cfg.opts.Webhook.HMACKey = hmacFlag
+		}
+	})
+	if cfg.opts.Webhook.Duplicates < 0 {
+		return cfg, usageError{"--webhook-duplicates must be 0 or more"}
+	}
+	if u, err := url.Parse(cfg.opts.Webhook.URL); cfg.opts.Webhook.URL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		return cfg, usageError{"--webhook-url must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1/waha/default/events"}
+	}
+	if cfg.opts.Webhook.URL == "" && (cfg.opts.Webhook.Core || cfg.opts.Webhook.Duplicates > 0) {
+		return cfg, usageError{"--webhook-core and --webhook-duplicates need --webhook-url"}
+	}
 	if cfg.opts.Sessions < 0 {
 		return cfg, usageError{"--sessions must be 0 or more"}
 	}

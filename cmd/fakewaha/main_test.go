@@ -46,6 +46,15 @@ func TestParseArgs(t *testing.T) {
 	cfg, err = parseArgs([]string{"--api-key", ""}, func(string) string { return "env" }, &bytes.Buffer{})
 	require.NoError(t, err)
 	require.Equal(t, "", cfg.opts.APIKey, "an explicit empty flag means any key")
+
+	// webhooks: the signing key from WHATSAPP_HOOK_HMAC_KEY, as on WAHA; the flag wins
+	hookEnv := func(k string) string { return map[string]string{"WHATSAPP_HOOK_HMAC_KEY": "hook-env"}[k] }
+	cfg, err = parseArgs([]string{"--webhook-url", "http://127.0.0.1:8080/v1/waha/default/events", "--webhook-duplicates", "1"}, hookEnv, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, wahafake.Webhook{URL: "http://127.0.0.1:8080/v1/waha/default/events", HMACKey: "hook-env", Duplicates: 1}, cfg.opts.Webhook)
+	cfg, err = parseArgs([]string{"--webhook-url", "http://h/x", "--webhook-hmac-key", "flag", "--webhook-core"}, hookEnv, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, wahafake.Webhook{URL: "http://h/x", HMACKey: "flag", Core: true}, cfg.opts.Webhook)
 }
 
 func TestBadFlagsExitTwo(t *testing.T) {
@@ -67,6 +76,9 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{[]string{"--fail", "a=99"}, "must look like SESSION=STATUS"},
 		{[]string{"--fail", "a=503x0"}, "must look like SESSION=STATUS"},
 		{[]string{"--fail", "=503"}, "must look like SESSION=STATUS"},
+		{[]string{"--webhook-url", "localhost:8080"}, "--webhook-url must be an http://"},
+		{[]string{"--webhook-core"}, "need --webhook-url"},
+		{[]string{"--webhook-url", "http://127.0.0.1:1/x", "--webhook-duplicates", "-1"}, "--webhook-duplicates must be 0 or more"},
 	}
 	for _, tc := range tests {
 		var stderr bytes.Buffer

@@ -33,6 +33,8 @@ import (
 //	                                 "in_flight":N,"calls_by_status":{"201":N},
 //	                                 "concurrent_same_session":N}
 //	POST /_fake/reset-stats
+//	POST /_fake/webhook          {"url":"http://...","hmac_key":"K","duplicates":1}  (webhook.go; {} turns them off)
+//	GET  /_fake/webhook          -> {"events":N,"posts":N,"delivered":N,"failed":N,"dropped":N}
 const controlHelp = `wahafake control API (not part of WAHA; never needs the API key)
 GET    /_fake/                 this text
 POST   /_fake/script           {"session":"x","faults":[{"status":503,"times":3,"retry_after":"2s","delay":"1s","reset":false}]}
@@ -46,6 +48,8 @@ POST   /_fake/list-entries     {"entries":[42,{"name":"../etc","status":"WORKING
 DELETE /_fake/sessions/{name}
 GET    /_fake/stats
 POST   /_fake/reset-stats
+POST   /_fake/webhook          {"url":"http://...","hmac_key":"K","core":false,"attempts":5,"backoff":"100ms","duplicates":0}
+GET    /_fake/webhook          -> {"events":N,"posts":N,"delivered":N,"failed":N,"dropped":N}
 `
 
 // Stats is the body of GET /_fake/stats.
@@ -262,6 +266,8 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.RemoveSession(strings.TrimPrefix(path, "/sessions/"))
 		controlOK(w)
+	case path == "/webhook":
+		s.controlWebhook(w, r, body)
 	case path == "/stats":
 		if !want(http.MethodGet) {
 			return
@@ -274,7 +280,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.ResetStats()
 		controlOK(w)
 	default:
-		names := []string{"script", "default-fault", "flaky", "api-key", "latency", "sessions", "generate", "list-entries", "stats", "reset-stats"}
+		names := []string{"script", "default-fault", "flaky", "api-key", "latency", "sessions", "generate", "list-entries", "stats", "reset-stats", "webhook"}
 		sort.Strings(names)
 		controlFail(w, http.StatusNotFound, "unknown control endpoint %s; see GET /_fake/ (endpoints: %s)", r.URL.Path, strings.Join(names, ", "))
 	}

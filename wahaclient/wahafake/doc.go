@@ -44,6 +44,15 @@
 // entries a real WAHA never sends (BadListEntries: not objects, null names,
 // "../etc", "a/b") at the start of every listing.
 //
+// Webhooks (Options.Webhook, SetWebhook, POST /_fake/webhook): a logout of a
+// running session sends session.status events STOPPED, STARTING and
+// SCAN_QR_CODE to a configured URL (nothing for a STOPPED session), as the
+// current WAHA line does, following ../shared/waha-api.md: the envelope with
+// an "evt_<ULID>" id and a ms timestamp, X-Webhook-Request-Id and
+// X-Webhook-Timestamp headers, an HMAC-SHA512 X-Webhook-Hmac with a key,
+// retries with backoff until a 2xx (bounded), duplicates on request; or, with
+// Webhook.Core, as 2024.10.8 Core did: no id, unsigned, once. See webhook.go.
+//
 // The control API under /_fake/ (not part of WAHA, never needs the key) lets
 // shell scripts and other processes do the same; see GET /_fake/ and the
 // fakewaha command.

@@ -192,6 +192,14 @@ func (s *Server) doLogout(r *http.Request, name string, deleteAfter bool) (wireS
 	if deleteAfter {
 		delete(s.sessions, name)
 	}
+	if running {
+		// webhook.go: what a real server emits (nothing for a STOPPED one)
+		if deleteAfter {
+			s.statusChanged(name, nil, StatusStopped)
+		} else {
+			s.statusChanged(name, nil, StatusStopped, StatusStarting, StatusScanQRCode)
+		}
+	}
 	return wireSession{Name: cur.name, Status: answer, Config: nullJSON, Me: nil, Engine: engineOf(answer)}, http.StatusCreated
 }
 

@@ -72,6 +72,8 @@ type Options struct {
 	// stays up, call Down for that). Either way such calls are counted in
 	// ConcurrentSameSession. Default false: the later call waits its turn.
 	CrashOnConcurrentLogout bool
+	// Webhook sends session.status webhooks (webhook.go). Defaults to none.
+	Webhook Webhook
 }
 
 // Server is a fake WAHA: a real HTTP server on loopback that answers like the
@@ -101,6 +103,8 @@ type Server struct {
 	gen          generated      // GenerateSessions
 	injected     []string       // InjectListEntries
 	mux          http.Handler
+	hookOnce     sync.Once
+	hook         *hookState // webhook.go
 
 	lnMu   sync.Mutex
 	addr   string
@@ -139,6 +143,9 @@ func New(opts Options) (*Server, error) {
 		logouts:  map[string]int{},
 	}
 	s.mux = s.routes()
+	if err := s.SetWebhook(opts.Webhook); err != nil {
+		return nil, err
+	}
 	for key, names := range opts.ScopedKeys {
 		if key == "" {
 			return nil, errors.New("wahafake: a scoped key must not be empty")
@@ -208,6 +215,7 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.stopLocked()
 	s.lnMu.Unlock()
+	s.closeWebhooks()
 	// Handlers notice the closed connection through their context; wait for
 	// them so that tests checking for leaked goroutines stay clean.
 	deadline := time.Now().Add(5 * time.Second)

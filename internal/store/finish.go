@@ -34,8 +34,12 @@ import (
 // message, ARGV[14] now (ns), ARGV[15] attempt log entry (see
 // attemptLogLua; "" = none), ARGV[16] "1" to settle asynq's side of a
 // completed task, ARGV[17] expiry of the day's counter (Unix s).
+// For Finish.AwaitEvents (events.go): KEYS[17] the session's LastLogout key,
+// KEYS[18] Awaiting, KEYS[19] Confirmations; ARGV[18] the LastLogout key's
+// TTL (ms; "" when the task awaits no events), ARGV[19] the end of its wait
+// (ms).
 // Returns 2 when it settled asynq's side, else 1.
-var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + asynqcompat.DoneLua + `
+var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + asynqcompat.DoneLua + awaitLua + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 gate_open(KEYS[10], KEYS[11])
 -- every field the script reads, in one call: each redis.call costs
@@ -43,7 +47,7 @@ gate_open(KEYS[10], KEYS[11])
 -- oldOutcome is set only when the task was already final: the same Finish
 -- applied twice (its reply lost in a Redis crash, then sent again) must
 -- count once
-local cur = redis.call('HMGET', KEYS[2], 'state', 'outcome', 'enq', 'log', 'cb')
+local cur = redis.call('HMGET', KEYS[2], 'state', 'outcome', 'enq', 'log', 'cb', 'ev')
 local old, oldOutcome = cur[1], cur[2]
 -- attempt history (attemptlog.go): one entry per attempt, the last 20; a
 -- final record whose history ends with this attempt derives attempts and
@@ -111,6 +115,10 @@ if new ~= 'retrying' and old ~= 'completed' and old ~= 'dead' and old ~= 'cancel
   cb_enqueue(KEYS[2], KEYS[7], KEYS[6], ARGV[10], ARGV[11], ARGV[14], cur[5])
   notify(KEYS[9], 't:' .. ARGV[1])
 end
+-- confirmation from WAHA's events (events.go)
+if ARGV[18] ~= '' and new == 'completed' and old ~= 'completed' then
+  await_events(KEYS[17], KEYS[18], KEYS[19], ARGV[1], ARGV[18], ARGV[19], cur[6])
+end
 -- settle: asynq's side of a completed task in the same step, as asynq's
 -- own done does it (internal/rdb's doneCmd), so that asynq's done right
 -- after needs no round trip (asynqcompat.Hook.Settled); only while asynq still
@@ -142,6 +150,11 @@ type Finish struct {
 	StartedAt time.Time
 	// HTTPStatus is WAHA's HTTP status of this attempt; 0 when none came.
 	HTTPStatus int
+	// AwaitEvents, for a completed logout on an instance whose
+	// session.status events wahaq receives, makes the task the one the
+	// session's events are recorded on (events.go) and starts its wait for
+	// a confirmation.
+	AwaitEvents bool
 	// Settle, for a completed task that asynq delivered, also does what
 	// asynq's done does (the task leaves asynq's active list and lease
 	// set, is deleted, and counts as processed), in the same step.
@@ -232,5 +245,11 @@ func (s *Store) finishCall(id string, p base.Payload, f Finish) ([]string, []any
 	}
 	args := append([]any{id, f.State, f.Outcome, now.UnixMilli(), next, f.LastError, f.Result, ttlSeconds(f.ResultTTL), p.BatchID}, cb.args...)
 	args = append(args, attemptEntry(f), settle, now.Add(asynqcompat.StatsTTL).Unix())
+	keys = append(keys, k.LastLogout(p.Session), k.Awaiting(), k.Confirmations())
+	if f.AwaitEvents {
+		args = append(args, max(f.ResultTTL, time.Second).Milliseconds(), now.Add(ConfirmWait).UnixMilli())
+	} else {
+		args = append(args, "", "")
+	}
 	return keys, args
 }

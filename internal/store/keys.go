@@ -24,6 +24,10 @@ import (
 //	wahaq:{<queue>}:rate                   rate limiter state (redis_rate)
 //	wahaq:{<queue>}:circuit                workers' open/half-open breakers (zset "o:<worker>"/"h:<worker>", score = report end, ms; circuit.go)
 //	wahaq:{<queue>}:cron:<schedule>:<unix> claim of one schedule tick
+//	wahaq:{<queue>}:ev:<event id>          a WAHA webhook event already received (string, expires; events.go)
+//	wahaq:{<queue>}:l:<session>            id of the session's latest logout awaiting WAHA's events (string, expires)
+//	wahaq:{<queue>}:await                  logouts awaiting confirmation (zset, score = end of the wait, ms)
+//	wahaq:{<queue>}:confirm                confirmation counters (hash: confirmed, unconfirmed)
 //	wahaq:{<queue>}:done                   shard channel: "t:<id>"/"b:<id>" when a task is final, a batch done
 //
 // asynq's own keys of the queue (its task hashes, pending list, scheduled,
@@ -93,6 +97,21 @@ func (k Keys) Circuit() string { return k.prefix + "circuit" }
 
 // Rate is the instance's rate limiter key (redis_rate).
 func (k Keys) Rate() string { return k.prefix + "rate" }
+
+// Event marks WAHA's webhook event id as received (events.go).
+func (k Keys) Event(id string) string { return k.prefix + "ev:" + id }
+
+// LastLogout holds the id of the session's latest completed logout that
+// awaits WAHA's session.status events (events.go).
+func (k Keys) LastLogout(session string) string { return k.prefix + "l:" + session }
+
+// Awaiting is the set of completed logouts awaiting confirmation, scored by
+// the end of their wait (Unix ms; events.go).
+func (k Keys) Awaiting() string { return k.prefix + "await" }
+
+// Confirmations counts logouts confirmed by WAHA's events, and those whose
+// wait ended without one (hash fields "confirmed", "unconfirmed").
+func (k Keys) Confirmations() string { return k.prefix + "confirm" }
 
 // CronClaim is the claim of one tick of a recurring schedule.
 func (k Keys) CronClaim(schedule string, tick time.Time) string {

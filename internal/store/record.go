@@ -65,6 +65,12 @@ type Record struct {
 	TraceID string
 	// Callback is the task's completion callback, or nil.
 	Callback *Callback
+	// Confirmed is the session.status event that confirmed the logout
+	// (SCAN_QR_CODE or STOPPED), or nil (events.go).
+	Confirmed *SessionStatus
+	// SessionStatus is the session's latest status from WAHA's events, or
+	// nil.
+	SessionStatus *SessionStatus
 }
 
 // Get returns the record with the given id from any of the instances, or an
@@ -117,6 +123,7 @@ func (s *Store) decodeRecord(id, instance string, m map[string]string) *Record {
 	r.NextAttemptAt = msTime(m[FieldNext])
 	r.FinishedAt = recordFinished(m)
 	r.Callback = decodeCallback(m)
+	r.Confirmed, r.SessionStatus = decodeEvents(m[FieldEvents])
 	if v := m[FieldResult]; v != "" {
 		r.Result = []byte(v)
 	}

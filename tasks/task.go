@@ -133,6 +133,11 @@ type Task struct {
 	// TraceID is the OpenTelemetry trace the task was enqueued in (32 hex
 	// digits), or nil when it was enqueued without tracing.
 	TraceID *string `json:"trace_id"`
+	// Confirmed is the session.status event from WAHA that confirmed the
+	// logout (the session reached SCAN_QR_CODE or STOPPED after it), or nil:
+	// not (yet) confirmed, or the instance's events are not received
+	// (webhook_hmac_key_env). Callbacks do not wait for it.
+	Confirmed *Confirmation `json:"confirmed"`
 }
 
 // Attempt is one attempt of a task, as its history keeps it.
@@ -195,5 +200,30 @@ func newTask(r *store.Record) *Task {
 			t.Result = &res
 		}
 	}
+	if r.Confirmed != nil {
+		t.Confirmed = &Confirmation{Status: r.Confirmed.Status, At: r.Confirmed.At}
+	}
+	if t.Result != nil && r.SessionStatus != nil && (t.FinishedAt == nil || r.SessionStatus.At.After(*t.FinishedAt)) {
+		t.Result.SessionAfter = followStatus(t.Result.SessionAfter, r.Session, r.SessionStatus.Status)
+	}
 	return t
+}
+
+// followStatus is a result's session_after with the status a WAHA event
+// reported after WAHA's answer (the name kept, or the session's when the
+// answer had no session object).
+func followStatus(after json.RawMessage, session, status string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(after, &m) != nil || m == nil {
+		m = map[string]json.RawMessage{}
+		name, _ := json.Marshal(session)
+		m["name"] = name
+	}
+	st, _ := json.Marshal(status)
+	m["status"] = st
+	b, err := json.Marshal(m)
+	if err != nil {
+		return after
+	}
+	return b
 }

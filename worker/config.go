@@ -41,6 +41,11 @@ type Instance struct {
 	// HTTPClient overrides the WAHA client's HTTP client (tests, proxies).
 	// Defaults to wahaclient's.
 	HTTPClient *http.Client
+	// AwaitEvents says that wahaq serve receives this server's
+	// session.status webhooks (the instances file's webhook_hmac_key_env):
+	// a completed logout of a session that was running then awaits the
+	// events that confirm it (internal/store/events.go). Defaults to false.
+	AwaitEvents bool
 }
 
 // Defaults of Config.

@@ -170,6 +170,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	// a completed attempt asynq delivered is settled on asynq's side in the
 	// same step: asynq's done then costs no round trip (asynqcompat.Hook.Settled)
 	sf.Settle = a.viaAsynq && fin.State == tasks.StateCompleted
+	sf.AwaitEvents = awaitsEvents(a, fin, ans.Result)
 	settled := false
 	if err == nil {
 		// While Redis fails over, keep the result rather than run the
@@ -285,4 +286,16 @@ func rateLimit(perSecond float64) *redis_rate.Limit {
 	}
 	n := int(math.Ceil(perSecond))
 	return &redis_rate.Limit{Rate: n, Burst: n, Period: time.Duration(float64(n) / perSecond * float64(time.Second))}
+}
+
+// awaitsEvents says whether a completed attempt's logout awaits WAHA's
+// session.status events to confirm it: on an instance whose events wahaq
+// receives, a logout that found the session. A session WAHA answered as
+// STOPPED was not running, and WAHA emits nothing for it; an answer without
+// a session (the deprecated route) may have stopped a running one.
+func awaitsEvents(a *attempt, fin verdict, res *wahaclient.LogoutResult) bool {
+	if a.Instance == nil || !a.Instance.awaitEvents || fin.State != tasks.StateCompleted || fin.Outcome != tasks.OutcomeLoggedOut {
+		return false
+	}
+	return res == nil || res.Session == nil || res.Session.Status != "STOPPED"
 }

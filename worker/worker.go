@@ -30,6 +30,8 @@ type instance struct {
 	limit    *redis_rate.Limit
 	rateKey  string
 	breaker  *breaker
+	// awaitEvents: Instance.AwaitEvents
+	awaitEvents bool
 }
 
 // Worker runs logout tasks. Create it with New, then Run or Start.
@@ -107,6 +109,7 @@ func New(cfg Config) (*Worker, error) {
 	w.finishes.st = w.store
 	w.gates = newGateView(cfg.Redis, cfg.Now, cfg.PollInterval, &w.log)
 	names := make([]string, 0, len(cfg.Instances))
+	var awaiting []string // instances whose logouts await WAHA's events
 	queues := map[string]int{}
 	secrets := cfg.secrets()
 	for _, in := range cfg.Instances {
@@ -127,8 +130,11 @@ func New(cfg Config) (*Worker, error) {
 		q := k.Queue
 		w.gates.add(in.Name, k)
 		w.instances[in.Name] = &instance{name: in.Name, client: c, capacity: capacity,
-			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name, timeout)}
+			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name, timeout), awaitEvents: in.AwaitEvents}
 		names = append(names, in.Name)
+		if in.AwaitEvents {
+			awaiting = append(awaiting, in.Name)
+		}
 		// Equal weights: asynq picks queues at random by weight, so one
 		// server's 50,000-session teardown cannot starve another's logouts.
 		queues[q] = 1
@@ -148,7 +154,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
 	w.discoverPipeline = chain(w.list, w.circuit, w.validate)
-	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names,
+	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names, AwaitEvents: awaiting,
 		ResultTTL: cfg.ResultTTL, Metrics: w.metrics, Logger: &w.log, Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

@@ -132,7 +132,8 @@ func (a *app) workerConfig() worker.Config {
 	s := a.settings
 	insts := make([]worker.Instance, len(a.instances))
 	for i, in := range a.instances {
-		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate, Timeout: in.Timeout}
+		insts[i] = worker.Instance{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, Concurrency: in.Concurrency, Rate: in.Rate, Timeout: in.Timeout,
+			AwaitEvents: in.WebhookHMACKeyEnv != ""}
 	}
 	log := a.log
 	return worker.Config{

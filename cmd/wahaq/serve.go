@@ -63,8 +63,9 @@ enqueued once, however many replicas run).`,
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			enqueued := metrics.New(nil).Enqueued
-			reg.MustRegister(enqueued)
+			m := metrics.New(nil)
+			enqueued, events := m.Enqueued, m.Events
+			reg.MustRegister(enqueued, events)
 			pcfg := a.tasksConfig()
 			pcfg.OnEnqueued = func(in string, n int) { enqueued.WithLabelValues(in).Add(float64(n)) }
 			p, err := tasks.NewProducer(pcfg)
@@ -82,6 +83,24 @@ enqueued once, however many replicas run).`,
 			}
 			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), st, queues, a.log))
 			auditLog := a.auditLog()
+			// WAHA's webhooks (webhook_hmac_key_env): the receiver and the
+			// confirmation counters
+			secrets, awaiting := eventSecrets(a.instances)
+			for _, in := range a.instances {
+				if in.WebhookHMACKeyEnv != "" && in.WebhookHMACKey == "" {
+					a.log.Warn().Str("instance", in.Name).Msgf("webhook_hmac_key_env names %s, which is unset or empty: WAHA's events for this instance are refused (401)", in.WebhookHMACKeyEnv)
+				}
+			}
+			if len(awaiting) > 0 {
+				reg.MustRegister(metrics.NewConfirmCollector(func(ctx context.Context) (map[string]metrics.ConfirmCount, error) {
+					c, err := st.Confirmations(ctx, awaiting)
+					out := make(map[string]metrics.ConfirmCount, len(c))
+					for in, v := range c {
+						out[in] = metrics.ConfirmCount{Confirmed: v.Confirmed, Unconfirmed: v.Unconfirmed}
+					}
+					return out, err
+				}, a.log))
+			}
 			h, err := api.New(api.Config{
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, NamedTokens: named, InsecureNoAuth: insecure,
 				Audit:          auditLog,
@@ -89,6 +108,8 @@ enqueued once, however many replicas run).`,
 				Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 				Logger:         &a.log,
 				RequestTimeout: a.settings.RequestTimeout,
+				EventSecrets:   secrets,
+				OnEvent:        func(in, res string) { events.WithLabelValues(in, res).Inc() },
 			})
 			if err != nil {
 				return err
@@ -128,4 +149,22 @@ enqueued once, however many replicas run).`,
 	cmd.Flags().BoolVar(&insecure, "insecure-no-auth", false, "serve the API without bearer tokens (development only)")
 	addConsoleFlags(cmd, &consoleKey)
 	return cmd
+}
+
+// eventSecrets returns the webhook secrets of the instances that name one
+// (webhook_hmac_key_env), and the names of all that name a variable. An
+// instance whose variable is unset is logged at start and refuses events.
+func eventSecrets(insts []config.Instance) (map[string]string, []string) {
+	secrets := map[string]string{}
+	var names []string
+	for _, in := range insts {
+		if in.WebhookHMACKeyEnv == "" {
+			continue
+		}
+		names = append(names, in.Name)
+		if in.WebhookHMACKey != "" {
+			secrets[in.Name] = in.WebhookHMACKey
+		}
+	}
+	return secrets, names
 }

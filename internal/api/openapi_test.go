@@ -162,7 +162,12 @@ var validBodies = map[string]string{
 	"POST /v1/batches":     `{"sessions":["doc-b1","doc-b2"]}`,
 	"POST /v1/dlq/requeue": `{"all":true}`,
 	"DELETE /v1/dlq":       `{"all":true}`,
+	// signed afresh for each call (signEvent)
+	eventsRoute: `{"event":"session.status","session":"doc-live","payload":{"name":"doc-live","status":"SCAN_QR_CODE"}}`,
 }
+
+// eventsRoute is WAHA's webhook route: open (no bearer token), signed.
+const eventsRoute = "POST /v1/waha/{instance}/events"
 
 const invalidBody = `{"no_such_field":1}`
 
@@ -177,8 +182,13 @@ func TestOpenAPIOperations(t *testing.T) {
 		t.Run(key, func(t *testing.T) {
 			t.Parallel()
 			method, path, _ := strings.Cut(key, " ")
-			e := newEnv(t)
+			e := newEnv(t, withEventSecret)
 			ctx := context.Background()
+			// WAHA's events are signed, with a fresh id and time each
+			sign := func(r *http.Request) *http.Request { return r }
+			if key == eventsRoute {
+				sign = signRequest
+			}
 
 			// Something to find: a live task, a batch and a dead letter.
 			live, err := e.prod.Enqueue(ctx, tasks.LogoutRequest{Session: "doc-live", When: tasks.When{In: time.Hour}})
@@ -195,6 +205,8 @@ func TestOpenAPIOperations(t *testing.T) {
 				target = strings.ReplaceAll(path, "{id}", live.ID)
 			case strings.HasPrefix(path, "/v1/batches/"):
 				target = strings.ReplaceAll(path, "{id}", batch.BatchID)
+			case key == eventsRoute:
+				target = "/v1/waha/default/events"
 			}
 			body, hasBody := validBodies[key]
 			require.Equal(t, op["requestBody"] != nil, hasBody, "a valid body for %s is listed in the test", key)
@@ -203,7 +215,7 @@ func TestOpenAPIOperations(t *testing.T) {
 			// cancel conflicts).
 			seen := map[int]bool{}
 			for range 2 {
-				w := e.do(method, target, body)
+				w := e.serve(sign(e.req(method, target, body)))
 				checkAnswer(t, doc, op, w)
 				seen[w.Code] = true
 			}
@@ -218,10 +230,10 @@ func TestOpenAPIOperations(t *testing.T) {
 				checkAnswer(t, doc, op, w)
 			}
 			if hasBody {
-				w := e.do(method, target, invalidBody)
+				w := e.serve(sign(e.req(method, target, invalidBody)))
 				require.Equal(t, http.StatusBadRequest, w.Code)
 				checkAnswer(t, doc, op, w)
-				r := e.req(method, target, body)
+				r := sign(e.req(method, target, body))
 				r.Header.Set("Content-Type", "text/plain")
 				w = e.serve(r)
 				require.Equal(t, http.StatusUnsupportedMediaType, w.Code)
@@ -229,7 +241,7 @@ func TestOpenAPIOperations(t *testing.T) {
 			}
 
 			// Without a token.
-			r := e.req(method, target, body)
+			r := sign(e.req(method, target, body))
 			r.Header.Del("Authorization")
 			w := e.serve(r)
 			if isSecured(doc, op) {
@@ -410,7 +422,7 @@ func TestSchemaChecker(t *testing.T) {
 		"attempts": 0.0, "max_retries": 10.0, "batch_id": nil, "enqueued_at": "2030-01-02T15:04:05Z", "scheduled_for": nil,
 		"next_attempt_at": nil, "finished_at": nil, "last_error": nil, "result": nil,
 		"attempts_log": []any{map[string]any{"attempt": 1.0, "started_at": "2030-01-02T15:04:05Z", "finished_at": "2030-01-02T15:04:05Z",
-			"outcome": "retrying", "http_status": 503.0, "error": "busy"}}, "trace_id": nil}
+			"outcome": "retrying", "http_status": 503.0, "error": "busy"}}, "trace_id": nil, "confirmed": nil}
 	require.Empty(t, c.check(task, good, "$"))
 	for name, mutate := range map[string]func(m map[string]any){
 		"missing required": func(m map[string]any) { delete(m, "state") },

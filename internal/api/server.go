@@ -19,6 +19,7 @@
 //	POST   /v1/dlq/requeue    put dead letters back in the queue
 //	DELETE /v1/dlq            purge dead letters
 //	GET    /v1/audit          the audit log (when Config.Audit is set)
+//	POST   /v1/waha/{instance}/events  WAHA's session.status webhooks (HMAC-signed; events.go)
 //	GET    /healthz           liveness (always 200 while serving)
 //	GET    /readyz            readiness (Config.Ready, e.g. a Redis PING)
 //	GET    /metrics           Prometheus metrics (when Config.Metrics is set)
@@ -50,6 +51,9 @@
 // internet or put /metrics behind the network policy if that matters.
 // Unknown routes (404) and wrong methods (405) are answered without
 // authentication too; they reveal no more than /openapi.json.
+// POST /v1/waha/{instance}/events takes no bearer token either: WAHA cannot
+// send one; it is authenticated by WAHA's HMAC-SHA512 signature under the
+// instance's secret instead (events.go), and must stay outside bearer auth.
 //
 // # Choices
 //
@@ -144,6 +148,19 @@ type Config struct {
 	// is down or frozen answers 503 with Retry-After within it. Defaults to
 	// DefaultRequestTimeout (4 s).
 	RequestTimeout time.Duration
+	// EventSecrets are the secrets WAHA signs its webhooks with, by
+	// instance (the instances file's webhook_hmac_key_env): only these
+	// instances take POST /v1/waha/{instance}/events (events.go). Empty
+	// secrets are ignored. Defaults to none: every event is refused.
+	EventSecrets map[string]string
+	// EventRate bounds the events accepted per second per instance in this
+	// process. Defaults to DefaultEventRate (500).
+	EventRate float64
+	// OnEvent, when set, observes every event the route answers: the
+	// instance ("" for one that takes no events) and the result
+	// ("recorded", "confirmed", "duplicate", "unmatched", "ignored",
+	// "refused", "limited"). Defaults to nil.
+	OnEvent func(instance, result string)
 }
 
 // readyTimeout bounds one /readyz check.
@@ -189,6 +206,9 @@ var routes = []route{
 	{method: http.MethodDelete, pattern: "/v1/dlq", body: true, role: access.RoleAdmin, action: "dlq.purge", handle: (*server).deleteDLQ},
 	{method: http.MethodGet, pattern: "/v1/audit", role: access.RoleAdmin, handle: (*server).getAudit,
 		enabled: func(s *server) bool { return s.cfg.Audit != nil }},
+	// WAHA's webhooks: authenticated by WAHA's HMAC signature, never by a
+	// bearer token (events.go); no role, no audit entry (WAHA is no token)
+	{method: http.MethodPost, pattern: "/v1/waha/{instance}/events", open: true, body: true, handle: (*server).postEvent},
 	{method: http.MethodGet, pattern: "/healthz", open: true, handle: (*server).healthz},
 	{method: http.MethodGet, pattern: "/readyz", open: true, handle: (*server).readyz},
 	{method: http.MethodGet, pattern: "/metrics", open: true, handle: (*server).metrics,
@@ -201,6 +221,7 @@ type server struct {
 	log    zerolog.Logger
 	tokens *tokenSet // nil: no authentication
 	mux    *http.ServeMux
+	events map[string]*eventSource // instances that take WAHA's events
 }
 
 // New returns the API as an http.Handler.
@@ -225,6 +246,7 @@ func New(cfg Config) (http.Handler, error) {
 	if s.tokens, err = newTokenSet(cfg.Tokens, cfg.NamedTokens); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
+	s.events = newEventSources(cfg.EventSecrets, cfg.EventRate)
 	if s.tokens == nil {
 		if !cfg.InsecureNoAuth {
 			return nil, errors.New("api: no API tokens configured: set WAHAQ_API_TOKENS, or pass --insecure-no-auth to serve without authentication")
@@ -277,7 +299,9 @@ func (s *server) wrap(rt route) http.Handler {
 				return
 			}
 		}
-		if rt.method == http.MethodPost && r.Header.Get(idempotencyHeader) != "" {
+		// open routes (WAHA's events) are not idempotent by key: nothing
+		// of an unverified request may reach Redis
+		if rt.method == http.MethodPost && !rt.open && r.Header.Get(idempotencyHeader) != "" {
 			s.idempotent(w, r, rt)
 			return
 		}

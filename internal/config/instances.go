@@ -45,6 +45,15 @@ type Instance struct {
 	Timeout time.Duration
 	// APIKey is the value of APIKeyEnv, read from the environment.
 	APIKey string
+	// WebhookHMACKeyEnv names the environment variable holding the secret
+	// WAHA signs its webhooks with (webhook_hmac_key_env). Setting it
+	// enables POST /v1/waha/{instance}/events on serve, and the workers'
+	// completed logouts then await their session.status events. Defaults to
+	// none: no events.
+	WebhookHMACKeyEnv string
+	// WebhookHMACKey is the value of WebhookHMACKeyEnv, read from the
+	// environment ("" when unset: serve then refuses the instance's events).
+	WebhookHMACKey string
 }
 
 // Bounds of an instance's settings.
@@ -71,6 +80,7 @@ type instanceYAML struct {
 	Concurrency int      `yaml:"concurrency"`
 	Rate        *float64 `yaml:"rate"`
 	Timeout     *string  `yaml:"timeout"`
+	WebhookEnv  string   `yaml:"webhook_hmac_key_env"`
 }
 
 // fileYAML is the instances file as written.
@@ -239,6 +249,9 @@ func checkInstance(i int, y instanceYAML, getenv func(string) string) (Instance,
 			return in, fmt.Errorf("instance %q: timeout %q is not a duration from 1ms to %s such as 30s", in.Name, *y.Timeout, MaxInstanceTimeout)
 		}
 		in.Timeout = d
+	}
+	if in.WebhookHMACKeyEnv = strings.TrimSpace(y.WebhookEnv); in.WebhookHMACKeyEnv != "" {
+		in.WebhookHMACKey = getenv(in.WebhookHMACKeyEnv)
 	}
 	if y.APIKeyEnv != nil {
 		in.APIKeyEnv = strings.TrimSpace(*y.APIKeyEnv)

@@ -19,6 +19,7 @@ instances:
     api_key_env: WAHA_EU_KEY
     concurrency: 8
     rate: 2.5
+    webhook_hmac_key_env: " WAHA_EU_HOOK "
   - name: us_1
     base_url: http://waha-us.example:3000
 schedules:
@@ -34,12 +35,12 @@ schedules:
 
 func TestParseFile(t *testing.T) {
 	t.Parallel()
-	f, err := ParseFile([]byte(goodFile), env(map[string]string{"WAHA_EU_KEY": "eu-secret"}))
+	f, err := ParseFile([]byte(goodFile), env(map[string]string{"WAHA_EU_KEY": "eu-secret", "WAHA_EU_HOOK": "hook-secret"}))
 	require.NoError(t, err)
 
 	require.Len(t, f.Instances, 2)
 	require.Equal(t, Instance{Name: "eu", BaseURL: "https://waha-eu.example", APIKeyEnv: "WAHA_EU_KEY", Concurrency: 8, Rate: 2.5,
-		Timeout: DefaultInstanceTimeout, APIKey: "eu-secret"}, f.Instances[0])
+		Timeout: DefaultInstanceTimeout, APIKey: "eu-secret", WebhookHMACKeyEnv: "WAHA_EU_HOOK", WebhookHMACKey: "hook-secret"}, f.Instances[0])
 	require.Equal(t, Instance{Name: "us_1", BaseURL: "http://waha-us.example:3000", Timeout: DefaultInstanceTimeout}, f.Instances[1])
 	require.Equal(t, []string{"eu", "us_1"}, Names(f.Instances))
 

@@ -33,6 +33,10 @@ type Metrics struct {
 	CircuitState *prometheus.GaugeVec
 	// Reconciled counts the reconciler's repairs by instance and kind.
 	Reconciled *prometheus.CounterVec
+	// Events counts WAHA's webhook events served by POST
+	// /v1/waha/{instance}/events, by instance ("" for one that takes no
+	// events) and result.
+	Events *prometheus.CounterVec
 }
 
 // New registers wahaq's metrics on reg (a new registry when nil).
@@ -63,9 +67,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		Reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wahaq_reconciled_total", Help: "Records, claims, batches and queues the reconciler repaired because they disagreed with asynq's queues, by kind.",
 		}, []string{"instance", "kind"}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_waha_events_total", Help: "WAHA webhook events received, by instance and result (recorded, confirmed, duplicate, unmatched, ignored, refused, limited).",
+		}, []string{"instance", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled)
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled, m.Events)
 	}
 	return m
 }
@@ -131,5 +138,53 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			c.log.Warn().Err(err).Str("instance", inst).Msg("metrics: cannot count dead letters")
 		}
 		ch <- prometheus.MustNewConstMetric(c.scrapeErr, prometheus.GaugeValue, failed, inst)
+	}
+}
+
+// ConfirmCount is one instance's logouts confirmed by WAHA's events, and
+// those whose wait for one ended without it.
+type ConfirmCount struct {
+	Confirmed, Unconfirmed int64
+}
+
+// ConfirmCollector exports the confirmation counters kept in Redis
+// (internal/store/events.go) at scrape time, as
+// wahaq_logouts_confirmed_total and wahaq_logouts_unconfirmed_total.
+type ConfirmCollector struct {
+	read        func(ctx context.Context) (map[string]ConfirmCount, error)
+	log         zerolog.Logger
+	confirmed   *prometheus.Desc
+	unconfirmed *prometheus.Desc
+}
+
+// NewConfirmCollector returns a collector over read, which returns the
+// counters of every instance whose events are received.
+func NewConfirmCollector(read func(ctx context.Context) (map[string]ConfirmCount, error), log zerolog.Logger) *ConfirmCollector {
+	return &ConfirmCollector{read: read, log: log,
+		confirmed: prometheus.NewDesc("wahaq_logouts_confirmed_total",
+			"Completed logouts that a session.status event from WAHA confirmed (SCAN_QR_CODE or STOPPED).", []string{"instance"}, nil),
+		unconfirmed: prometheus.NewDesc("wahaq_logouts_unconfirmed_total",
+			"Completed logouts of running sessions with no confirming event from WAHA within 10 minutes.", []string{"instance"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *ConfirmCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.confirmed
+	ch <- c.unconfirmed
+}
+
+// Collect implements prometheus.Collector.
+func (c *ConfirmCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.read(ctx)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("metrics: cannot read the confirmation counters")
+		return
+	}
+	for inst, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.confirmed, prometheus.CounterValue, float64(n.Confirmed), inst)
+		ch <- prometheus.MustNewConstMetric(c.unconfirmed, prometheus.CounterValue, float64(n.Unconfirmed), inst)
 	}
 }

@@ -51,6 +51,10 @@ type Config struct {
 	// Instances are the instances whose queues are kept in asynq's queue
 	// set. Defaults to none.
 	Instances []string
+	// AwaitEvents are the instances whose completed logouts await WAHA's
+	// session.status events: each pass counts those whose wait is over as
+	// unconfirmed (store.SweepUnconfirmed). Defaults to none.
+	AwaitEvents []string
 	// ResultTTL is how long ended records and done batches are kept.
 	// Defaults to 24h.
 	ResultTTL time.Duration
@@ -174,6 +178,11 @@ func (r *Reconciler) Pass(ctx context.Context) ([]store.Repair, bool, error) {
 			err = errors.Join(err, qerr)
 		} else if ok {
 			reps = append(reps, store.Repair{Kind: store.RepairQueue, Instance: inst})
+		}
+	}
+	for _, inst := range r.cfg.AwaitEvents {
+		if _, serr := r.store.SweepUnconfirmed(ctx, inst); serr != nil {
+			err = errors.Join(err, serr)
 		}
 	}
 	for _, rep := range reps {

@@ -197,7 +197,8 @@ func (s *Server) doLogout(r *http.Request, name string, deleteAfter bool) (wireS
 		if deleteAfter {
 			s.statusChanged(name, nil, StatusStopped)
 		} else {
-			s.statusChanged(name, nil, StatusStopped, StatusStarting, StatusScanQRCode)
+			s.statusChanged(name, nil, StatusStopped, StatusStarting)
+			s.statusChangedAfter(qrDelay, name, StatusScanQRCode)
 		}
 	}
 	return wireSession{Name: cur.name, Status: answer, Config: nullJSON, Me: nil, Engine: engineOf(answer)}, http.StatusCreated

@@ -188,6 +188,16 @@ func (s *Server) statusChanged(name string, me *wahaclient.Me, statuses ...strin
 	}
 }
 
+// qrDelay is how long after a logout's answer the restarted session reports
+// SCAN_QR_CODE: on a real server STOPPED and STARTING come before the answer,
+// the QR code a moment after it.
+const qrDelay = 50 * time.Millisecond
+
+// statusChangedAfter is statusChanged in d.
+func (s *Server) statusChangedAfter(d time.Duration, name, status string) {
+	time.AfterFunc(d, func() { s.statusChanged(name, nil, status) })
+}
+
 func (h *hookState) startLocked() {
 	if h.started {
 		return

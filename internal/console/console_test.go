@@ -445,3 +445,24 @@ func TestOverviewShowsCircuit(t *testing.T) {
 		return strings.Contains(body, `"`+env.Instance+`.circuit":"closed"`)
 	}, 5*time.Second, 20*time.Millisecond, "closed after recovery")
 }
+
+// TestTaskPageShowsConfirmation: a logout confirmed by WAHA's
+// session.status event shows the event; one not confirmed says so.
+func TestTaskPageShowsConfirmation(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{NoStart: true, Worker: func(c *worker.Config) { c.Instances[0].AwaitEvents = true }})
+	env.Fake.AddSession("bot", wahafake.StatusWorking)
+	confirmed := env.Work(t, tasks.LogoutRequest{Session: "bot"})
+	plain := env.Work(t, tasks.LogoutRequest{Session: "default"})
+	res, err := env.Inspector.RecordEvent(context.Background(), env.Instance,
+		tasks.SessionEvent{ID: "evt_console", Session: "bot", Status: "SCAN_QR_CODE", At: time.Now()})
+	require.NoError(t, err)
+	require.Equal(t, tasks.EventResult{TaskID: confirmed.ID, Confirmed: true}, res)
+	srv := serve(t, env, nil)
+	c := client(t)
+	_, _ = signIn(t, c, srv.URL, token, nil)
+	_, body := get(t, c, srv.URL+"/ui/tasks/"+confirmed.ID)
+	require.Contains(t, body, "<strong>SCAN_QR_CODE</strong> at")
+	_, body = get(t, c, srv.URL+"/ui/tasks/"+plain.ID)
+	require.Contains(t, body, "Not confirmed")
+}

@@ -274,3 +274,28 @@ func TestReconcilerLeavesHealthyState(t *testing.T) {
 	require.Equal(t, res[0].ID, f.rdb.Get(f.ctx, f.k.Dedup("s-later")).Val())
 	require.Equal(t, store.StateScheduled, f.record(res[0].ID)[store.FieldState])
 }
+
+// TestPassCountsUnconfirmedLogouts: a pass counts, once, the logouts of an
+// instance with events whose wait for a confirmation is over.
+func TestPassCountsUnconfirmedLogouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	ns := redistest.Namespace(t)
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := store.New(rdb, store.Options{Namespace: ns})
+	k := st.Keys("default")
+	require.NoError(t, rdb.ZAdd(ctx, k.Awaiting(), redis.Z{Score: float64(now.Add(-time.Second).UnixMilli()), Member: "over"},
+		redis.Z{Score: float64(now.Add(time.Minute).UnixMilli()), Member: "waiting"}).Err())
+	rec, err := reconcile.New(reconcile.Config{Redis: rdb, Namespace: ns, Instances: []string{"default"}, AwaitEvents: []string{"default"},
+		Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	for range 2 {
+		_, _, err = rec.Pass(ctx)
+		require.NoError(t, err)
+	}
+	counts, err := st.Confirmations(ctx, []string{"default"})
+	require.NoError(t, err)
+	require.Equal(t, store.ConfirmCounts{Unconfirmed: 1}, counts["default"])
+	require.Equal(t, []string{"waiting"}, rdb.ZRange(ctx, k.Awaiting(), 0, -1).Val())
+}

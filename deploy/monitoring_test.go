@@ -44,6 +44,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 	m.Enqueued.WithLabelValues("i").Inc()
 	m.CircuitState.WithLabelValues("i").Set(0)
 	m.Reconciled.WithLabelValues("i", "gone").Inc()
+	m.Events.WithLabelValues("i", "recorded").Inc()
 	families, err := reg.Gather()
 	if err != nil {
 		panic(err)
@@ -63,6 +64,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 
 	descs := make(chan *prometheus.Desc, 16)
 	metrics.NewQueueCollector(nil, nil, nil, zerolog.Nop()).Describe(descs)
+	metrics.NewConfirmCollector(nil, zerolog.Nop()).Describe(descs)
 	close(descs)
 	for d := range descs {
 		sm := descString.FindStringSubmatch(d.String())
@@ -81,6 +83,11 @@ var descString = regexp.MustCompile(`^Desc\{fqName: "([^"]+)", .*variableLabels:
 var uncharted = map[string]string{
 	"wahaq_queue_scrape_errors": "a health flag of the scrape itself, not of the queue",
 	"wahaq_reconciled_total":    "repairs are rare and each is logged with its task id; alert on it rather than chart it",
+	// WAHA's events (README "Confirmation from WAHA's events") are off
+	// unless an instance names webhook_hmac_key_env
+	"wahaq_waha_events_total":         "only with WAHA's events configured; the receiver's traffic, not the logouts' health",
+	"wahaq_logouts_confirmed_total":   "only with WAHA's events configured; compare with wahaq_tasks_total by hand",
+	"wahaq_logouts_unconfirmed_total": "only with WAHA's events configured; a rise means WAHA's webhooks do not arrive",
 }
 
 // The derivation must find what operators' alerts rely on; an empty or
@@ -90,7 +97,7 @@ func TestExportedMetricsAreRead(t *testing.T) {
 	require.Equal(t, []string{"instance", "outcome"}, metricLabels["wahaq_tasks_total"])
 	require.Equal(t, []string{"instance", "state"}, metricLabels["wahaq_queue_tasks"])
 	require.Equal(t, map[string]bool{"wahaq_logout_duration_seconds": true}, histograms)
-	require.Len(t, metricLabels, 12)
+	require.Len(t, metricLabels, 15)
 	for name := range uncharted {
 		require.Contains(t, metricLabels, name, "uncharted lists only exported metrics")
 	}

@@ -189,6 +189,10 @@ func printTask(w io.Writer, t *tasks.Task, asJSON bool) error {
 		}
 		line("result", msg)
 	}
+	if c := t.Confirmed; c != nil {
+		// WAHA's session.status event (README "Confirmation from WAHA's events")
+		line("confirmed", oneLine(c.Status, 0)+" at "+fmtTime(&c.At)+" (WAHA's event)")
+	}
 	if t.TraceID != nil {
 		line("trace", *t.TraceID)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -33,6 +34,13 @@ func TestHumanOutputStripsControlCharacters(t *testing.T) {
 	require.NoError(t, printTask(&b, task, false))
 	requireTerminalSafe(t, b.String())
 	require.Equal(t, 2, strings.Count(b.String(), "bad [31mred"), "last error and result both shown")
+
+	b.Reset()
+	done := tasks.OutcomeLoggedOut
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	require.NoError(t, printTask(&b, &tasks.Task{ID: "x", State: tasks.StateCompleted, Outcome: &done,
+		Confirmed: &tasks.Confirmation{Status: "SCAN_QR_CODE", At: at}}, false))
+	require.Contains(t, b.String(), "confirmed:  SCAN_QR_CODE at 2030-01-02T03:04:05Z (WAHA's event)")
 
 	b.Reset()
 	require.NoError(t, printDeadLetters(&b, &tasks.DeadLetterPage{Tasks: []*tasks.Task{task}, Total: 1, NextOffset: -1}, 0))

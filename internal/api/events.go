@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -246,8 +247,8 @@ func parseEvent(body []byte, now time.Time) (*tasks.SessionEvent, string) {
 		return nil, ""
 	}
 	var p statusPayload
-	if err := json.Unmarshal(b.Payload, &p); err != nil || p.Status == "" {
-		return nil, `a session.status event needs "payload": {"name", "status"}`
+	if err := json.Unmarshal(b.Payload, &p); err != nil || !statusRE.MatchString(p.Status) {
+		return nil, `a session.status event needs "payload": {"name", "status"} with a status such as SCAN_QR_CODE (capitals and _, at most 64)`
 	}
 	session := b.Session
 	if session == "" {
@@ -256,5 +257,9 @@ func parseEvent(body []byte, now time.Time) (*tasks.SessionEvent, string) {
 	if err := tasks.ValidateSessionName(session); err != nil {
 		return nil, "the event's session: " + err.Error()
 	}
-	return &tasks.SessionEvent{ID: truncate(b.ID, 128), Session: session, Status: truncate(p.Status, 64), At: at}, ""
+	return &tasks.SessionEvent{ID: truncate(b.ID, 128), Session: session, Status: p.Status, At: at}, ""
 }
+
+// statusRE is what a WAHA status looks like (STOPPED, SCAN_QR_CODE,
+// PASSKEY_REQUIRED, …); the record stores it between ':' separators.
+var statusRE = regexp.MustCompile(`^[A-Z_]{1,64}$`)

@@ -222,6 +222,7 @@ func TestEventRefused(t *testing.T) {
 		{name: "stale", instance: "default", body: envelope(newEventID(), now.Add(-MaxEventAge-time.Minute), "sales-bot", "SCAN_QR_CODE"), status: 400},
 		{name: "from the future", instance: "default", body: envelope(newEventID(), now.Add(MaxEventAge+time.Minute), "sales-bot", "SCAN_QR_CODE"), status: 400},
 		{name: "no id", instance: "default", body: envelope("", now, "sales-bot", "SCAN_QR_CODE"), status: 400},
+		{name: "bad status", instance: "default", body: envelope(newEventID(), now, "sales-bot", "SCAN:QR"), status: 400},
 		{name: "bad session name", instance: "default", body: envelope(newEventID(), now, "../etc", "SCAN_QR_CODE"), status: 400},
 		{name: "not JSON", instance: "default", body: []byte(`nope`), status: 400},
 		{name: "too big", instance: "default", body: bytes.Repeat([]byte(" "), MaxEventBytes+1), status: 413},

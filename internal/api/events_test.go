@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,6 +75,9 @@ func signRequest(r *http.Request) *http.Request {
 	r.Header.Set("X-Webhook-Hmac", wahafake.Sign(eventSecret, body))
 	return r
 }
+
+// raw is a fixed body.
+func raw(s string) func() []byte { return func() []byte { return []byte(s) } }
 
 // runningLogout makes a logout of session that is running on "default".
 func (e *env) runningLogout(session string) (string, base.Payload) {
@@ -194,38 +198,42 @@ func TestEventWhileTheLogoutRuns(t *testing.T) {
 
 func TestEventRefused(t *testing.T) {
 	t.Parallel()
-	now := time.Now()
-	good := func() []byte { return envelope(newEventID(), now, "sales-bot", "SCAN_QR_CODE") }
+	// bodies are made when the subtest runs: parallel subtests may start
+	// long after the table is built
+	good := func() []byte { return envelope(newEventID(), time.Now(), "sales-bot", "SCAN_QR_CODE") }
+	at := func(d time.Duration, id, status string) func() []byte {
+		return func() []byte { return envelope(id, time.Now().Add(d), "sales-bot", status) }
+	}
 	tests := []struct {
 		name     string
 		instance string
-		body     []byte
+		body     func() []byte
 		prepare  func(r *http.Request)
 		status   int
 	}{
-		{name: "missing signature", instance: "default", body: good(), prepare: func(r *http.Request) { r.Header.Del("X-Webhook-Hmac") }, status: 401},
-		{name: "wrong signature", instance: "default", body: good(), prepare: func(r *http.Request) {
+		{name: "missing signature", instance: "default", body: good, prepare: func(r *http.Request) { r.Header.Del("X-Webhook-Hmac") }, status: 401},
+		{name: "wrong signature", instance: "default", body: good, prepare: func(r *http.Request) {
 			r.Header.Set("X-Webhook-Hmac", wahafake.Sign("another-secret", []byte("x")))
 		}, status: 401},
-		{name: "signature not hex", instance: "default", body: good(), prepare: func(r *http.Request) { r.Header.Set("X-Webhook-Hmac", "zz") }, status: 401},
-		{name: "signature of another body", instance: "default", body: good(), prepare: func(r *http.Request) {
+		{name: "signature not hex", instance: "default", body: good, prepare: func(r *http.Request) { r.Header.Set("X-Webhook-Hmac", "zz") }, status: 401},
+		{name: "signature of another body", instance: "default", body: good, prepare: func(r *http.Request) {
 			r.Header.Set("X-Webhook-Hmac", wahafake.Sign(eventSecret, good()))
 		}, status: 401},
-		{name: "another algorithm", instance: "default", body: good(), prepare: func(r *http.Request) { r.Header.Set("X-Webhook-Hmac-Algorithm", "sha256") }, status: 401},
-		{name: "unknown instance", instance: "nosuch", body: good(), status: 401},
-		{name: "instance without a secret", instance: "eu", body: good(), status: 401},
+		{name: "another algorithm", instance: "default", body: good, prepare: func(r *http.Request) { r.Header.Set("X-Webhook-Hmac-Algorithm", "sha256") }, status: 401},
+		{name: "unknown instance", instance: "nosuch", body: good, status: 401},
+		{name: "instance without a secret", instance: "eu", body: good, status: 401},
 		{name: "WAHA 2024.10 Core: unsigned, no id, no timestamp", instance: "default",
-			body:    []byte(`{"event":"session.status","session":"sales-bot","me":null,"payload":{"name":"sales-bot","status":"SCAN_QR_CODE"},"engine":"NOWEB"}`),
+			body:    raw(`{"event":"session.status","session":"sales-bot","me":null,"payload":{"name":"sales-bot","status":"SCAN_QR_CODE"},"engine":"NOWEB"}`),
 			prepare: func(r *http.Request) { r.Header.Del("X-Webhook-Hmac") }, status: 401},
 		{name: "signed, no timestamp", instance: "default",
-			body: []byte(`{"id":"evt_1","event":"session.status","session":"sales-bot","payload":{"name":"sales-bot","status":"SCAN_QR_CODE"}}`), status: 400},
-		{name: "stale", instance: "default", body: envelope(newEventID(), now.Add(-MaxEventAge-time.Minute), "sales-bot", "SCAN_QR_CODE"), status: 400},
-		{name: "from the future", instance: "default", body: envelope(newEventID(), now.Add(MaxEventAge+time.Minute), "sales-bot", "SCAN_QR_CODE"), status: 400},
-		{name: "no id", instance: "default", body: envelope("", now, "sales-bot", "SCAN_QR_CODE"), status: 400},
-		{name: "bad status", instance: "default", body: envelope(newEventID(), now, "sales-bot", "SCAN:QR"), status: 400},
-		{name: "bad session name", instance: "default", body: envelope(newEventID(), now, "../etc", "SCAN_QR_CODE"), status: 400},
-		{name: "not JSON", instance: "default", body: []byte(`nope`), status: 400},
-		{name: "too big", instance: "default", body: bytes.Repeat([]byte(" "), MaxEventBytes+1), status: 413},
+			body: raw(`{"id":"evt_1","event":"session.status","session":"sales-bot","payload":{"name":"sales-bot","status":"SCAN_QR_CODE"}}`), status: 400},
+		{name: "stale", instance: "default", body: at(-MaxEventAge-time.Minute, newEventID(), "SCAN_QR_CODE"), status: 400},
+		{name: "from the future", instance: "default", body: at(MaxEventAge+time.Minute, newEventID(), "SCAN_QR_CODE"), status: 400},
+		{name: "no id", instance: "default", body: at(0, "", "SCAN_QR_CODE"), status: 400},
+		{name: "bad status", instance: "default", body: at(0, newEventID(), "SCAN:QR"), status: 400},
+		{name: "bad session name", instance: "default", body: func() []byte { return envelope(newEventID(), time.Now(), "../etc", "SCAN_QR_CODE") }, status: 400},
+		{name: "not JSON", instance: "default", body: raw(`nope`), status: 400},
+		{name: "too big", instance: "default", body: raw(strings.Repeat(" ", MaxEventBytes+1)), status: 413},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,7 +241,7 @@ func TestEventRefused(t *testing.T) {
 			e := newEnv(t, withEventSecret)
 			id := e.completedLogout("sales-bot")
 			before := e.keys()
-			r := eventRequest(tc.instance, tc.body, eventSecret)
+			r := eventRequest(tc.instance, tc.body(), eventSecret)
 			if tc.prepare != nil {
 				tc.prepare(r)
 			}
@@ -300,11 +308,13 @@ func TestEventRateLimit(t *testing.T) {
 // /healthz: every event is answered (200, or 429 past the rate), and every
 // probe is answered 200. Structural, not a timing target: the probes'
 // latencies are logged for the report.
+//
+// Not parallel: it runs before the package's parallel tests, alone, so its
+// load disturbs no other test and no other test its figures.
 func TestEventFloodLeavesServeResponsive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10 s of load")
 	}
-	t.Parallel()
 	e := newEnv(t, withEventSecret)
 	e.completedLogout("flood-0")
 	srv := httptest.NewServer(e.h)

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -444,4 +445,49 @@ func TestOverviewShowsCircuit(t *testing.T) {
 		_, body = get(t, c, srv.URL+"/ui/live/overview")
 		return strings.Contains(body, `"`+env.Instance+`.circuit":"closed"`)
 	}, 5*time.Second, 20*time.Millisecond, "closed after recovery")
+}
+
+// TestSignInNextStaysInConsole is issue 23's M1: next=/ui/../%5Cevil.example
+// led, after sign-in, to /\evil.example, which browsers read as
+// http://evil.example/. Whatever next says, sign-in leads to a path of the
+// console on the same host, and so does the sign-in form's hidden field.
+func TestSignInNextStaysInConsole(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	srv := serve(t, env, nil)
+	for _, tc := range []struct{ next, want string }{
+		{"/ui/../%5Cevil.example", "/ui/"},
+		{"/ui/../\\evil.example", "/ui/"},
+		{"/ui/..\\..\\evil.example", "/ui/"},
+		{"/ui/%5c%5cevil.example", "/ui/"},
+		{"/ui/../../evil.example", "/ui/"},
+		{"/ui/..%2F..%2F%2Fevil.example", "/ui/"},
+		{"/ui/%2e%2e/%2e%2e//evil.example", "/ui/"},
+		{"//evil.example/ui/", "/ui/"},
+		{"/ui//../..//evil.example", "/ui/"},
+		{"https://evil.example/ui/", "/ui/"},
+		{"/ui/\t/evil.example", "/ui/"},
+		{"javascript:alert(1)//ui/", "/ui/"},
+		{"/ui", "/ui/"},
+		{"/ui/./dlq", "/ui/dlq"},
+		{"/ui/batches/../dlq?page=2", "/ui/dlq?page=2"},
+		{"/ui/tasks/abc", "/ui/tasks/abc"},
+	} {
+		t.Run(tc.next, func(t *testing.T) {
+			c := client(t)
+			_, body := get(t, c, srv.URL+"/ui/signin?next="+url.QueryEscape(tc.next))
+			m := preRE.FindStringSubmatch(body)
+			require.NotNil(t, m)
+			field := regexp.MustCompile(`name="next" value="([^"]*)"`).FindStringSubmatch(body)
+			require.NotNil(t, field, "the form carries next")
+			require.Equal(t, tc.want, html.UnescapeString(field[1]), "the form's next")
+
+			resp, _ := post(t, c, srv.URL+"/ui/signin", url.Values{"pre": {m[1]}, "token": {token}, "next": {tc.next}}, nil)
+			require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+			loc := resp.Header.Get("Location")
+			require.Equal(t, tc.want, loc)
+			require.NotContains(t, strings.ToLower(loc), `%5c`)
+			require.NotContains(t, loc, `\`)
+		})
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -152,10 +154,7 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	pre := randomHex(16)
 	c.setCookie(w, r, preCookie, pre, 600)
-	next := r.FormValue("next")
-	if !strings.HasPrefix(next, mount) || strings.HasPrefix(next, "//") {
-		next = mount
-	}
+	next := safeNext(r.FormValue("next"))
 	c.render(w, r, code, "signin", page{Title: "Sign in", Data: map[string]string{"Pre": pre, "Error": msg, "Next": next}})
 }
 
@@ -176,10 +175,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	c.setCookie(w, r, preCookie, "", -1)
 	c.start(w, r, c.fingerprint(tok.Sum()))
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, mount) || strings.HasPrefix(next, "//") {
-		next = mount
-	}
+	next := safeNext(r.PostFormValue("next"))
 	c.log.Info().Str("remote", r.RemoteAddr).Str("token", tok.Name).Str("role", tok.Role.String()).Msg("console: signed in")
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -191,4 +187,34 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	http.Redirect(w, r, mount+"signin?signed_out=1", http.StatusSeeOther)
+}
+
+// safeNext is where sign-in leads: next when it is a path of the console,
+// the console's home otherwise. The path is cleaned first and checked
+// after: checked before, /ui/../\evil.example passed and became
+// /\evil.example, which browsers read as //evil.example (issue 23, M1).
+// Backslashes (browsers read them as slashes) and control characters are
+// refused outright, written plainly or percent-encoded.
+func safeNext(next string) string {
+	if next == "" || strings.Contains(next, `\`) || strings.Contains(strings.ToLower(next), "%5c") {
+		return mount
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f {
+			return mount
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		strings.ContainsAny(u.Path, "\\\x00") {
+		return mount
+	}
+	p := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") && p != "/" {
+		p += "/"
+	}
+	if !strings.HasPrefix(p, mount) {
+		return mount
+	}
+	return (&url.URL{Path: p, RawQuery: u.RawQuery}).String()
 }

@@ -225,11 +225,58 @@ func TestSignInAndCSRF(t *testing.T) {
 	t.Run("sign-out", func(t *testing.T) {
 		c := client(t)
 		_, csrf := signIn(t, c, srv.URL, token, nil)
+		copied := copyCookies(t, c, srv.URL)
 		resp, _ := post(t, c, srv.URL+"/ui/signout", url.Values{"csrf": {csrf}}, nil)
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		resp, _ = get(t, c, srv.URL+"/ui/")
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode, "signed out")
+		// Issue 23, M2: a cookie copied before sign-out read /ui/dlq and
+		// its CSRF value still posted. The session is over server-side.
+		requireSessionEnded(t, env, srv.URL, copied, csrf, id)
 	})
+	t.Run("end all sessions", func(t *testing.T) {
+		a, b := client(t), client(t)
+		csrfA := func() string { _, c := signIn(t, a, srv.URL, token, nil); return c }()
+		_, csrfB := signIn(t, b, srv.URL, token, nil)
+		copiedA, copiedB := copyCookies(t, a, srv.URL), copyCookies(t, b, srv.URL)
+		resp, _ := post(t, b, srv.URL+"/ui/sessions/end", url.Values{"csrf": {"forged"}}, nil)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "a forged CSRF value ends nothing")
+		resp, _ = get(t, a, srv.URL+"/ui/dlq")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+
+		resp, _ = post(t, b, srv.URL+"/ui/sessions/end", url.Values{"csrf": {csrfB}}, nil)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		require.True(t, strings.HasPrefix(resp.Header.Get("Location"), "/ui/signin?ended="), resp.Header.Get("Location"))
+		requireSessionEnded(t, env, srv.URL, copiedA, csrfA, id)
+		requireSessionEnded(t, env, srv.URL, copiedB, csrfB, id)
+		_, csrf := signIn(t, a, srv.URL, token, nil)
+		require.NotEmpty(t, csrf, "signing in again works")
+	})
+}
+
+// copyCookies is a fresh client holding c's cookies for base: a cookie
+// copied out of a browser.
+func copyCookies(t *testing.T, c *http.Client, base string) *http.Client {
+	t.Helper()
+	u, _ := url.Parse(base + "/ui/")
+	cp := client(t)
+	cp.Jar.SetCookies(u, c.Jar.Cookies(u))
+	require.NotEmpty(t, cp.Jar.Cookies(u))
+	return cp
+}
+
+// requireSessionEnded checks that c's session reads nothing and changes
+// nothing, with the session's own CSRF value.
+func requireSessionEnded(t *testing.T, env *wahaqtest.Env, base string, c *http.Client, csrf, deadID string) {
+	t.Helper()
+	resp, _ := get(t, c, base+"/ui/dlq")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "an ended session reads /ui/dlq")
+	resp, _ = get(t, c, base+"/ui/live/overview")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	before := deadCount(t, env)
+	resp, _ = post(t, c, base+"/ui/dlq", url.Values{"action": {"purge"}, "id": {deadID}, "confirm": {"yes"}, "csrf": {csrf}}, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an ended session posts")
+	require.Equal(t, before, deadCount(t, env))
 }
 
 func TestPagesRender(t *testing.T) {

@@ -19,7 +19,7 @@ const consoleKeyEnv = "WAHAQ_CONSOLE_KEY"
 // addConsoleFlags registers serve's console settings.
 func addConsoleFlags(cmd *cobra.Command, key *string) {
 	cmd.Flags().StringVar(key, "console-key", "", fmt.Sprintf(
-		"key (at least %d bytes) that signs operator-console session cookies; default: random per process, so sessions end on restart (env %s; prefer the environment variable)",
+		"the server key (at least %d bytes): signs operator-console session cookies and keys the names of Idempotency-Key scopes in Redis; default: random per process, so sessions and idempotency keys end on restart (env %s; prefer the environment variable)",
 		console.MinKeyBytes, consoleKeyEnv))
 	cmd.Flags().String("trace-url", "", "link template of a task's trace in the console, e.g. https://jaeger/trace/{trace_id}; default: no link (env "+traceURLEnv+")")
 }

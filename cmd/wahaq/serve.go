@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,7 +83,16 @@ enqueued once, however many replicas run).`,
 			}
 			reg.MustRegister(metrics.NewQueueCollector(asynq.NewInspectorFromRedisClient(a.rdb), st, queues, a.log))
 			auditLog := a.auditLog()
+			if !cmd.Flags().Changed("console-key") {
+				consoleKey = os.Getenv(consoleKeyEnv)
+			}
+			if consoleKey == "" && !insecure {
+				a.log.Warn().Msg(consoleKeyEnv + " is not set: console sessions and Idempotency-Key scopes hold within this process only (not across restarts or replicas)")
+			}
 			h, err := api.New(api.Config{
+				// The server's secret: it also keys the names of the
+				// idempotency scopes in Redis (issue 23, M6).
+				ScopeKey: []byte(consoleKey),
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, NamedTokens: named, InsecureNoAuth: insecure,
 				Audit:          auditLog,
 				Ready:          func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },

@@ -86,6 +86,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -144,6 +145,12 @@ type Config struct {
 	// is down or frozen answers 503 with Retry-After within it. Defaults to
 	// DefaultRequestTimeout (4 s).
 	RequestTimeout time.Duration
+	// ScopeKey keys the hash that names a token's Idempotency-Key scope in
+	// Redis, so that whoever reads Redis cannot test guessed tokens
+	// against it (`wahaq serve` passes WAHAQ_CONSOLE_KEY). Replicas and
+	// restarts must share it for keys to hold across them. Defaults to
+	// random bytes drawn at start: keys then hold within this process only.
+	ScopeKey []byte
 }
 
 // readyTimeout bounds one /readyz check.
@@ -216,6 +223,10 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if len(cfg.ScopeKey) == 0 {
+		cfg.ScopeKey = make([]byte, 32)
+		_, _ = rand.Read(cfg.ScopeKey) // crypto/rand.Read never fails on supported platforms
 	}
 	s := &server{cfg: cfg, log: zerolog.Nop(), mux: http.NewServeMux()}
 	if cfg.Logger != nil {

@@ -86,6 +86,8 @@ enqueued once, however many replicas run).`,
 			if !cmd.Flags().Changed("console-key") {
 				consoleKey = os.Getenv(consoleKeyEnv)
 			}
+			// Closed when the shutdown begins: long-polls answer at once.
+			stopping := make(chan struct{})
 			if consoleKey == "" && !insecure {
 				a.log.Warn().Msg(consoleKeyEnv + " is not set: console sessions and Idempotency-Key scopes hold within this process only (not across restarts or replicas)")
 			}
@@ -93,6 +95,7 @@ enqueued once, however many replicas run).`,
 				// The server's secret: it also keys the names of the
 				// idempotency scopes in Redis (issue 23, M6).
 				ScopeKey: []byte(consoleKey),
+				Stopping: stopping,
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, NamedTokens: named, InsecureNoAuth: insecure,
 				Audit:          auditLog,
 				Ready:          func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
@@ -116,6 +119,7 @@ enqueued once, however many replicas run).`,
 				h = otelhttp.NewHandler(h, "wahaq.api")
 			}
 			srv := httpserver.New(h, a.settings.HTTP)
+			srv.RegisterOnShutdown(func() { close(stopping) })
 			ctx := cmd.Context()
 			go schedule.New(p, st, a.schedules, a.log, nil).Run(ctx)
 			errc := make(chan error, 1)

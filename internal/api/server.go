@@ -151,6 +151,11 @@ type Config struct {
 	// restarts must share it for keys to hold across them. Defaults to
 	// random bytes drawn at start: keys then hold within this process only.
 	ScopeKey []byte
+	// Stopping, when closed, ends every long-poll (?wait=) at once with the
+	// current state: `wahaq serve` closes it when its shutdown begins
+	// (http.Server.RegisterOnShutdown), so waiting clients get an answer
+	// instead of being cut off. Defaults to nil: never.
+	Stopping <-chan struct{}
 }
 
 // readyTimeout bounds one /readyz check.

@@ -44,6 +44,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 	m.Enqueued.WithLabelValues("i").Inc()
 	m.CircuitState.WithLabelValues("i").Set(0)
 	m.Reconciled.WithLabelValues("i", "gone").Inc()
+	m.AuthRefused.WithLabelValues("api", "invalid").Inc()
 	families, err := reg.Gather()
 	if err != nil {
 		panic(err)
@@ -81,6 +82,7 @@ var descString = regexp.MustCompile(`^Desc\{fqName: "([^"]+)", .*variableLabels:
 var uncharted = map[string]string{
 	"wahaq_queue_scrape_errors": "a health flag of the scrape itself, not of the queue",
 	"wahaq_reconciled_total":    "repairs are rare and each is logged with its task id; alert on it rather than chart it",
+	"wahaq_auth_refused_total":  "wrong tokens are alerted on (WahaqTokenGuessing) and each is logged with its address",
 }
 
 // The derivation must find what operators' alerts rely on; an empty or
@@ -90,7 +92,7 @@ func TestExportedMetricsAreRead(t *testing.T) {
 	require.Equal(t, []string{"instance", "outcome"}, metricLabels["wahaq_tasks_total"])
 	require.Equal(t, []string{"instance", "state"}, metricLabels["wahaq_queue_tasks"])
 	require.Equal(t, map[string]bool{"wahaq_logout_duration_seconds": true}, histograms)
-	require.Len(t, metricLabels, 12)
+	require.Len(t, metricLabels, 13)
 	for name := range uncharted {
 		require.Contains(t, metricLabels, name, "uncharted lists only exported metrics")
 	}
@@ -160,7 +162,8 @@ func TestAlertRules(t *testing.T) {
 			for _, a := range []string{"summary", "description", "runbook_url"} {
 				require.NotEmpty(t, r.Annotations[a], a)
 			}
-			require.True(t, strings.HasSuffix(r.Annotations["runbook_url"], "README.md#dead-letter-queue"))
+			require.True(t, strings.HasSuffix(r.Annotations["runbook_url"], "README.md#dead-letter-queue") ||
+				strings.HasSuffix(r.Annotations["runbook_url"], "docs/security.md#wrong-tokens"), r.Annotations["runbook_url"])
 			if r.For != "" {
 				_, err := model.ParseDuration(r.For)
 				require.NoError(t, err)
@@ -182,6 +185,7 @@ func TestAlertRules(t *testing.T) {
 		{"WahaqQueueBacklogOld", "warning", "10m", []string{"wahaq_oldest_pending_seconds", "> 600"}},
 		{"WahaqWahaErrorRate", "warning", "10m", []string{`wahaq_waha_responses_total{code=~"5..|error|429"}`, "sum by (instance)", "> 0.2"}},
 		{"WahaqWorkerDown", "critical", "", []string{`up{job="wahaq-worker"} == 0`}},
+		{"WahaqTokenGuessing", "warning", "", []string{`wahaq_auth_refused_total{reason="limited"}`, "sum by (surface)", "> 0"}},
 	}
 	for _, w := range want {
 		t.Run(w.alert, func(t *testing.T) {

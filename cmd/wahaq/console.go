@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/access"
+	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/console"
 	"github.com/wahaq/wahaq/tasks"
@@ -38,7 +39,7 @@ func traceURL(cmd *cobra.Command) string {
 
 // withConsole serves the operator console at /ui/ next to the API handler.
 func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Inspector, apiHandler http.Handler, insecure bool, key string,
-	named []access.Token, auditLog *audit.Log) (http.Handler, error) {
+	named []access.Token, auditLog *audit.Log, limiter *api.AttemptLimiter) (http.Handler, error) {
 	if !cmd.Flags().Changed("console-key") {
 		key = os.Getenv(consoleKeyEnv)
 	}
@@ -51,7 +52,8 @@ func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Insp
 		servers[i] = console.Server{Name: in.Name, Cap: capacity, Rate: in.Rate}
 	}
 	cfg := console.Config{Inspector: insp, Producer: p, Redis: a.rdb, Namespace: a.settings.Namespace, Servers: servers,
-		Tokens: a.settings.APITokens, NamedTokens: named, Audit: auditLog, InsecureNoAuth: insecure, Logger: &a.log, TraceURL: traceURL(cmd)}
+		Tokens: a.settings.APITokens, NamedTokens: named, Audit: auditLog, InsecureNoAuth: insecure, Logger: &a.log, TraceURL: traceURL(cmd),
+		Limiter: limiter}
 	if key != "" {
 		cfg.Key = []byte(key)
 	}

@@ -64,8 +64,12 @@ enqueued once, however many replicas run).`,
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			enqueued := metrics.New(nil).Enqueued
-			reg.MustRegister(enqueued)
+			m := metrics.New(nil)
+			enqueued := m.Enqueued
+			reg.MustRegister(enqueued, m.AuthRefused)
+			// One limit on wrong tokens for the API and the console's
+			// sign-in (issue 23, M3).
+			limiter := api.NewAttemptLimiter(m.AuthRefused)
 			pcfg := a.tasksConfig()
 			pcfg.OnEnqueued = func(in string, n int) { enqueued.WithLabelValues(in).Add(float64(n)) }
 			p, err := tasks.NewProducer(pcfg)
@@ -96,6 +100,7 @@ enqueued once, however many replicas run).`,
 				// idempotency scopes in Redis (issue 23, M6).
 				ScopeKey: []byte(consoleKey),
 				Stopping: stopping,
+				Limiter:  limiter,
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, NamedTokens: named, InsecureNoAuth: insecure,
 				Audit:          auditLog,
 				Ready:          func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
@@ -107,7 +112,7 @@ enqueued once, however many replicas run).`,
 				return err
 			}
 			// The operator console at /ui/ (issue 13).
-			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey, named, auditLog); err != nil {
+			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey, named, auditLog, limiter); err != nil {
 				return err
 			}
 			ln, err := net.Listen("tcp", addr)

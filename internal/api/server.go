@@ -91,6 +91,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -156,6 +157,11 @@ type Config struct {
 	// (http.Server.RegisterOnShutdown), so waiting clients get an answer
 	// instead of being cut off. Defaults to nil: never.
 	Stopping <-chan struct{}
+	// Limiter limits wrong tokens per client address (see
+	// AttemptLimiter); `wahaq serve` shares one with the console and
+	// exports its wahaq_auth_refused_total. Defaults to a limiter of the
+	// handler's own, counted nowhere.
+	Limiter *AttemptLimiter
 }
 
 // readyTimeout bounds one /readyz check.
@@ -233,6 +239,9 @@ func New(cfg Config) (http.Handler, error) {
 		cfg.ScopeKey = make([]byte, 32)
 		_, _ = rand.Read(cfg.ScopeKey) // crypto/rand.Read never fails on supported platforms
 	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewAttemptLimiter(nil)
+	}
 	s := &server{cfg: cfg, log: zerolog.Nop(), mux: http.NewServeMux()}
 	if cfg.Logger != nil {
 		s.log = *cfg.Logger
@@ -268,9 +277,19 @@ func (s *server) wrap(rt route) http.Handler {
 		if !rt.open {
 			tok := access.Open
 			if s.tokens != nil {
+				// Wrong tokens are limited per client address (issue 23,
+				// M3; AttemptLimiter): past the limit, 429, unchecked.
+				if wait, ok := s.cfg.Limiter.Allow(r, "api"); !ok {
+					w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+					s.problem(w, r, http.StatusTooManyRequests, "too many wrong tokens from this address; retry after Retry-After seconds")
+					return
+				}
 				var detail string
 				var code authFailure
 				if tok, detail, code = s.tokens.check(r.Header.Get("Authorization")); tok == nil {
+					if code != authMissing {
+						s.cfg.Limiter.Failed(r, "api")
+					}
 					w.Header().Set("WWW-Authenticate", challenge(code))
 					s.problem(w, r, http.StatusUnauthorized, detail)
 					return

@@ -56,6 +56,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wahaq/wahaq/internal/access"
+	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/httpserver"
 	"github.com/wahaq/wahaq/internal/store"
@@ -136,6 +137,9 @@ type Config struct {
 	Now func() time.Time
 	// Refresh is how often live figures are fetched. Defaults to 2s.
 	Refresh time.Duration
+	// Limiter limits wrong tokens at sign-in per client address; `wahaq
+	// serve` shares the API's. Defaults to a limiter of the console's own.
+	Limiter *api.AttemptLimiter
 }
 
 // Console is the operator console, an http.Handler for /ui/.
@@ -154,6 +158,7 @@ type Console struct {
 	mux      *http.ServeMux
 	traceURL string
 	sessions *store.Store
+	limiter  *api.AttemptLimiter
 }
 
 // New returns the console.
@@ -203,6 +208,10 @@ func New(cfg Config) (*Console, error) {
 	}
 	for _, t := range set.Tokens() {
 		c.fps[c.fingerprint(t.Sum())] = t
+	}
+	c.limiter = cfg.Limiter
+	if c.limiter == nil {
+		c.limiter = api.NewAttemptLimiter(nil)
 	}
 	c.sessions = store.New(cfg.Redis, store.Options{Namespace: cfg.Namespace, Now: cfg.Now})
 	c.src = &source{insp: cfg.Inspector, prod: cfg.Producer, aq: asynq.NewInspectorFromRedisClient(cfg.Redis), rdb: cfg.Redis,

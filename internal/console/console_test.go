@@ -9,12 +9,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/console"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
@@ -536,5 +538,28 @@ func TestSignInNextStaysInConsole(t *testing.T) {
 			require.NotContains(t, strings.ToLower(loc), `%5c`)
 			require.NotContains(t, loc, `\`)
 		})
+	}
+}
+
+// TestSignInWrongTokensLimited is issue 23's M3 at /ui/signin: 300 wrong
+// tokens in 1.1 s were each a 401. After api.DefaultAttemptBurst wrong
+// tokens from one address, sign-in answers 429 with Retry-After, the right
+// token included, and opens no session.
+func TestSignInWrongTokensLimited(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	srv := serve(t, env, nil)
+	c := client(t)
+	for i := range api.DefaultAttemptBurst {
+		resp, _ := signIn(t, c, srv.URL, "guess-"+strconv.Itoa(i), nil)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "attempt %d", i)
+	}
+	for _, tok := range []string{"guess-x", token} {
+		resp, _ := signIn(t, c, srv.URL, tok, nil)
+		require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, tok)
+		require.NotEmpty(t, resp.Header.Get("Retry-After"))
+		for _, ck := range resp.Cookies() {
+			require.NotEqual(t, "wahaq_console", ck.Name, "no session while limited")
+		}
 	}
 }

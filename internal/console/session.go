@@ -190,9 +190,16 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.renderSignIn(w, r, http.StatusForbidden, "The sign-in form expired or was not sent from this console. Please try again.")
 		return
 	}
+	if wait, ok := c.limiter.Allow(r, "console"); !ok {
+		c.log.Warn().Str("remote", r.RemoteAddr).Msg("console: sign-in refused: too many wrong tokens from this address")
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+		c.renderSignIn(w, r, http.StatusTooManyRequests, "Too many wrong tokens from this address. Wait a minute and try again.")
+		return
+	}
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	tok := c.tokens.Lookup(token)
 	if token == "" || tok == nil {
+		c.limiter.Failed(r, "console")
 		c.log.Warn().Str("remote", r.RemoteAddr).Msg("console: sign-in refused: the token is not one of the API tokens")
 		c.renderSignIn(w, r, http.StatusUnauthorized, "That token is not valid. Use one of the API tokens (WAHAQ_API_TOKENS or the tokens file).")
 		return

@@ -45,6 +45,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 	m.CircuitState.WithLabelValues("i").Set(0)
 	m.Reconciled.WithLabelValues("i", "gone").Inc()
 	m.Events.WithLabelValues("i", "recorded").Inc()
+	m.AuthRefused.WithLabelValues("api", "invalid").Inc()
 	families, err := reg.Gather()
 	if err != nil {
 		panic(err)
@@ -88,6 +89,7 @@ var uncharted = map[string]string{
 	"wahaq_waha_events_total":         "only with WAHA's events configured; the receiver's traffic, not the logouts' health",
 	"wahaq_logouts_confirmed_total":   "only with WAHA's events configured; compare with wahaq_tasks_total by hand",
 	"wahaq_logouts_unconfirmed_total": "only with WAHA's events configured; a rise means WAHA's webhooks do not arrive",
+	"wahaq_auth_refused_total":        "wrong tokens are alerted on (WahaqTokenGuessing) and each is logged with its address",
 }
 
 // The derivation must find what operators' alerts rely on; an empty or
@@ -97,7 +99,7 @@ func TestExportedMetricsAreRead(t *testing.T) {
 	require.Equal(t, []string{"instance", "outcome"}, metricLabels["wahaq_tasks_total"])
 	require.Equal(t, []string{"instance", "state"}, metricLabels["wahaq_queue_tasks"])
 	require.Equal(t, map[string]bool{"wahaq_logout_duration_seconds": true}, histograms)
-	require.Len(t, metricLabels, 15)
+	require.Len(t, metricLabels, 16)
 	for name := range uncharted {
 		require.Contains(t, metricLabels, name, "uncharted lists only exported metrics")
 	}
@@ -167,7 +169,8 @@ func TestAlertRules(t *testing.T) {
 			for _, a := range []string{"summary", "description", "runbook_url"} {
 				require.NotEmpty(t, r.Annotations[a], a)
 			}
-			require.True(t, strings.HasSuffix(r.Annotations["runbook_url"], "README.md#dead-letter-queue"))
+			require.True(t, strings.HasSuffix(r.Annotations["runbook_url"], "README.md#dead-letter-queue") ||
+				strings.HasSuffix(r.Annotations["runbook_url"], "docs/security.md#wrong-tokens"), r.Annotations["runbook_url"])
 			if r.For != "" {
 				_, err := model.ParseDuration(r.For)
 				require.NoError(t, err)
@@ -189,6 +192,7 @@ func TestAlertRules(t *testing.T) {
 		{"WahaqQueueBacklogOld", "warning", "10m", []string{"wahaq_oldest_pending_seconds", "> 600"}},
 		{"WahaqWahaErrorRate", "warning", "10m", []string{`wahaq_waha_responses_total{code=~"5..|error|429"}`, "sum by (instance)", "> 0.2"}},
 		{"WahaqWorkerDown", "critical", "", []string{`up{job="wahaq-worker"} == 0`}},
+		{"WahaqTokenGuessing", "warning", "", []string{`wahaq_auth_refused_total{reason="limited"}`, "sum by (surface)", "> 0"}},
 	}
 	for _, w := range want {
 		t.Run(w.alert, func(t *testing.T) {

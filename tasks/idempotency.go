@@ -35,6 +35,14 @@ const (
 // ErrIdempotencyMismatch: the key was used with a different request (HTTP 422).
 var ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
 
+// ErrIdempotencyLimit: the scope (an API token) already holds
+// MaxIdempotencyKeys live keys (HTTP 429); nothing was run.
+var ErrIdempotencyLimit = errors.New("too many idempotency keys in use")
+
+// MaxIdempotencyKeys bounds the live keys of one scope (one API token)
+// over IdempotencyTTL: ~1 KiB each, at most ~10 MiB of Redis per token.
+const MaxIdempotencyKeys = 10_000
+
 // ErrIdempotencyInProgress: the first request with the key has not answered
 // yet (HTTP 409); retry a moment later.
 var ErrIdempotencyInProgress = errors.New("a request with this idempotency key is still in progress")
@@ -60,8 +68,9 @@ type Answer struct {
 // started instead of starting another (so do enqueues one batch at most:
 // a second EnqueueBatch in the same call names the same batch). do runs with a context that the
 // caller's cancellation does not stop, so a client that times out cannot
-// leave a half-done request behind. An answer with Status ≥ 500, or an
-// error from do, is not kept: a retry runs again.
+// leave a half-done request behind. An answer with Status ≥ 400, or an
+// error from do, is not kept: a retry runs again. A scope holds at most
+// MaxIdempotencyKeys keys at once (ErrIdempotencyLimit).
 func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []byte,
 	do func(context.Context) (Answer, error)) (a Answer, replayed bool, err error) {
 	if key == "" || len(key) > MaxIdempotencyKeyLen {
@@ -86,13 +95,15 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 	}
 	deadline := time.Now().Add(idempotencyPatience)
 	for {
-		code, ans, err := p.store.Reserve(wctx, scope, key, fp, idempotencyHold)
+		code, ans, err := p.store.Reserve(wctx, scope, key, fp, idempotencyHold, IdempotencyTTL, MaxIdempotencyKeys)
 		if err != nil {
 			return Answer{}, false, err
 		}
 		switch code {
 		case store.IdemMismatch:
 			return Answer{}, false, ErrIdempotencyMismatch
+		case store.IdemFull:
+			return Answer{}, false, ErrIdempotencyLimit
 		case store.IdemAnswered:
 			return Answer{Status: ans.Status, Headers: ans.Headers, Body: ans.Body}, true, nil
 		case store.IdemInProgress:
@@ -109,6 +120,16 @@ func (p *Producer) Idempotent(ctx context.Context, scope, key string, request []
 		break
 	}
 	a, err = do(withIdempotentBatch(wctx, idempotentBatchID(scope, key, fp)))
+	// A refused request (4xx: bad input, nothing done) is not kept either:
+	// its retry is refused the same way, and keeping it would let anyone
+	// with a token fill Redis with refusals (issue 23, M7). Redis answered
+	// a moment ago, so the key is released before the answer.
+	if err == nil && a.Status >= 400 && a.Status < 500 {
+		// Should the release fail, the reservation ends by itself after
+		// idempotencyHold; the refusal is still the answer.
+		_ = p.store.ReleaseKey(wctx, scope, key)
+		return a, false, nil
+	}
 	if err != nil || a.Status >= 500 {
 		// Released in the background, with time of its own: the failure
 		// is answered now, and a Redis that just froze or fell over can

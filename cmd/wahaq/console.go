@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wahaq/wahaq/internal/access"
+	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/console"
 	"github.com/wahaq/wahaq/tasks"
@@ -19,7 +20,7 @@ const consoleKeyEnv = "WAHAQ_CONSOLE_KEY"
 // addConsoleFlags registers serve's console settings.
 func addConsoleFlags(cmd *cobra.Command, key *string) {
 	cmd.Flags().StringVar(key, "console-key", "", fmt.Sprintf(
-		"key (at least %d bytes) that signs operator-console session cookies; default: random per process, so sessions end on restart (env %s; prefer the environment variable)",
+		"the server key (at least %d bytes): signs operator-console session cookies and keys the names of Idempotency-Key scopes in Redis; default: random per process, so sessions and idempotency keys end on restart (env %s; prefer the environment variable)",
 		console.MinKeyBytes, consoleKeyEnv))
 	cmd.Flags().String("trace-url", "", "link template of a task's trace in the console, e.g. https://jaeger/trace/{trace_id}; default: no link (env "+traceURLEnv+")")
 }
@@ -38,7 +39,7 @@ func traceURL(cmd *cobra.Command) string {
 
 // withConsole serves the operator console at /ui/ next to the API handler.
 func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Inspector, apiHandler http.Handler, insecure bool, key string,
-	named []access.Token, auditLog *audit.Log) (http.Handler, error) {
+	named []access.Token, auditLog *audit.Log, limiter *api.AttemptLimiter) (http.Handler, error) {
 	if !cmd.Flags().Changed("console-key") {
 		key = os.Getenv(consoleKeyEnv)
 	}
@@ -51,7 +52,8 @@ func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Insp
 		servers[i] = console.Server{Name: in.Name, Cap: capacity, Rate: in.Rate}
 	}
 	cfg := console.Config{Inspector: insp, Producer: p, Redis: a.rdb, Namespace: a.settings.Namespace, Servers: servers,
-		Tokens: a.settings.APITokens, NamedTokens: named, Audit: auditLog, InsecureNoAuth: insecure, Logger: &a.log, TraceURL: traceURL(cmd)}
+		Tokens: a.settings.APITokens, NamedTokens: named, Audit: auditLog, InsecureNoAuth: insecure, Logger: &a.log, TraceURL: traceURL(cmd),
+		Limiter: limiter}
 	if key != "" {
 		cfg.Key = []byte(key)
 	}

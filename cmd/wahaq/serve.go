@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,7 +66,10 @@ enqueued once, however many replicas run).`,
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			m := metrics.New(nil)
 			enqueued, events := m.Enqueued, m.Events
-			reg.MustRegister(enqueued, events)
+			reg.MustRegister(enqueued, events, m.AuthRefused)
+			// One limit on wrong tokens for the API and the console's
+			// sign-in (issue 23, M3).
+			limiter := api.NewAttemptLimiter(m.AuthRefused)
 			pcfg := a.tasksConfig()
 			pcfg.OnEnqueued = func(in string, n int) { enqueued.WithLabelValues(in).Add(float64(n)) }
 			p, err := tasks.NewProducer(pcfg)
@@ -101,7 +105,20 @@ enqueued once, however many replicas run).`,
 					return out, err
 				}, a.log))
 			}
+			if !cmd.Flags().Changed("console-key") {
+				consoleKey = os.Getenv(consoleKeyEnv)
+			}
+			// Closed when the shutdown begins: long-polls answer at once.
+			stopping := make(chan struct{})
+			if consoleKey == "" && !insecure {
+				a.log.Warn().Msg(consoleKeyEnv + " is not set: console sessions and Idempotency-Key scopes hold within this process only (not across restarts or replicas)")
+			}
 			h, err := api.New(api.Config{
+				// The server's secret: it also keys the names of the
+				// idempotency scopes in Redis (issue 23, M6).
+				ScopeKey: []byte(consoleKey),
+				Stopping: stopping,
+				Limiter:  limiter,
 				Producer: p, Inspector: insp, Tokens: a.settings.APITokens, NamedTokens: named, InsecureNoAuth: insecure,
 				Audit:          auditLog,
 				Ready:          func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() },
@@ -115,7 +132,7 @@ enqueued once, however many replicas run).`,
 				return err
 			}
 			// The operator console at /ui/ (issue 13).
-			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey, named, auditLog); err != nil {
+			if h, err = withConsole(cmd, a, p, insp, h, insecure, consoleKey, named, auditLog, limiter); err != nil {
 				return err
 			}
 			ln, err := net.Listen("tcp", addr)
@@ -127,6 +144,7 @@ enqueued once, however many replicas run).`,
 				h = otelhttp.NewHandler(h, "wahaq.api")
 			}
 			srv := httpserver.New(h, a.settings.HTTP)
+			srv.RegisterOnShutdown(func() { close(stopping) })
 			ctx := cmd.Context()
 			go schedule.New(p, st, a.schedules, a.log, nil).Run(ctx)
 			errc := make(chan error, 1)

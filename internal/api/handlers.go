@@ -171,7 +171,12 @@ func (s *server) getBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	b, err := s.cfg.Inspector.WaitBatch(r.Context(), id, wait)
+	wctx, cut, cancel := s.waitContext(r.Context())
+	defer cancel()
+	b, err := s.cfg.Inspector.WaitBatch(wctx, id, wait)
+	if err != nil && cut() {
+		b, err = s.cfg.Inspector.Batch(r.Context(), id) // shutting down: the current state
+	}
 	if err != nil {
 		s.fail(w, r, err, details{notFound: batchNotFound(id)})
 		return
@@ -185,7 +190,12 @@ func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	t, err := s.cfg.Inspector.WaitTask(r.Context(), id, wait)
+	wctx, cut, cancel := s.waitContext(r.Context())
+	defer cancel()
+	t, err := s.cfg.Inspector.WaitTask(wctx, id, wait)
+	if err != nil && cut() {
+		t, err = s.cfg.Inspector.Task(r.Context(), id) // shutting down: the current state
+	}
 	if err != nil {
 		s.fail(w, r, err, details{notFound: taskNotFound(id)})
 		return

@@ -3,14 +3,17 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
+	"github.com/wahaq/wahaq/internal/access"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -26,11 +29,11 @@ var keptHeaders = []string{"Content-Type", "Location", "Retry-After", "Vary"}
 
 // idempotent serves a POST that carries an Idempotency-Key: the first
 // request with a key runs and its answer is kept for 24 h, scoped to the
-// caller's token (a SHA-256 of it; the token itself is never stored); a
+// caller's token (see scope; the token itself is never stored); a
 // repeat with the same method, path and body gets that answer again (with
 // Idempotent-Replayed: true), one with another body 422, one while the first
-// is still running waits up to 3 s and then gets 409. Answers of 5xx are
-// not kept.
+// is still running waits up to 3 s and then gets 409. Answers of 4xx and
+// 5xx are not kept.
 func (s *server) idempotent(w http.ResponseWriter, r *http.Request, rt route) {
 	key := strings.TrimSpace(r.Header.Get(idempotencyHeader))
 	// The draft writes the key as a structured-field string: "abc".
@@ -63,6 +66,10 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, rt route) {
 	case errors.Is(err, tasks.ErrIdempotencyMismatch):
 		s.problem(w, r, http.StatusUnprocessableEntity, "Idempotency-Key was already used with a different request; use a new key for a new request")
 		return
+	case errors.Is(err, tasks.ErrIdempotencyLimit):
+		w.Header().Set("Retry-After", "3600")
+		s.problem(w, r, http.StatusTooManyRequests, fmt.Sprintf("this token holds %d Idempotency-Keys from the last 24 h, the most kept; retry later, or send the request without a key", tasks.MaxIdempotencyKeys))
+		return
 	case errors.Is(err, tasks.ErrIdempotencyInProgress):
 		w.Header().Set("Retry-After", "1")
 		s.problem(w, r, http.StatusConflict, "a request with this Idempotency-Key is still being processed; retry in a moment")
@@ -84,14 +91,28 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, rt route) {
 	_, _ = w.Write(a.Body)
 }
 
-// scope is the key space of the caller: a hash of its bearer token, so two
-// tokens never see each other's keys and the token is not stored.
+// scope is the key space of the caller, named by its token's identity:
+// the token as authentication reads it (scheme in any case, spaces
+// trimmed: "bearer T" is the token of "Bearer T", issue 23, M5), keyed
+// with Config.ScopeKey (HMAC-SHA256), so two tokens never see each other's
+// keys and the name in Redis lets no one test a guessed token offline (M6).
 func (s *server) scope(r *http.Request) string {
 	if s.tokens == nil {
 		return "open"
 	}
-	h := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-	return hex.EncodeToString(h[:12])
+	// The authenticated token's SHA-256 (the tokens file holds no more);
+	// the header's token when no token is in the context.
+	var sum [sha256.Size]byte
+	if tok := access.FromContext(r.Context()); tok != nil {
+		sum = tok.Sum()
+	} else {
+		_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum = sha256.Sum256([]byte(strings.TrimSpace(token)))
+	}
+	m := hmac.New(sha256.New, s.cfg.ScopeKey)
+	m.Write([]byte("idempotency-scope:"))
+	m.Write(sum[:])
+	return hex.EncodeToString(m.Sum(nil)[:12])
 }
 
 // recorder keeps a handler's answer in memory.

@@ -90,10 +90,12 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,6 +163,22 @@ type Config struct {
 	// ("recorded", "confirmed", "duplicate", "unmatched", "ignored",
 	// "refused", "limited"). Defaults to nil.
 	OnEvent func(instance, result string)
+	// ScopeKey keys the hash that names a token's Idempotency-Key scope in
+	// Redis, so that whoever reads Redis cannot test guessed tokens
+	// against it (`wahaq serve` passes WAHAQ_CONSOLE_KEY). Replicas and
+	// restarts must share it for keys to hold across them. Defaults to
+	// random bytes drawn at start: keys then hold within this process only.
+	ScopeKey []byte
+	// Stopping, when closed, ends every long-poll (?wait=) at once with the
+	// current state: `wahaq serve` closes it when its shutdown begins
+	// (http.Server.RegisterOnShutdown), so waiting clients get an answer
+	// instead of being cut off. Defaults to nil: never.
+	Stopping <-chan struct{}
+	// Limiter limits wrong tokens per client address (see
+	// AttemptLimiter); `wahaq serve` shares one with the console and
+	// exports its wahaq_auth_refused_total. Defaults to a limiter of the
+	// handler's own, counted nowhere.
+	Limiter *AttemptLimiter
 }
 
 // readyTimeout bounds one /readyz check.
@@ -238,6 +256,13 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
+	if len(cfg.ScopeKey) == 0 {
+		cfg.ScopeKey = make([]byte, 32)
+		_, _ = rand.Read(cfg.ScopeKey) // crypto/rand.Read never fails on supported platforms
+	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewAttemptLimiter(nil)
+	}
 	s := &server{cfg: cfg, log: zerolog.Nop(), mux: http.NewServeMux()}
 	if cfg.Logger != nil {
 		s.log = *cfg.Logger
@@ -274,9 +299,19 @@ func (s *server) wrap(rt route) http.Handler {
 		if !rt.open {
 			tok := access.Open
 			if s.tokens != nil {
+				// Wrong tokens are limited per client address (issue 23,
+				// M3; AttemptLimiter): past the limit, 429, unchecked.
+				if wait, ok := s.cfg.Limiter.Allow(r, "api"); !ok {
+					w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+					s.problem(w, r, http.StatusTooManyRequests, "too many wrong tokens from this address; retry after Retry-After seconds")
+					return
+				}
 				var detail string
 				var code authFailure
 				if tok, detail, code = s.tokens.check(r.Header.Get("Authorization")); tok == nil {
+					if code != authMissing {
+						s.cfg.Limiter.Failed(r, "api")
+					}
 					w.Header().Set("WWW-Authenticate", challenge(code))
 					s.problem(w, r, http.StatusUnauthorized, detail)
 					return

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -30,4 +31,24 @@ func (s *server) waitParam(w http.ResponseWriter, r *http.Request) (time.Duratio
 	// then there is no server deadline to extend either.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d + waitSlack))
 	return d, true
+}
+
+// waitContext is the context a long-poll waits under: ctx, also ended when
+// the server begins to shut down (Config.Stopping). Then the wait stops and
+// the handler answers the current state at once (cut reports whether the
+// wait was cut so), instead of holding the client until the shutdown
+// grace cuts it off with no answer (issue 23, M9).
+func (s *server) waitContext(ctx context.Context) (wctx context.Context, cut func() bool, cancel context.CancelFunc) {
+	if s.cfg.Stopping == nil {
+		return ctx, func() bool { return false }, func() {}
+	}
+	wctx, cancel = context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.cfg.Stopping:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	return wctx, func() bool { return wctx.Err() != nil && ctx.Err() == nil }, cancel
 }

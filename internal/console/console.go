@@ -15,9 +15,12 @@
 // value is signed with HMAC-SHA256 under Config.Key and names the token by a
 // keyed fingerprint of the token's SHA-256 only, so removing a token from
 // WAHAQ_API_TOKENS or the tokens file ends the sessions opened with it.
-// Every action (cancel, requeue, purge), refused ones included, is written
-// to the audit log (Config.Audit) under the token's name, and the Audit page
-// (admins) reads it. Every state-changing form carries the session's
+// The session is also recorded in Redis (store.OpenConsoleSession):
+// sign-out removes it, so a copied cookie stops working too, and "End all
+// sessions" (admins) removes every one. Every action (cancel, requeue,
+// purge), refused ones included, is written to the audit log (Config.Audit)
+// under the token's name, and the Audit page (admins) reads it. Every
+// state-changing form carries the session's
 // CSRF token; the sign-in form carries a double-submit value of its own.
 // Nothing secret ever goes in a URL.
 //
@@ -53,8 +56,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wahaq/wahaq/internal/access"
+	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/httpserver"
+	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -132,6 +137,9 @@ type Config struct {
 	Now func() time.Time
 	// Refresh is how often live figures are fetched. Defaults to 2s.
 	Refresh time.Duration
+	// Limiter limits wrong tokens at sign-in per client address; `wahaq
+	// serve` shares the API's. Defaults to a limiter of the console's own.
+	Limiter *api.AttemptLimiter
 }
 
 // Console is the operator console, an http.Handler for /ui/.
@@ -149,6 +157,8 @@ type Console struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	traceURL string
+	sessions *store.Store
+	limiter  *api.AttemptLimiter
 }
 
 // New returns the console.
@@ -199,6 +209,11 @@ func New(cfg Config) (*Console, error) {
 	for _, t := range set.Tokens() {
 		c.fps[c.fingerprint(t.Sum())] = t
 	}
+	c.limiter = cfg.Limiter
+	if c.limiter == nil {
+		c.limiter = api.NewAttemptLimiter(nil)
+	}
+	c.sessions = store.New(cfg.Redis, store.Options{Namespace: cfg.Namespace, Now: cfg.Now})
 	c.src = &source{insp: cfg.Inspector, prod: cfg.Producer, aq: asynq.NewInspectorFromRedisClient(cfg.Redis), rdb: cfg.Redis,
 		ns: cfg.Namespace, servers: cfg.Servers, circuit: cfg.Circuit, now: cfg.Now, samples: map[string][]sample{}}
 	if err := c.parse(); err != nil {
@@ -224,6 +239,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /ui/signin", c.signInPage)
 	c.mux.HandleFunc("POST /ui/signin", c.signIn)
 	c.mux.Handle("POST /ui/signout", c.act(c.signOut))
+	c.mux.Handle("POST /ui/sessions/end", c.act(c.endSessions))
 	c.mux.Handle("GET /ui/{$}", c.auth(c.overviewPage))
 	c.mux.Handle("GET /ui/live/overview", c.auth(c.overviewLive))
 	c.mux.Handle("GET /ui/batches", c.auth(c.batchesPage))
@@ -269,7 +285,8 @@ func (c *Console) auth(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, ok := c.current(r)
 		if !ok && c.open {
-			s, ok = c.start(w, r, openFP), true
+			s, _ = c.start(w, r, openFP) // open mode records nothing: no error
+			ok = true
 		}
 		if !ok {
 			if isLive(r) {

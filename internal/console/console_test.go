@@ -2,18 +2,21 @@ package console_test
 
 import (
 	"context"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/console"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
@@ -224,11 +227,58 @@ func TestSignInAndCSRF(t *testing.T) {
 	t.Run("sign-out", func(t *testing.T) {
 		c := client(t)
 		_, csrf := signIn(t, c, srv.URL, token, nil)
+		copied := copyCookies(t, c, srv.URL)
 		resp, _ := post(t, c, srv.URL+"/ui/signout", url.Values{"csrf": {csrf}}, nil)
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 		resp, _ = get(t, c, srv.URL+"/ui/")
 		require.Equal(t, http.StatusSeeOther, resp.StatusCode, "signed out")
+		// Issue 23, M2: a cookie copied before sign-out read /ui/dlq and
+		// its CSRF value still posted. The session is over server-side.
+		requireSessionEnded(t, env, srv.URL, copied, csrf, id)
 	})
+	t.Run("end all sessions", func(t *testing.T) {
+		a, b := client(t), client(t)
+		csrfA := func() string { _, c := signIn(t, a, srv.URL, token, nil); return c }()
+		_, csrfB := signIn(t, b, srv.URL, token, nil)
+		copiedA, copiedB := copyCookies(t, a, srv.URL), copyCookies(t, b, srv.URL)
+		resp, _ := post(t, b, srv.URL+"/ui/sessions/end", url.Values{"csrf": {"forged"}}, nil)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "a forged CSRF value ends nothing")
+		resp, _ = get(t, a, srv.URL+"/ui/dlq")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+
+		resp, _ = post(t, b, srv.URL+"/ui/sessions/end", url.Values{"csrf": {csrfB}}, nil)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		require.True(t, strings.HasPrefix(resp.Header.Get("Location"), "/ui/signin?ended="), resp.Header.Get("Location"))
+		requireSessionEnded(t, env, srv.URL, copiedA, csrfA, id)
+		requireSessionEnded(t, env, srv.URL, copiedB, csrfB, id)
+		_, csrf := signIn(t, a, srv.URL, token, nil)
+		require.NotEmpty(t, csrf, "signing in again works")
+	})
+}
+
+// copyCookies is a fresh client holding c's cookies for base: a cookie
+// copied out of a browser.
+func copyCookies(t *testing.T, c *http.Client, base string) *http.Client {
+	t.Helper()
+	u, _ := url.Parse(base + "/ui/")
+	cp := client(t)
+	cp.Jar.SetCookies(u, c.Jar.Cookies(u))
+	require.NotEmpty(t, cp.Jar.Cookies(u))
+	return cp
+}
+
+// requireSessionEnded checks that c's session reads nothing and changes
+// nothing, with the session's own CSRF value.
+func requireSessionEnded(t *testing.T, env *wahaqtest.Env, base string, c *http.Client, csrf, deadID string) {
+	t.Helper()
+	resp, _ := get(t, c, base+"/ui/dlq")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "an ended session reads /ui/dlq")
+	resp, _ = get(t, c, base+"/ui/live/overview")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	before := deadCount(t, env)
+	resp, _ = post(t, c, base+"/ui/dlq", url.Values{"action": {"purge"}, "id": {deadID}, "confirm": {"yes"}, "csrf": {csrf}}, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an ended session posts")
+	require.Equal(t, before, deadCount(t, env))
 }
 
 func TestPagesRender(t *testing.T) {
@@ -465,4 +515,72 @@ func TestTaskPageShowsConfirmation(t *testing.T) {
 	require.Contains(t, body, "<strong>SCAN_QR_CODE</strong> at")
 	_, body = get(t, c, srv.URL+"/ui/tasks/"+plain.ID)
 	require.Contains(t, body, "Not confirmed")
+}
+
+// TestSignInNextStaysInConsole is issue 23's M1: next=/ui/../%5Cevil.example
+// led, after sign-in, to /\evil.example, which browsers read as
+// http://evil.example/. Whatever next says, sign-in leads to a path of the
+// console on the same host, and so does the sign-in form's hidden field.
+func TestSignInNextStaysInConsole(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	srv := serve(t, env, nil)
+	for _, tc := range []struct{ next, want string }{
+		{"/ui/../%5Cevil.example", "/ui/"},
+		{"/ui/../\\evil.example", "/ui/"},
+		{"/ui/..\\..\\evil.example", "/ui/"},
+		{"/ui/%5c%5cevil.example", "/ui/"},
+		{"/ui/../../evil.example", "/ui/"},
+		{"/ui/..%2F..%2F%2Fevil.example", "/ui/"},
+		{"/ui/%2e%2e/%2e%2e//evil.example", "/ui/"},
+		{"//evil.example/ui/", "/ui/"},
+		{"/ui//../..//evil.example", "/ui/"},
+		{"https://evil.example/ui/", "/ui/"},
+		{"/ui/\t/evil.example", "/ui/"},
+		{"javascript:alert(1)//ui/", "/ui/"},
+		{"/ui", "/ui/"},
+		{"/ui/./dlq", "/ui/dlq"},
+		{"/ui/batches/../dlq?page=2", "/ui/dlq?page=2"},
+		{"/ui/tasks/abc", "/ui/tasks/abc"},
+	} {
+		t.Run(tc.next, func(t *testing.T) {
+			c := client(t)
+			_, body := get(t, c, srv.URL+"/ui/signin?next="+url.QueryEscape(tc.next))
+			m := preRE.FindStringSubmatch(body)
+			require.NotNil(t, m)
+			field := regexp.MustCompile(`name="next" value="([^"]*)"`).FindStringSubmatch(body)
+			require.NotNil(t, field, "the form carries next")
+			require.Equal(t, tc.want, html.UnescapeString(field[1]), "the form's next")
+
+			resp, _ := post(t, c, srv.URL+"/ui/signin", url.Values{"pre": {m[1]}, "token": {token}, "next": {tc.next}}, nil)
+			require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+			loc := resp.Header.Get("Location")
+			require.Equal(t, tc.want, loc)
+			require.NotContains(t, strings.ToLower(loc), `%5c`)
+			require.NotContains(t, loc, `\`)
+		})
+	}
+}
+
+// TestSignInWrongTokensLimited is issue 23's M3 at /ui/signin: 300 wrong
+// tokens in 1.1 s were each a 401. After api.DefaultAttemptBurst wrong
+// tokens from one address, sign-in answers 429 with Retry-After, the right
+// token included, and opens no session.
+func TestSignInWrongTokensLimited(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	srv := serve(t, env, nil)
+	c := client(t)
+	for i := range api.DefaultAttemptBurst {
+		resp, _ := signIn(t, c, srv.URL, "guess-"+strconv.Itoa(i), nil)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "attempt %d", i)
+	}
+	for _, tok := range []string{"guess-x", token} {
+		resp, _ := signIn(t, c, srv.URL, tok, nil)
+		require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, tok)
+		require.NotEmpty(t, resp.Header.Get("Retry-After"))
+		for _, ck := range resp.Cookies() {
+			require.NotEqual(t, "wahaq_console", ck.Name, "no session while limited")
+		}
+	}
 }

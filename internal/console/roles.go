@@ -25,6 +25,8 @@ const (
 	roleRequeue = access.RoleOperate
 	rolePurge   = access.RoleAdmin
 	roleAudit   = access.RoleAdmin
+	// roleEndSessions ends every console session (issue 23, M2).
+	roleEndSessions = access.RoleAdmin
 )
 
 // Can reports whether the page's token has the named role (read, enqueue,

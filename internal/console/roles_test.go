@@ -208,3 +208,29 @@ func TestBrowserReadOnly(t *testing.T) {
 	require.Contains(t, text(ctx, t, "#audit-retention"), "Kept for 90 days")
 	require.Contains(t, text(ctx, t, "main table"), "batch.cancel")
 }
+
+// TestEndAllSessionsNeedsAdmin: ending every console session (issue 23,
+// M2) is an admin's action: an operate token sees no button and its forged
+// form is refused, ends nothing and is in the audit log.
+func TestEndAllSessionsNeedsAdmin(t *testing.T) {
+	t.Parallel()
+	env := wahaqtest.Start(t, wahaqtest.Options{})
+	var log *audit.Log
+	srv := serve(t, env, withRoles(env, &log))
+	admin, oncall := client(t), client(t)
+	_, _ = signIn(t, admin, srv.URL, token, nil)
+	resp, csrf := signIn(t, oncall, srv.URL, operateToken, nil)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	_, body := get(t, oncall, srv.URL+"/ui/")
+	require.NotContains(t, body, "/ui/sessions/end", "no button for an operate token")
+
+	resp, _ = post(t, oncall, srv.URL+"/ui/sessions/end", url.Values{"csrf": {csrf}}, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, _ = get(t, admin, srv.URL+"/ui/")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the admin's session still works")
+	page, err := log.List(context.Background(), audit.Query{})
+	require.NoError(t, err)
+	require.NotEmpty(t, page.Entries)
+	require.Equal(t, "console.sessions.end", page.Entries[0].Action)
+	require.Equal(t, audit.OutcomeRefused, page.Entries[0].Outcome)
+}

@@ -37,6 +37,10 @@ type Metrics struct {
 	// /v1/waha/{instance}/events, by instance ("" for one that takes no
 	// events) and result.
 	Events *prometheus.CounterVec
+	// AuthRefused counts wrong bearer tokens at serve (surface "api" or
+	// "console", reason "invalid") and requests refused by the limit on
+	// them (reason "limited"): see api.AttemptLimiter.
+	AuthRefused *prometheus.CounterVec
 }
 
 // New registers wahaq's metrics on reg (a new registry when nil).
@@ -58,6 +62,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		LimiterWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wahaq_limiter_waits_total", Help: "Times a task waited for its server's concurrency cap or rate.",
 		}, []string{"instance", "reason"}),
+		AuthRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_auth_refused_total", Help: "Wrong bearer tokens (reason invalid) and requests refused by the per-address limit on them (reason limited), by surface (api, console).",
+		}, []string{"surface", "reason"}),
 		Enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wahaq_enqueued_total", Help: "Logout tasks created by this process.",
 		}, []string{"instance"}),
@@ -72,7 +79,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"instance", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled, m.Events)
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled, m.Events, m.AuthRefused)
 	}
 	return m
 }

@@ -12,16 +12,25 @@ import (
 )
 
 // Idempotency keys (the IETF Idempotency-Key header, and the CLI's
-// --idempotency-key) live in one hash each, outside every queue:
+// --idempotency-key) live in one hash each, outside every queue, and each
+// scope (an API token) keeps the list of its live keys:
 //
-//	wahaq:<namespace>:idem:<scope>:<sha256 of the key>
+//	wahaq:<namespace>:idem:{<scope>}:<sha256 of the key>   hash
+//	wahaq:<namespace>:idem:{<scope>}                        zset: key names, score = end (unix ms)
 //
-// with fields fp (fingerprint of the request), then, once answered, status,
-// hdr (JSON headers) and body. Only single-key commands touch it, so it is
-// valid on Redis Cluster wherever it lands.
+// The hash has fields fp (fingerprint of the request), then, once answered,
+// status, hdr (JSON headers) and body. Both keys share the hash tag of the
+// scope, so the reserve script is valid on Redis Cluster. The scope is
+// never the token nor a plain hash of it (the API keys it with a server
+// secret: issue 23, M6). The zset bounds a scope's live keys (M7).
 func (s *Store) idemKey(scope, key string) string {
 	h := sha256.Sum256([]byte(key))
-	return "wahaq:" + s.ns + ":idem:" + scope + ":" + hex.EncodeToString(h[:16])
+	return s.idemScopeKey(scope) + ":" + hex.EncodeToString(h[:16])
+}
+
+// idemScopeKey is the zset of a scope's live idempotency keys.
+func (s *Store) idemScopeKey(scope string) string {
+	return "wahaq:" + s.ns + ":idem:{" + scope + "}"
 }
 
 // Replies of Reserve.
@@ -35,18 +44,28 @@ const (
 	IdemInProgress
 	// IdemAnswered: the first request's answer is returned.
 	IdemAnswered
+	// IdemFull: the key is new and the scope already holds its limit of
+	// live keys; nothing was reserved.
+	IdemFull
 )
 
 // reserveScript reserves an idempotency key or returns what it holds.
 //
-// KEYS[1] the key's hash. ARGV[1] fingerprint, ARGV[2] reservation TTL (s).
-// Returns {IdemReserved}, {IdemMismatch}, {IdemInProgress} or
-// {IdemAnswered, status, headers, body}.
+// KEYS[1] the key's hash, KEYS[2] the scope's zset of live keys.
+// ARGV[1] fingerprint, ARGV[2] reservation TTL (s), ARGV[3] now (unix ms),
+// ARGV[4] the scope's limit of live keys, ARGV[5] how long a key is kept
+// once answered (ms). Returns {IdemReserved}, {IdemMismatch},
+// {IdemInProgress}, {IdemAnswered, status, headers, body} or {IdemFull}.
 var reserveScript = redis.NewScript(`
 local fp = redis.call('HGET', KEYS[1], 'fp')
 if not fp then
+  local now = tonumber(ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return {4} end
   redis.call('HSET', KEYS[1], 'fp', ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), KEYS[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
   return {0}
 end
 if fp ~= ARGV[1] then return {1} end
@@ -63,9 +82,12 @@ type Answer struct {
 }
 
 // Reserve claims key in scope for a request with fingerprint fp, for at
-// most hold; see the Idem* codes. The answer is set for IdemAnswered.
-func (s *Store) Reserve(ctx context.Context, scope, key, fp string, hold time.Duration) (int, *Answer, error) {
-	v, err := reserveScript.Run(ctx, s.rdb, []string{s.idemKey(scope, key)}, fp, ttlSeconds(hold)).Slice()
+// most hold; see the Idem* codes. The answer is set for IdemAnswered. A
+// scope holds at most limit keys at once, each counted for keep (the time
+// an answer is kept) from its reservation.
+func (s *Store) Reserve(ctx context.Context, scope, key, fp string, hold, keep time.Duration, limit int) (int, *Answer, error) {
+	v, err := reserveScript.Run(ctx, s.rdb, []string{s.idemKey(scope, key), s.idemScopeKey(scope)},
+		fp, ttlSeconds(hold), s.now().UnixMilli(), limit, keep.Milliseconds()).Slice()
 	if err != nil || len(v) == 0 {
 		return 0, nil, fmt.Errorf("idempotency key: %w", err)
 	}
@@ -97,8 +119,15 @@ func (s *Store) SaveAnswer(ctx context.Context, scope, key string, a Answer, ttl
 	return nil
 }
 
-// ReleaseKey forgets a reserved key whose request failed without effect,
-// so a retry runs again.
+// ReleaseKey forgets a reserved key whose request failed or was refused
+// without effect, so a retry runs again and the key does not count
+// against the scope's limit.
 func (s *Store) ReleaseKey(ctx context.Context, scope, key string) error {
-	return s.rdb.Del(ctx, s.idemKey(scope, key)).Err()
+	k := s.idemKey(scope, key)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, k)
+		p.ZRem(ctx, s.idemScopeKey(scope), k)
+		return nil
+	})
+	return err
 }

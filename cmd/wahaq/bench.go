@@ -36,9 +36,13 @@ Scenarios (--only takes one or more, comma-separated):
   isolation   a healthy server's 1,000-session batch beside a hung server vs alone
   skew        ten servers, one with 20x the sessions, cap 4: efficiency, lateness
   waiting     script calls and dequeues per completed logout in a capped teardown
+  idle        Redis commands/s of an idle worker with 1, 100 and 1,000 servers vs
+              bare asynq with as many queues, on a private redis-server
+  fleet       300 servers x 20 sessions, 200 ms per logout, concurrency 40:
+              ideal/actual, and bare asynq with the same queues and HTTP call
 
 Every scenario uses queues of its own and deletes its keys afterwards.
-It takes about five minutes; --quick runs a fifth of the work.`,
+It takes about eight minutes; --quick runs a fifth of the work.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if child {

@@ -38,11 +38,13 @@ const (
 	ScenarioIsolation  = "isolation"
 	ScenarioSkew       = "skew"
 	ScenarioWaiting    = "waiting"
+	ScenarioIdle       = "idle"
+	ScenarioFleet      = "fleet"
 )
 
 // Scenarios lists every scenario in the order they run.
 var Scenarios = []string{ScenarioEnqueue, ScenarioThroughput, ScenarioLatency, ScenarioTeardown, ScenarioFootprint,
-	ScenarioProcessing, ScenarioRedisCost, ScenarioIsolation, ScenarioSkew, ScenarioWaiting}
+	ScenarioProcessing, ScenarioRedisCost, ScenarioIsolation, ScenarioSkew, ScenarioWaiting, ScenarioIdle, ScenarioFleet}
 
 // Sizes are the scenarios' parameters.
 type Sizes struct {
@@ -72,6 +74,15 @@ type Sizes struct {
 	// WaitingWindow is how long the waiting-cost scenario counts Redis
 	// work while a capped teardown waits.
 	WaitingWindow time.Duration
+	// IdleServers are the fleet sizes (WAHA servers, so queues) of the
+	// idle scenario; a zero is skipped. IdleWindow is how long it counts
+	// Redis commands at each, after a warm-up.
+	IdleServers [3]int
+	IdleWindow  time.Duration
+	// FleetServers servers of FleetSessions sessions each, FleetLatency
+	// per logout, one worker of FleetConcurrency handlers.
+	FleetServers, FleetSessions, FleetConcurrency int
+	FleetLatency                                  time.Duration
 }
 
 // FullSizes are the sizes.
@@ -85,6 +96,8 @@ func FullSizes() Sizes {
 		IsolationN: 1000, IsolationLatency: 10 * time.Millisecond,
 		SkewSmall: 20, SkewLatency: 50 * time.Millisecond,
 		WaitingWindow: 20 * time.Second,
+		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 10 * time.Second,
+		FleetServers: 300, FleetSessions: 20, FleetConcurrency: 40, FleetLatency: 200 * time.Millisecond,
 	}
 }
 
@@ -99,6 +112,8 @@ func QuickSizes() Sizes {
 		IsolationN: 200, IsolationLatency: 10 * time.Millisecond,
 		SkewSmall: 5, SkewLatency: 50 * time.Millisecond,
 		WaitingWindow: 6 * time.Second,
+		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 4 * time.Second,
+		FleetServers: 300, FleetSessions: 4, FleetConcurrency: 40, FleetLatency: 200 * time.Millisecond,
 	}
 }
 
@@ -238,6 +253,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			var f WaitingFigures
 			if f, err = Waiting(ctx, e); err == nil {
 				rep.Waiting = &f
+			}
+		case ScenarioIdle:
+			var f IdleFigures
+			if f, err = Idle(ctx, e); err == nil {
+				rep.Idle = &f
+			}
+		case ScenarioFleet:
+			var f FleetFigures
+			if f, err = Fleet(ctx, e); err == nil {
+				rep.Fleet = &f
 			}
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -57,6 +58,25 @@ func (s redisStats) scripts() int64 {
 
 // dequeues counts asynq's dequeues (RPOPLPUSH or LMOVE inside its script).
 func (s redisStats) dequeues() int64 { return s.Commands["rpoplpush"] + s.Commands["lmove"] }
+
+// top names the n most called commands with their calls, busiest first.
+func (s redisStats) top(n int) string {
+	names := make([]string, 0, len(s.Commands))
+	for k, v := range s.Commands {
+		if v > 0 {
+			names = append(names, k)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return s.Commands[names[i]] > s.Commands[names[j]] })
+	var b strings.Builder
+	for i, k := range names[:min(n, len(names))] {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s=%d", k, s.Commands[k])
+	}
+	return b.String()
+}
 
 func (o *ownRedis) reset(ctx context.Context) error {
 	return o.rdb.ConfigResetStat(ctx).Err()

@@ -30,6 +30,8 @@ type Report struct {
 	Isolation  *IsolationFigures  `json:"-"`
 	Skew       *SkewFigures       `json:"-"`
 	Waiting    *WaitingFigures    `json:"-"`
+	Idle       *IdleFigures       `json:"-"`
+	Fleet      *FleetFigures      `json:"-"`
 }
 
 // Row is one line of the table: wahaq's figure, the baseline's figure from
@@ -119,6 +121,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.0f B", v)
 	case "MiB":
 		return fmt.Sprintf("%.1f MiB", v)
+	case "calls/s":
+		return fmt.Sprintf("%.0f calls/s", v)
 	case "µs", "calls":
 		return fmt.Sprintf("%.1f %s", v, unit)
 	}

@@ -75,5 +75,24 @@ func (r *Report) newRows() []Row {
 				Wahaq: f.Wahaq.Dequeues, Baseline: f.Features.Dequeues, BaselineName: "asynq + x/rate semaphore, retry in 1 s",
 				Ratio: ratio(f.Wahaq.Dequeues, f.Features.Dequeues), RatioOf: "wahaq/baseline", Target: "none", Info: true})
 	}
+	if f := r.Idle; f != nil {
+		for _, p := range f.Points {
+			x := ratio(p.Wahaq, p.Bare)
+			rows = append(rows, Row{ID: fmt.Sprintf("idle_commands_%d", p.Servers),
+				Name: fmt.Sprintf("11 idle worker, %d servers, Redis commands a second (%s window, private redis-server)", p.Servers, f.Window.Round(time.Second)),
+				Unit: "calls/s", Wahaq: p.Wahaq, Baseline: p.Bare, BaselineName: fmt.Sprintf("bare asynq Server, %d queues, default config", p.Servers),
+				Ratio: x, RatioOf: "wahaq/baseline", Target: "ratio ≤ 1", Met: x <= 1})
+		}
+	}
+	if f := r.Fleet; f != nil {
+		ideal := ratio(f.Ideal.Seconds(), f.Wahaq.Seconds())
+		name := fmt.Sprintf("12 fleet teardown: %d servers × %d sessions, L=%s, c=%d", f.Servers, f.Sessions, f.Latency, f.Concurrency)
+		rows = append(rows,
+			Row{ID: "fleet_efficiency", Name: name, Unit: "s", Wahaq: f.Wahaq.Seconds(), Baseline: f.Ideal.Seconds(),
+				BaselineName: "ideal ceil(N/c)·L", Ratio: ideal, RatioOf: "ideal/actual", Target: "ratio ≥ 0.9", Met: ideal >= 0.9},
+			Row{ID: "fleet_bare", Name: name, Unit: "s", Wahaq: f.Wahaq.Seconds(), Baseline: f.Bare.Seconds(),
+				BaselineName: "bare asynq Server, same queues and HTTP call", Ratio: ratio(f.Bare.Seconds(), f.Wahaq.Seconds()),
+				RatioOf: "baseline/wahaq", Target: "none", Info: true})
+	}
 	return rows
 }

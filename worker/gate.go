@@ -51,6 +51,10 @@ type gateView struct {
 	// wake, when not nil, is closed when any gate is next seen open.
 	wakeMu sync.Mutex
 	wake   chan struct{}
+	// changed, when set, hears of a gate that opened or of work announced
+	// on its channel (store.WorkMarker): the queue view forgets what it
+	// knew of the queue (queueview.go).
+	changed func(instance string)
 }
 
 // opened wakes every awaitOpen.
@@ -86,6 +90,11 @@ func (g *gate) setClosed(closed bool) {
 	case was && !closed:
 		g.view.closedN.Add(-1)
 		g.view.opened()
+		if g.view.changed != nil {
+			// a take that found the cap full dequeued nothing, and left
+			// the queue's tasks pending
+			g.view.changed(g.instance)
+		}
 	case !was && closed:
 		g.view.closedN.Add(1)
 	}
@@ -101,8 +110,10 @@ func (v *gateView) open() int {
 }
 
 // add makes the view keep the gate of the instance with keys k.
-func (v *gateView) add(instance string, k store.Keys) {
-	v.byPaused[k.Paused()] = &gate{paused: k.Paused(), channel: k.Gate(), instance: instance, view: v}
+func (v *gateView) add(instance string, k store.Keys) *gate {
+	g := &gate{paused: k.Paused(), channel: k.Gate(), instance: instance, view: v}
+	v.byPaused[k.Paused()] = g
+	return g
 }
 
 // closed says whether g is closed, reading its paused key again when the
@@ -203,6 +214,12 @@ func (g *gate) found(task bool) {
 
 // heard applies one announcement of g's channel.
 func (v *gateView) heard(g *gate, msg string) {
+	if msg == store.WorkMarker {
+		if v.changed != nil {
+			v.changed(g.instance)
+		}
+		return
+	}
 	closed, until, ok := store.ParseGate(msg)
 	if !ok {
 		return
@@ -217,31 +234,52 @@ func (v *gateView) heard(g *gate, msg string) {
 	}
 }
 
-// run keeps the view until ctx is done: one subscription per gate channel,
-// each first reading the gate's state, since announcements made before it
-// were not heard. The view answers dequeues only while run runs.
+// run keeps the view until ctx is done: one subscription for every gate
+// channel (one per gate on a Cluster, where a shard subscription holds the
+// channels of one slot), each first taking its gates as closed, since
+// announcements made before it were not heard. The view answers dequeues
+// only while run runs.
 func (v *gateView) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, g := range v.byPaused {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v.follow(ctx, g)
-		}()
+	for _, gs := range v.groups() {
+		wg.Go(func() { v.follow(ctx, gs) })
 	}
 	v.on.Store(true)
 	wg.Wait()
 	v.on.Store(false)
 }
 
-// follow subscribes to g's channel, again after a failure, until ctx is
-// done.
-func (v *gateView) follow(ctx context.Context, g *gate) {
+// groups splits the gates between subscriptions. One subscription for all
+// keeps an idle worker's connections and the client's health-check PINGs
+// (one each every few seconds) from growing with its servers.
+func (v *gateView) groups() [][]*gate {
+	all := make([]*gate, 0, len(v.byPaused))
+	for _, g := range v.byPaused {
+		all = append(all, g)
+	}
+	if _, cluster := v.rdb.(*redis.ClusterClient); !cluster {
+		return [][]*gate{all}
+	}
+	out := make([][]*gate, len(all))
+	for i, g := range all {
+		out[i] = []*gate{g}
+	}
+	return out
+}
+
+// follow subscribes to the channels of gs, again after a failure, until ctx
+// is done.
+func (v *gateView) follow(ctx context.Context, gs []*gate) {
+	byChannel := make(map[string]*gate, len(gs))
+	channels := make([]string, len(gs))
+	for i, g := range gs {
+		byChannel[g.channel], channels[i] = g, g.channel
+	}
 	for ctx.Err() == nil {
-		ps, err := store.Subscribe(ctx, v.rdb, g.channel)
+		ps, err := store.Subscribe(ctx, v.rdb, channels...)
 		if err != nil {
 			if ctx.Err() == nil {
-				v.log.Debug().Err(err).Str("channel", g.channel).Msg("cannot follow a queue gate; its dequeues go to Redis")
+				v.log.Debug().Err(err).Int("channels", len(channels)).Msg("cannot follow the queue gates; their dequeues go to Redis")
 			}
 			select {
 			case <-ctx.Done():
@@ -250,15 +288,19 @@ func (v *gateView) follow(ctx context.Context, g *gate) {
 			continue
 		}
 		// What was said before the subscription was not heard: take the
-		// gate as closed, so the first dequeue reads its key.
-		g.mu.Lock()
-		g.seq++
-		g.setClosed(true)
-		g.until = time.Time{}
-		g.mu.Unlock()
+		// gates as closed, so the first dequeue reads their keys.
+		for _, g := range gs {
+			g.mu.Lock()
+			g.seq++
+			g.setClosed(true)
+			g.until = time.Time{}
+			g.mu.Unlock()
+		}
 		stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 		for m := range ps.Channel() {
-			v.heard(g, m.Payload)
+			if g := byChannel[m.Channel]; g != nil {
+				v.heard(g, m.Payload)
+			}
 		}
 		stop()
 	}

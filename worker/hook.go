@@ -24,6 +24,9 @@ type answers struct {
 	take func(ctx context.Context, instance string, d *asynqcompat.Dequeue) (string, bool, error)
 	// ahead holds the rest of the take's blocks (take.go).
 	ahead *takeAhead
+	// queues answers the polls of queues known to hold nothing
+	// (queueview.go).
+	queues *queueView
 }
 
 // Running implements asynqcompat.Answerer: the hook answers while the gate
@@ -60,18 +63,52 @@ func (h answers) Dequeue(ctx context.Context, d *asynqcompat.Dequeue) (string, e
 			return msg, err
 		}
 	}
+	q := h.queues.queueOfGate(g)
+	if h.queues.idle(q) {
+		// known empty: wait for work to be announced, and take it
+		if o := h.queues.await(ctx, q); o != nil && !h.gates.closed(ctx, o.gate) {
+			epoch := o.epochOf()
+			if msg, done, err := h.tryTake(ctx, o.gate, d); done {
+				o.gate.found(err == nil)
+				h.queues.dequeued(o, epoch, err)
+				return msg, err
+			}
+		}
+		g.found(false)
+		return "", asynqcompat.ErrNoTask
+	}
+	epoch := q.epochOf()
 	msg, done, err := h.tryTake(ctx, g, d)
 	if !done {
 		msg, err = d.Send()
 	}
 	g.found(err == nil)
+	h.queues.dequeued(q, epoch, err)
 	return msg, err
 }
 
-// SkipForward implements asynqcompat.Answerer.
+// SkipForward implements asynqcompat.Answerer: a closed queue's, or one
+// the queue view knows has nothing due.
 func (h answers) SkipForward(ctx context.Context, paused string) bool {
 	g := h.gates.byPaused[paused]
-	return g != nil && h.gates.closed(ctx, g)
+	return g != nil && (h.gates.closed(ctx, g) || h.queues.nothingDue(h.queues.queueOfGate(g)))
+}
+
+// Forwarded implements asynqcompat.Observer: tasks a forward moved are
+// announced to the other workers (queueview.go).
+func (h answers) Forwarded(ctx context.Context, paused string, moved int64) {
+	if g := h.gates.byPaused[paused]; g != nil {
+		h.queues.forwarded(ctx, h.queues.queueOfGate(g), moved)
+	}
+}
+
+// Wrote implements asynqcompat.Observer: asynq's own writes to a queue
+// make the queue view look at it again; the hook's own calls (the take)
+// do not.
+func (h answers) Wrote(ctx context.Context, args []any) {
+	if !isOwnCall(ctx) {
+		h.queues.touched(args)
+	}
 }
 
 // tryTake answers asynq's dequeue d with a task of g's queue by the take
@@ -81,5 +118,5 @@ func (h answers) tryTake(ctx context.Context, g *gate, d *asynqcompat.Dequeue) (
 	if h.take == nil || d.LeaseEnd.IsZero() {
 		return "", false, nil
 	}
-	return h.take(ctx, g.instance, d)
+	return h.take(withOwnCall(ctx), g.instance, d)
 }

@@ -58,7 +58,10 @@ type Worker struct {
 	held inflight
 	// gates is the view of the queues' gates that spares asynq's dequeue
 	// of a closed queue its round trip (gate.go).
-	gates     *gateView
+	gates *gateView
+	// queues is the view of what the queues hold that spares an idle
+	// worker's polls their round trips (queueview.go).
+	queues    *queueView
 	stopGates context.CancelFunc
 	gatesDone chan struct{}
 	// hook answers asynq's queue scripts on the worker's Redis client
@@ -108,6 +111,8 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.finishes.st = w.store
 	w.gates = newGateView(cfg.Redis, cfg.Now, cfg.PollInterval, &w.log)
+	w.queues = newQueueView(w.store, cfg.Now, &w.log)
+	w.gates.changed = w.queues.forgetInstance
 	names := make([]string, 0, len(cfg.Instances))
 	var awaiting []string // instances whose logouts await WAHA's events
 	queues := map[string]int{}
@@ -128,7 +133,7 @@ func New(cfg Config) (*Worker, error) {
 		}
 		k := w.store.Keys(in.Name)
 		q := k.Queue
-		w.gates.add(in.Name, k)
+		w.queues.add(in.Name, k, w.gates.add(in.Name, k))
 		w.instances[in.Name] = &instance{name: in.Name, client: c, capacity: capacity,
 			limit: rateLimit(in.Rate), rateKey: k.Rate(), breaker: w.newBreaker(in.Name, timeout), awaitEvents: in.AwaitEvents}
 		names = append(names, in.Name)
@@ -161,7 +166,7 @@ func New(cfg Config) (*Worker, error) {
 	// asynq's queue scripts go through the worker's hook (hook.go; it only
 	// acts while the worker runs; a client shared by several workers gets
 	// one hook each).
-	w.hook = asynqcompat.NewHook(answers{gates: w.gates, take: w.take, ahead: &w.ahead})
+	w.hook = asynqcompat.NewHook(answers{gates: w.gates, take: w.take, ahead: &w.ahead, queues: w.queues})
 	cfg.Redis.AddHook(w.hook)
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
@@ -234,7 +239,10 @@ func (w *Worker) Start() error {
 	w.stopGates, w.gatesDone = stopGates, make(chan struct{})
 	go func() {
 		defer close(w.gatesDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { w.queues.run(gctx) })
 		w.gates.run(gctx)
+		wg.Wait()
 	}()
 	if err := w.srv.Start(w.Handler()); err != nil {
 		stopGates()
@@ -303,6 +311,7 @@ wait:
 	}
 	w.srv.Shutdown()
 	w.giveBackAhead(0) // a take in progress at the first one may have added some
+	w.announceHandBack()
 	// asynq has pushed what still ran back to pending; free its slots now
 	// rather than when their leases end.
 	w.stopRenewal()
@@ -315,6 +324,22 @@ wait:
 	w.reports.Wait()
 	w.started = false
 	w.log.Info().Msg("worker stopped")
+}
+
+// announceHandBack tells the other workers that asynq has pushed the
+// tasks still running back to their queues (store.AnnounceWork): their
+// views of the queues (queueview.go) would otherwise hear of them only at
+// their next recheck.
+func (w *Worker) announceHandBack() {
+	names := make([]string, 0, len(w.instances))
+	for name := range w.instances {
+		names = append(names, name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.store.AnnounceWork(ctx, names...); err != nil {
+		w.log.Debug().Err(err).Msg("cannot announce the tasks handed back; other workers find them at their next recheck")
+	}
 }
 
 // Force cuts short a Shutdown in progress (or the next one): the logouts

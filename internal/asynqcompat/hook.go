@@ -28,6 +28,18 @@ type Answerer interface {
 	SkipForward(ctx context.Context, paused string) bool
 }
 
+// Observer is what an Answerer may also implement to hear of the calls the
+// Hook sends to Redis: the worker's queue view learns from them.
+type Observer interface {
+	// Forwarded is told how many tasks asynq's forward of the queue whose
+	// paused key is paused moved (it was sent, not skipped).
+	Forwarded(ctx context.Context, paused string, moved int64)
+	// Wrote is told, after Redis answered it, of every other script the
+	// Hook let through (args as go-redis holds them): asynq's retry,
+	// requeue and recoverer's writes among them.
+	Wrote(ctx context.Context, args []any)
+}
+
 // Dequeue is asynq's dequeue of one queue, as the Hook hands it to the
 // Answerer.
 type Dequeue struct {
@@ -138,6 +150,19 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			if h.a.SkipForward(ctx, c.Paused) {
 				rc.SetVal(int64(0))
 				return nil
+			}
+			err := next(ctx, cmd)
+			if o, ok := h.a.(Observer); ok && err == nil {
+				if moved, ierr := rc.Int64(); ierr == nil {
+					o.Forwarded(ctx, c.Paused, moved)
+				}
+			}
+			return err
+		case OpNone:
+			if o, ok := h.a.(Observer); ok {
+				err := next(ctx, cmd)
+				o.Wrote(ctx, cmd.Args()) // after the write: a look then sees it
+				return err
 			}
 		}
 		return next(ctx, cmd)

@@ -76,7 +76,9 @@ type Sizes struct {
 	WaitingWindow time.Duration
 	// IdleServers are the fleet sizes (WAHA servers, so queues) of the
 	// idle scenario; a zero is skipped. IdleWindow is how long it counts
-	// Redis commands at each, after a warm-up.
+	// Redis commands at each, after a warm-up: longer than asynq's janitor
+	// interval (8 s) and the worker's recheck of its queues (5 s, 20 s at
+	// 1,000 servers), or the count misses them.
 	IdleServers [3]int
 	IdleWindow  time.Duration
 	// FleetServers servers of FleetSessions sessions each, FleetLatency

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -250,6 +251,18 @@ func (s *Store) enqueueCalls(ctx context.Context, ts []NewTask, groups []group, 
 	return calls, nil
 }
 
+// announceGroups announces work on the queues of groups (AnnounceWork),
+// each once.
+func (s *Store) announceGroups(ctx context.Context, ts []NewTask, groups []group) {
+	var ins []string
+	for _, g := range groups {
+		if in := ts[g.start].Instance; !slices.Contains(ins, in) {
+			ins = append(ins, in)
+		}
+	}
+	s.announce(ctx, ins...)
+}
+
 // readEnqueued writes the replies of the script calls of groups into out.
 // A call that was not run, or whose outcome is unknown, leaves its entries
 // empty: the caller counts from Redis.
@@ -381,6 +394,9 @@ func (s *Store) Enqueue(ctx context.Context, ts []NewTask) ([]Enqueued, error) {
 			cmds, err = s.runPipelined(ctx, enqueueScript, e.calls)
 			if rerr := readEnqueued(cmds, ts, e.groups, out); err == nil {
 				err = rerr
+			}
+			if err == nil {
+				s.announceGroups(ctx, ts, e.groups)
 			}
 		}
 		if err != nil {

@@ -63,5 +63,6 @@ func (s *Store) EnqueueRaw(ctx context.Context, instance, id, typ string, payloa
 	if n == rawExists {
 		return fmt.Errorf("enqueue %s: task id %s: %w", typ, id, ErrTaskExists)
 	}
+	s.announce(ctx, instance)
 	return nil
 }

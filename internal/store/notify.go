@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -109,18 +110,19 @@ func (n *Notifier) subscribe(ctx context.Context, channel string) error {
 	}
 }
 
-// Subscribe subscribes to one of wahaq's shard channels (Keys.Done,
-// Keys.Gate) and returns once Redis has confirmed it. On a server without
+// Subscribe subscribes to wahaq's shard channels (Keys.Done, Keys.Gate),
+// all on one connection (on a Cluster, they must share a slot), and
+// returns once Redis has confirmed the subscription. On a server without
 // shard channels (miniredis) it falls back to plain pub/sub, as the scripts
 // do when they announce.
-func Subscribe(ctx context.Context, rdb redis.UniversalClient, channel string) (*redis.PubSub, error) {
-	ps := rdb.SSubscribe(ctx, channel)
+func Subscribe(ctx context.Context, rdb redis.UniversalClient, channels ...string) (*redis.PubSub, error) {
+	ps := rdb.SSubscribe(ctx, channels...)
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
-		ps = rdb.Subscribe(ctx, channel)
+		ps = rdb.Subscribe(ctx, channels...)
 		if _, err2 := ps.Receive(ctx); err2 != nil {
 			_ = ps.Close()
-			return nil, fmt.Errorf("subscribe %s: %w", channel, err)
+			return nil, fmt.Errorf("subscribe %s: %w", strings.Join(channels, " "), err)
 		}
 	}
 	return ps, nil

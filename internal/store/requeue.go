@@ -166,5 +166,6 @@ func (s *Store) Requeue(ctx context.Context, instance string, ids []string, time
 			}
 		}
 	}
+	s.announce(ctx, instance)
 	return out, nil
 }

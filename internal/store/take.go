@@ -197,5 +197,6 @@ func (s *Store) GiveBack(ctx context.Context, instance string, ts []Taken) (int,
 	if err != nil {
 		return 0, fmt.Errorf("give back tasks of %s: %w", instance, err)
 	}
+	s.announce(ctx, instance)
 	return n, nil
 }

@@ -67,6 +67,15 @@ func (v *gateView) opened() {
 	}
 }
 
+// reopened tells the queue view that g's gate opened: a dequeue that found
+// it closed (the cap full) dequeued nothing and left the queue's tasks
+// pending.
+func (v *gateView) reopened(g *gate) {
+	if v.changed != nil {
+		v.changed(g.instance)
+	}
+}
+
 // gate is one queue's gate as the view knows it.
 type gate struct {
 	paused, channel string
@@ -90,11 +99,7 @@ func (g *gate) setClosed(closed bool) {
 	case was && !closed:
 		g.view.closedN.Add(-1)
 		g.view.opened()
-		if g.view.changed != nil {
-			// a take that found the cap full dequeued nothing, and left
-			// the queue's tasks pending
-			g.view.changed(g.instance)
-		}
+		g.view.reopened(g)
 	case !was && closed:
 		g.view.closedN.Add(1)
 	}
@@ -223,6 +228,11 @@ func (v *gateView) heard(g *gate, msg string) {
 	closed, until, ok := store.ParseGate(msg)
 	if !ok {
 		return
+	}
+	if !closed {
+		// an opening announced is heard even if the close was not (this
+		// view may never have seen the gate closed)
+		v.reopened(g)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -98,8 +98,8 @@ type queueState struct {
 	// known: a look's answer holds; run looks again after until.
 	known bool
 	until time.Time
-	// emptyKnown: empty holds, learned by the look since the last
-	// forget; empty: the pending list was found empty.
+	// emptyKnown: empty holds, learned by the look or a dequeue since
+	// the last forget; empty: the pending list was found empty.
 	emptyKnown, empty bool
 	// due is the earliest scheduled or retrying task's due second (Unix), 0
 	// for none.
@@ -220,28 +220,23 @@ func (q *queueState) epochOf() uint64 {
 }
 
 // dequeued records what a dequeue of q sent to Redis at epoch answered: a
-// task (err nil), nothing (asynqcompat.ErrNoTask), or an error, which tells nothing.
-// Nothing does not prove the list empty (a take that found the cap full,
-// or had no handler to take for, dequeues nothing and leaves the tasks
-// pending), so it has run look at once instead.
+// task (err nil), nothing (asynqcompat.ErrNoTask), or an error, which tells
+// nothing. Nothing is "empty" unless a write came since (the epoch moved);
+// a dequeue that found the gate closed (the take, asynq's own) left the
+// tasks pending, and the gate's opening makes the view forget that.
 func (v *queueView) dequeued(q *queueState, epoch uint64, err error) {
 	if q == nil {
 		return
 	}
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	switch {
 	case err == nil:
 		v.setEmpty(q, false)
-	case errors.Is(err, asynqcompat.ErrNoTask) && q.epoch == epoch && !q.empty:
-		q.until = time.Time{}
-		q.mu.Unlock()
-		select {
-		case v.dirty <- struct{}{}:
-		default:
-		}
-		return
+	case errors.Is(err, asynqcompat.ErrNoTask) && q.epoch == epoch:
+		q.emptyKnown = true
+		v.setEmpty(q, true)
 	}
-	q.mu.Unlock()
 }
 
 // nothingDue reports whether a forward of q can be answered "none moved"

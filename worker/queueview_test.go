@@ -98,6 +98,13 @@ func TestQueueView(t *testing.T) {
 	advance(2 * idleRecheck)
 	local("emptied again")
 
+	// a gate's opening heard by a view that never saw it closed: a take
+	// that found the cap full dequeued nothing and left its tasks pending
+	require.NoError(t, rdb.SPublish(ctx, k.Gate(), "0").Err())
+	remoteDequeue("after a gate opening")
+	advance(2 * idleRecheck)
+	local("looked again")
+
 	// a scheduled task: nothing to forward until it is due
 	_, err = st.Enqueue(ctx, []store.NewTask{{Instance: "default", Session: "b", MaxRetries: 1, ProcessAt: now().Add(time.Hour)}})
 	require.NoError(t, err)

@@ -98,7 +98,7 @@ func FullSizes() Sizes {
 		IsolationN: 1000, IsolationLatency: 10 * time.Millisecond,
 		SkewSmall: 20, SkewLatency: 50 * time.Millisecond,
 		WaitingWindow: 20 * time.Second,
-		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 10 * time.Second,
+		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 30 * time.Second,
 		FleetServers: 300, FleetSessions: 20, FleetConcurrency: 40, FleetLatency: 200 * time.Millisecond,
 	}
 }
@@ -114,7 +114,7 @@ func QuickSizes() Sizes {
 		IsolationN: 200, IsolationLatency: 10 * time.Millisecond,
 		SkewSmall: 5, SkewLatency: 50 * time.Millisecond,
 		WaitingWindow: 6 * time.Second,
-		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 4 * time.Second,
+		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 10 * time.Second,
 		FleetServers: 300, FleetSessions: 4, FleetConcurrency: 40, FleetLatency: 200 * time.Millisecond,
 	}
 }

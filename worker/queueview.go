@@ -31,8 +31,9 @@ const (
 	idleWait = 100 * time.Millisecond
 	// viewTick is how often the view looks for knowledge grown old.
 	viewTick = 250 * time.Millisecond
-	// lookSpacing is the least time between two looks.
-	lookSpacing = 50 * time.Millisecond
+	// lookBudget is the most queues one look reads (3 reads each): with
+	// viewTick, at most 200 queues a second.
+	lookBudget = 50
 )
 
 // queueView is this worker's knowledge of what its queues hold, so that
@@ -75,8 +76,6 @@ type queueView struct {
 	byPrefix map[string]*queueState
 	// busy counts the queues not known to be empty.
 	busy atomic.Int64
-	// dirty wakes run to look at forgotten queues.
-	dirty chan struct{}
 	// wake, when not nil, is closed at the next forget.
 	wakeMu sync.Mutex
 	wake   chan struct{}
@@ -107,8 +106,7 @@ type queueState struct {
 }
 
 func newQueueView(st *store.Store, now func() time.Time, log *zerolog.Logger) *queueView {
-	return &queueView{st: st, now: now, log: log, queues: map[string]*queueState{}, byPrefix: map[string]*queueState{},
-		dirty: make(chan struct{}, 1)}
+	return &queueView{st: st, now: now, log: log, queues: map[string]*queueState{}, byPrefix: map[string]*queueState{}}
 }
 
 // add makes the view keep the queue of instance, whose keys are k and
@@ -140,7 +138,8 @@ func (v *queueView) setEmpty(q *queueState, empty bool) {
 	}
 }
 
-// forget drops what the view knows of q and has run look at it again.
+// forget drops what the view knows of q: its polls go to Redis until a
+// dequeue finds it empty, its forwards until run has looked at it again.
 func (v *queueView) forget(q *queueState) {
 	q.mu.Lock()
 	q.epoch++
@@ -154,10 +153,6 @@ func (v *queueView) forget(q *queueState) {
 	}
 	v.woken = q
 	v.wakeMu.Unlock()
-	select {
-	case v.dirty <- struct{}{}:
-	default:
-	}
 }
 
 // forgetAll forgets every queue (a restart of the view).
@@ -297,13 +292,15 @@ func (v *queueView) touched(args []any) {
 	}
 }
 
-// run keeps the view until ctx is done: it looks at every queue at once,
-// then at each queue forgotten, and at each whose knowledge grew older
-// than its recheck, in one pipeline a round.
+// run keeps the view until ctx is done: every viewTick it looks, in one
+// pipeline, at the queues it does not know (forgotten) and then at those
+// whose knowledge is older than their recheck, at most lookBudget of them.
 //
-// Looks are at least lookSpacing apart: a busy queue, forgotten at every
-// write, needs none (its polls go to Redis anyway), and an idle one's first
-// poll after an announcement goes to Redis without waiting for a look.
+// A forgotten queue is not looked at at once: its polls go to Redis until
+// the look, and a dequeue that finds nothing marks it empty again, so only
+// its forwards wait for the look (they go to Redis meanwhile, as without
+// the view). The budget bounds what a busy worker, whose queues are
+// forgotten at every gate change, spends on looks.
 func (v *queueView) run(ctx context.Context) {
 	v.forgetAll() // what a previous run knew is old
 	t := time.NewTicker(viewTick)
@@ -313,12 +310,6 @@ func (v *queueView) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(lookSpacing):
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-v.dirty:
 		case <-t.C:
 		}
 	}
@@ -327,18 +318,26 @@ func (v *queueView) run(ctx context.Context) {
 // lookStale looks at the queues the view does not know, or knows too long.
 func (v *queueView) lookStale(ctx context.Context) {
 	now := v.now()
-	var qs []*queueState
-	var epochs []uint64
-	var names []string
+	var unknown, old []*queueState
 	for _, q := range v.queues {
 		q.mu.Lock()
-		if !q.known || !now.Before(q.until) {
-			qs, epochs, names = append(qs, q), append(epochs, q.epoch), append(names, q.instance)
+		switch {
+		case !q.known:
+			unknown = append(unknown, q)
+		case !now.Before(q.until):
+			old = append(old, q)
 		}
 		q.mu.Unlock()
 	}
+	qs := append(unknown, old...)
+	qs = qs[:min(len(qs), lookBudget)]
 	if len(qs) == 0 {
 		return
+	}
+	epochs := make([]uint64, len(qs))
+	names := make([]string, len(qs))
+	for i, q := range qs {
+		epochs[i], names[i] = q.epochOf(), q.instance
 	}
 	looks, ok, err := v.st.LookQueues(ctx, names)
 	if err != nil && ctx.Err() == nil {

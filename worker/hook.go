@@ -65,17 +65,24 @@ func (h answers) Dequeue(ctx context.Context, d *asynqcompat.Dequeue) (string, e
 	}
 	q := h.queues.queueOfGate(g)
 	if h.queues.idle(q) {
-		// known empty: wait for work to be announced, and take it
-		if o := h.queues.await(ctx, q); o != nil && !h.gates.closed(ctx, o.gate) {
-			epoch := o.epochOf()
-			if msg, done, err := h.tryTake(ctx, o.gate, d); done {
-				o.gate.found(err == nil)
-				h.queues.dequeued(o, epoch, err)
-				return msg, err
-			}
+		// known empty: wait for work to be announced, and take it at once
+		// (asynq would poll again only after its sleep)
+		o := h.queues.await(ctx, q)
+		if o == nil || h.gates.closed(ctx, o.gate) {
+			g.found(false)
+			return "", asynqcompat.ErrNoTask
 		}
-		g.found(false)
-		return "", asynqcompat.ErrNoTask
+		if o != q {
+			epoch := o.epochOf()
+			msg, done, err := h.tryTake(ctx, o.gate, d)
+			if !done {
+				g.found(false)
+				return "", asynqcompat.ErrNoTask
+			}
+			o.gate.found(err == nil)
+			h.queues.dequeued(o, epoch, err)
+			return msg, err
+		}
 	}
 	epoch := q.epochOf()
 	msg, done, err := h.tryTake(ctx, g, d)

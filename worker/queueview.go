@@ -176,7 +176,7 @@ func (v *queueView) idle(q *queueState) bool {
 
 // await holds an idle poll of q while every queue is known to be empty,
 // for up to idleWait, and returns the queue that work was announced on
-// meanwhile, if any. asynq asks for each of its queues in turn; once one is
+// meanwhile (q itself, or another), if any. asynq asks for each of its queues in turn; once one is
 // not known empty, no ask waits, so the round reaches it at once.
 func (v *queueView) await(ctx context.Context, q *queueState) *queueState {
 	v.wakeMu.Lock()
@@ -194,9 +194,7 @@ func (v *queueView) await(ctx context.Context, q *queueState) *queueState {
 	case <-wake:
 		v.wakeMu.Lock()
 		defer v.wakeMu.Unlock()
-		if v.woken != q {
-			return v.woken
-		}
+		return v.woken
 	case <-t.C:
 	case <-ctx.Done():
 	}

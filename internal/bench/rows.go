@@ -86,7 +86,7 @@ func (r *Report) newRows() []Row {
 	}
 	if f := r.Fleet; f != nil {
 		ideal := ratio(f.Ideal.Seconds(), f.Wahaq.Seconds())
-		name := fmt.Sprintf("12 fleet teardown: %d servers × %d sessions, L=%s, c=%d", f.Servers, f.Sessions, f.Latency, f.Concurrency)
+		name := fmt.Sprintf("12 fleet teardown: %d servers, %d sessions each, L=%s, c=%d", f.Servers, f.Sessions, f.Latency, f.Concurrency)
 		rows = append(rows,
 			Row{ID: "fleet_efficiency", Name: name, Unit: "s", Wahaq: f.Wahaq.Seconds(), Baseline: f.Ideal.Seconds(),
 				BaselineName: "ideal ceil(N/c)·L", Ratio: ideal, RatioOf: "ideal/actual", Target: "ratio ≥ 0.9", Met: ideal >= 0.9},

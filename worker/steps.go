@@ -88,6 +88,12 @@ func (w *Worker) start(next step) step {
 			// attempt's worker died and its slot lease runs out.
 			a.Log.Warn().Msg("second delivery of a task in flight handed back")
 			return answer{NotStarted: true, RetryAfter: w.cfg.SlotLease}
+		case r.Code == store.StartHeld:
+			// its batch is paused: the reconciler's next pass takes it out of
+			// asynq's retry set into the batch's held set (store's pause.go);
+			// until then it comes back at most once
+			a.Log.Debug().Msg("task of a paused batch handed back")
+			return answer{NotStarted: true, RetryAfter: heldRetry}
 		case r.Code == store.StartEnded || r.Code == store.StartSuperseded:
 			return w.dropped(a, r)
 		case !ok:
@@ -101,6 +107,11 @@ func (w *Worker) start(next step) step {
 		return next(ctx, a)
 	}
 }
+
+// heldRetry is how long a task of a paused batch that asynq delivered waits
+// in asynq's retry set: longer than the reconciler's default interval
+// (30 s), so it is held before it comes back.
+const heldRetry = time.Minute
 
 // validate runs the optional subscription/key check before the logout.
 func (w *Worker) validate(next step) step {

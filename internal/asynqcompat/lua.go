@@ -62,6 +62,24 @@ local function asynq_dequeue(pending, active, lease, prefix, lease_end)
 end
 `
 
+// QueueLua defines, for scripts that keep tasks out of asynq's pending
+// list for a while and put them back (internal/store's pause.go):
+//
+//	asynq_head(pending)           the id asynq's dequeue takes next; nil
+//	                              when the list is empty
+//	asynq_pop_head(pending)       takes that id off the list
+//	asynq_push_tail(pending, id)  queues id behind every task queued now,
+//	                              as asynq's enqueueCmd does
+const QueueLua = `
+local function asynq_head(pending)
+  local id = redis.call('LINDEX', pending, -1)
+  if not id then return nil end
+  return id
+end
+local function asynq_pop_head(pending) return redis.call('RPOP', pending) end
+local function asynq_push_tail(pending, id) return redis.call('LPUSH', pending, id) end
+`
+
 // RequeueLua defines asynq_requeue(pending, active, lease, tkey, id,
 // nowns): asynq's requeueCmd (an active task back to the head of its
 // queue, as asynq's server does at shutdown), which also stamps

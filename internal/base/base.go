@@ -37,6 +37,10 @@ var ErrNotFound = errors.New("not found")
 // tasks exports it.
 var ErrAlreadyStarted = errors.New("task has already started")
 
+// ErrBatchDone is returned when pausing a batch whose tasks are all final:
+// there is nothing left to hold. tasks exports it.
+var ErrBatchDone = errors.New("batch is done")
+
 // MaxSessionNameLen is WAHA's limit on session names; wahaclient owns the
 // rule.
 const MaxSessionNameLen = wahaclient.MaxSessionNameLen

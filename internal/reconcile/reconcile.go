@@ -10,7 +10,11 @@
 // keyspace needs. Batches left open are not found by scanning: every pass
 // closes those whose producer's lease has ended (the queue's open-batches
 // zset, store/batch_lease.go), for every configured instance and every
-// instance the scan has seen keys of.
+// instance the scan has seen keys of. Every pass also holds, for each
+// paused batch, the tasks that reached asynq's scheduled or retry set since
+// the pause (store/pause.go). A held task keeps its asynq task hash, so the
+// rule "no record stays live once asynq no longer holds its task" leaves it
+// alone: asynq still holds it, wahaq only keeps it out of asynq's queues.
 package reconcile
 
 import (
@@ -236,6 +240,11 @@ func (r *Reconciler) repair(ctx context.Context, found []store.ScannedKey) ([]st
 		// (store/batch_lease.go)
 		reps, err = r.store.CloseAbandonedBatches(ctx, inst, DefaultBatchLimit, r.cfg.ResultTTL)
 		out, errs = append(out, reps...), errors.Join(errs, err)
+		// a paused batch's tasks that reached asynq's retry or scheduled
+		// set after the pause (an attempt in flight that failed, a task
+		// handed back) are held; not a divergence, so not a repair
+		_, err = r.store.HoldPausedBatches(ctx, inst)
+		errs = errors.Join(errs, err)
 	}
 	if errs != nil {
 		return out, fmt.Errorf("reconcile: %w", errs)

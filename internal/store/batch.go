@@ -107,6 +107,10 @@ type Batch struct {
 	Error        string
 	// Callback is the batch's completion callback, or nil.
 	Callback *Callback
+	// PausedAt is when the batch was paused, nil while it runs (pause.go);
+	// PausedBy is who paused it.
+	PausedAt *time.Time
+	PausedBy string
 }
 
 // CreateBatch writes a new, open batch. Enqueue adds its tasks; CloseBatch
@@ -220,6 +224,9 @@ func (s *Store) decodeBatch(id, instance string, m map[string]string) *Batch {
 	}
 	b.ScheduledFor = msTime(m[BatchSched])
 	b.Callback = decodeCallback(m)
+	if p := msTime(m[BatchPaused]); p != nil {
+		b.PausedAt, b.PausedBy = p, m[BatchPausedBy]
+	}
 	if b.ScheduledFor != nil && !b.ScheduledFor.After(s.now()) {
 		b.Counts[StatePending] += b.Counts[StateScheduled]
 		b.Counts[StateScheduled] = 0

@@ -17,6 +17,8 @@ import (
 //	wahaq:{<queue>}:b:<batch id>           batch counters (hash)
 //	wahaq:{<queue>}:b:<batch id>:ids       the batch's task ids (list, in enqueue order)
 //	wahaq:{<queue>}:b:<batch id>:seen      sessions a discovery enqueued (hash, until the batch closes)
+//	wahaq:{<queue>}:b:<batch id>:held      a paused batch's tasks taken out of asynq's queues (zset; pause.go)
+//	wahaq:{<queue>}:held                   the queue's paused batches (set of batch ids; pause.go)
 //	wahaq:{<queue>}:open                   batches being filled (zset, score = lease end, ms)
 //	wahaq:{<queue>}:recent                 recent batches (zset, score = creation, ms; recent.go)
 //	wahaq:{<queue>}:dlq                    dead letters (zset, score = time of death, ms)
@@ -71,6 +73,15 @@ func (k Keys) BatchTasks(id string) string { return k.Batch(id) + ":ids" }
 // a listing read again creates nothing twice. The enqueue script writes it
 // under this name (the batch key + ":seen").
 func (k Keys) BatchListed(id string) string { return k.Batch(id) + ":seen" }
+
+// BatchHeld is the set of the tasks of paused batch id that wahaq holds out
+// of asynq's queues, scored by the order they go back in (pause.go). The
+// scripts derive it as the batch key + ":held".
+func (k Keys) BatchHeld(id string) string { return k.Batch(id) + ":held" }
+
+// HeldBatches is the set of the queue's paused batches: the take script
+// looks at it before it dequeues (pause.go).
+func (k Keys) HeldBatches() string { return k.prefix + "held" }
 
 // OpenBatches is the set of batches a producer is filling, scored by the end
 // of the producer's lease (Unix ms). See batch_lease.go.

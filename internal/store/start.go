@@ -39,8 +39,8 @@ import (
 // ARGV[7] session, ARGV[8] batch id, ARGV[9] max retries, ARGV[10] asynq
 // task key prefix, ARGV[11] TTL of a superseded record (s).
 // Returns the attempt number (>= 1) when started, startCapped when the cap is
-// reached, startInFlight, startEnded or {startSuperseded, live id}: nothing
-// was started.
+// reached, startInFlight, startEnded, startHeld (its batch is paused) or
+// {startSuperseded, live id}: nothing was started.
 var startScript = redis.NewScript(beginLua + asynqcompat.TaskLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
 -- every record field the script reads, in one call: each redis.call costs
@@ -52,6 +52,8 @@ local held = (old == 'active' or cap > 0) and redis.call('ZSCORE', KEYS[1], ARGV
 if old == 'active' and held then return -1 end
 if old == 'completed' or old == 'canceled' then return -2 end
 local batch = ARGV[8] ~= '' and old and redis.call('EXISTS', KEYS[3]) == 1
+-- a task of a paused batch does not start (pause.go)
+if batch and (old == 'pending' or old == 'scheduled' or old == 'retrying') and redis.call('HEXISTS', KEYS[3], 'paused') == 1 then return -4 end
 if old == 'dead' then
   -- run again from asynq's archive: a requeue, unless another task holds the session
   local live = redis.call('GET', KEYS[5])
@@ -150,6 +152,7 @@ const (
 	startInFlight   = -1
 	startEnded      = -2
 	startSuperseded = -3
+	startHeld       = -4
 )
 
 // StartCode says what Begin did.
@@ -171,6 +174,9 @@ const (
 	// the session has another live task; it was closed (canceled) in that
 	// task's favour.
 	StartSuperseded
+	// StartHeld: the task's batch is paused (pause.go); nothing changed.
+	// Hand it back without spending a retry.
+	StartHeld
 )
 
 // StartResult is what Begin did.
@@ -215,7 +221,7 @@ func (s *Store) Begin(ctx context.Context, id string, p base.Payload, attempt, c
 }
 
 // startResult reads a start code of the start or the take script: an
-// attempt number, startInFlight, startEnded or startCapped.
+// attempt number, startInFlight, startEnded, startHeld or startCapped.
 func startResult(code int64) StartResult {
 	switch {
 	case code > 0:
@@ -224,6 +230,8 @@ func startResult(code int64) StartResult {
 		return StartResult{Code: StartInFlight}
 	case code == startEnded:
 		return StartResult{Code: StartEnded}
+	case code == startHeld:
+		return StartResult{Code: StartHeld}
 	}
 	return StartResult{Code: StartCapped}
 }

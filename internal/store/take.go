@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,8 +24,13 @@ import (
 // gate closes, as in the start script), so no task is dequeued only to be
 // handed back. A paused queue is skipped, as asynq does.
 //
+// While the queue has a paused batch (pause.go), a task of a paused batch
+// at the head of the pending list is held (moved into its batch's held set)
+// instead of dequeued, up to maxHeldPerTake of them in one call.
+//
 // KEYS[1] asynq pending, KEYS[2] asynq paused, KEYS[3] asynq active,
-// KEYS[4] asynq lease, KEYS[5] semaphore, KEYS[6] gate channel.
+// KEYS[4] asynq lease, KEYS[5] semaphore, KEYS[6] gate channel, KEYS[7]
+// the queue's paused batches.
 // ARGV[1] asynq lease end (Unix s), ARGV[2] asynq task key prefix, ARGV[3]
 // now (ms), ARGV[4] slot lease until (ms), ARGV[5] cap (0 = none), ARGV[6]
 // record key prefix, ARGV[7] batch key prefix, ARGV[8] dedup key prefix,
@@ -33,7 +39,22 @@ import (
 // order (none when nothing was dequeued): code the attempt number
 // (started), startInFlight, startEnded, or takeFallback (dequeued, not
 // started).
-var takeScript = redis.NewScript(beginLua + asynqcompat.RetriedLua + asynqcompat.DequeueLua + `
+var takeScript = redis.NewScript(beginLua + holdLua + asynqcompat.RetriedLua + asynqcompat.DequeueLua + asynqcompat.QueueLua + `
+local holding = redis.call('EXISTS', KEYS[7]) == 1
+-- hold the tasks of paused batches at the head; false when the queue has
+-- none left to take in this call
+local function hold_head()
+  for _ = 1, ` + strconv.Itoa(maxHeldPerTake) + ` do
+    local id = asynq_head(KEYS[1])
+    if not id then return false end
+    local rkey = ARGV[6] .. id
+    local b = redis.call('HGET', rkey, 'batch')
+    if not b or redis.call('SISMEMBER', KEYS[7], b) == 0 then return true end
+    asynq_pop_head(KEYS[1])
+    hold_task(ARGV[7] .. b, rkey, id, 'p', nil)
+  end
+  return false
+end
 local function take_one()
   local cap = tonumber(ARGV[5])
   local taken = 0
@@ -49,6 +70,7 @@ local function take_one()
       end
     end
   end
+  if holding and not hold_head() then return nil end
   local id, msg = asynq_dequeue(KEYS[1], KEYS[3], KEYS[4], ARGV[2], ARGV[1])
   if not id then return nil end
   -- the start script's work (start.go) for the common case
@@ -89,6 +111,11 @@ return out
 // start.
 const takeFallback = -9
 
+// maxHeldPerTake bounds the tasks of paused batches one take call holds, so
+// one call stays short; the queue looks empty to that call when it is
+// reached, and the next holds on.
+const maxHeldPerTake = 1000
+
 // Taken is one task TakeN dequeued.
 type Taken struct {
 	// Message is the task's asynq message, as asynq's dequeue returns it.
@@ -110,7 +137,7 @@ func (s *Store) TakeN(ctx context.Context, instance string, asynqLease time.Time
 	k := s.Keys(instance)
 	now := s.now()
 	v, err := takeScript.Run(ctx, s.rdb,
-		[]string{k.Pending(), k.Paused(), asynqcompat.ActiveKey(k.Queue), asynqcompat.LeaseKey(k.Queue), k.Slots(), k.Gate()},
+		[]string{k.Pending(), k.Paused(), asynqcompat.ActiveKey(k.Queue), asynqcompat.LeaseKey(k.Queue), k.Slots(), k.Gate(), k.HeldBatches()},
 		asynqLease.Unix(), k.AsynqTaskPrefix(), now.UnixMilli(), now.Add(lease).UnixMilli(), capacity,
 		k.Record(""), k.Batch(""), k.Dedup(""), max(n, 1)).Slice()
 	if err != nil {

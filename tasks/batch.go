@@ -52,6 +52,11 @@ type Batch struct {
 	// Callback is the completion callback's delivery; absent when the batch
 	// has no callback URL.
 	Callback *Callback `json:"callback,omitempty"`
+	// Paused is true while the batch is paused (Producer.PauseBatch): none
+	// of its tasks starts; PausedAt and PausedBy say when and who.
+	Paused   bool       `json:"paused"`
+	PausedAt *time.Time `json:"paused_at,omitempty"`
+	PausedBy string     `json:"paused_by,omitempty"`
 }
 
 // newBatch turns the engine's batch into the public one: every state and
@@ -60,7 +65,7 @@ func newBatch(b *store.Batch) *Batch {
 	out := &Batch{BatchID: b.ID, Instance: b.Instance, Total: b.Total, Counts: make(map[State]int64, len(AllStates)),
 		Outcomes: make(map[Outcome]int64, len(AllOutcomes)), Done: b.Done, Discovering: b.Discovering, Interrupted: b.Interrupted,
 		CreatedAt: b.CreatedAt, ScheduledFor: b.ScheduledFor, Deduplicated: b.Deduplicated, Error: b.Error, Callback: newCallback(b.Callback),
-		Skipped: b.Skipped}
+		Skipped: b.Skipped, Paused: b.PausedAt != nil, PausedAt: pausedAt(b.PausedAt), PausedBy: b.PausedBy}
 	for _, st := range AllStates {
 		out.Counts[st] = b.Counts[string(st)]
 	}

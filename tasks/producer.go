@@ -71,6 +71,10 @@ type Config struct {
 	// created (deduplicated ones not counted), e.g. to feed the
 	// wahaq_enqueued_total metric. Defaults to none.
 	OnEnqueued func(instance string, n int)
+	// WAHA lists each instance's sessions for Preview (a *wahaclient.Client
+	// per instance name). Defaults to none: Preview answers
+	// ErrPreviewUnavailable.
+	WAHA map[string]SessionLister
 }
 
 func (c Config) withDefaults() (Config, error) {

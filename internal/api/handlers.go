@@ -18,6 +18,7 @@ import (
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/duration"
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
 )
 
 // logoutRequest is the body of POST /v1/logouts.
@@ -40,6 +41,9 @@ type batchRequest struct {
 	In       string   `json:"in"`
 	// CallbackURL receives the batch once done.
 	CallbackURL string `json:"callback_url"`
+	// DryRun asks for the preview: what the batch would take, with nothing
+	// enqueued (tasks.Producer.Preview).
+	DryRun bool `json:"dry_run"`
 }
 
 // batchAccepted is the answer to POST /v1/batches: tasks.BatchInfo with
@@ -118,7 +122,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note(r, audit.Target{Instance: instanceOr(req.Instance)}, map[string]any{"all": req.All, "status": req.Status,
-		"sessions": len(req.Sessions), "at": req.At, "in": req.In, "callback_url": audit.SafeURL(req.CallbackURL)})
+		"sessions": len(req.Sessions), "at": req.At, "in": req.In, "callback_url": audit.SafeURL(req.CallbackURL), "dry_run": req.DryRun})
 	if req.All && !s.permitAll(w, r, `POST /v1/batches with "all": true`) {
 		return
 	}
@@ -143,6 +147,10 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	when, detail := parseWhen(req.At, req.In)
 	if detail != "" {
 		s.problem(w, r, http.StatusBadRequest, detail)
+		return
+	}
+	if req.DryRun {
+		s.previewBatch(w, r, req)
 		return
 	}
 	var (
@@ -364,7 +372,7 @@ func noteSelection(r *http.Request, sel tasks.Selection) {
 // an empty field means the error's own text.
 type details struct {
 	notFound string // tasks.ErrNotFound
-	conflict string // tasks.ErrAlreadyStarted
+	conflict string // tasks.ErrAlreadyStarted, tasks.ErrBatchDone
 }
 
 // statusOf maps an error of the tasks package to its HTTP status, by type
@@ -376,8 +384,14 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, tasks.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, tasks.ErrAlreadyStarted):
+	case errors.Is(err, tasks.ErrAlreadyStarted), errors.Is(err, tasks.ErrBatchDone):
 		return http.StatusConflict
+	case errors.Is(err, tasks.ErrPreviewUnavailable):
+		return http.StatusNotImplemented
+	}
+	var apiErr *wahaclient.APIError
+	if errors.As(err, &apiErr) {
+		return http.StatusBadGateway
 	}
 	return 0
 }

@@ -219,7 +219,11 @@ func TestOpenAPIOperations(t *testing.T) {
 				checkAnswer(t, doc, op, w)
 				seen[w.Code] = true
 			}
-			require.True(t, seen[okStatus(t, op)], "%s never answered its success status; saw %v", key, seen)
+			ok := okStatus(t, op)
+			if key == "POST /v1/batches" {
+				ok = http.StatusAccepted // 200 is the preview's (TestPreviewRoute)
+			}
+			require.True(t, seen[ok], "%s never answered its success status; saw %v", key, seen)
 
 			if strings.Contains(path, "{id}") {
 				w := e.do(method, strings.ReplaceAll(path, "{id}", unknownID), body)

@@ -217,6 +217,8 @@ var routes = []route{
 	{method: http.MethodGet, pattern: "/v1/batches/{id}", role: access.RoleRead, handle: (*server).getBatch},
 	{method: http.MethodDelete, pattern: "/v1/batches/{id}", role: access.RoleOperate, action: "batch.cancel", handle: (*server).deleteBatch},
 	{method: http.MethodGet, pattern: "/v1/batches/{id}/tasks", role: access.RoleRead, handle: (*server).getBatchTasks},
+	{method: http.MethodPost, pattern: "/v1/batches/{id}/pause", role: access.RoleOperate, action: "batch.pause", handle: (*server).pauseBatch},
+	{method: http.MethodPost, pattern: "/v1/batches/{id}/resume", role: access.RoleOperate, action: "batch.resume", handle: (*server).resumeBatch},
 	{method: http.MethodGet, pattern: "/v1/tasks/{id}", role: access.RoleRead, handle: (*server).getTask},
 	{method: http.MethodDelete, pattern: "/v1/tasks/{id}", role: access.RoleOperate, action: "task.cancel", handle: (*server).deleteTask},
 	{method: http.MethodGet, pattern: "/v1/dlq", role: access.RoleRead, handle: (*server).getDLQ},

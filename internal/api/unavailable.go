@@ -93,6 +93,11 @@ func (s *server) failUnavailable(w http.ResponseWriter, r *http.Request, err err
 	return true
 }
 
+// requestCtxKey holds, in a request's context, its context before
+// withTimeout's deadline: the preview, which reads a whole WAHA listing,
+// sets a longer one of its own (previewTimeout).
+type requestCtxKey struct{}
+
 // withTimeout bounds a request's context by d, plus a long-poll's ?wait=
 // (waitParam checks it): the wait is not Redis work and must not be cut.
 func withTimeout(h http.Handler, d time.Duration) http.Handler {
@@ -103,7 +108,7 @@ func withTimeout(h http.Handler, d time.Duration) http.Handler {
 				total += wait
 			}
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), total)
+		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), requestCtxKey{}, r.Context()), total)
 		defer cancel()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})

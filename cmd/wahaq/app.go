@@ -79,8 +79,30 @@ func (a *app) tasksConfig() tasks.Config {
 	return tasks.Config{
 		Redis: a.rdb, Namespace: a.settings.Namespace, Instances: config.Names(a.instances),
 		MaxRetries: maxRetries(a.settings.MaxRetries), ResultTTL: a.settings.ResultTTL,
-		CallbackAllow: a.settings.CallbackAllow,
+		CallbackAllow: a.settings.CallbackAllow, WAHA: a.listers(),
 	}
+}
+
+// listers are WAHA clients of the configured instances for the preview of
+// a batch (`bulk --dry-run`, "dry_run" over HTTP), with the same keys the
+// workers use. Building one makes no call; an instance whose URL does not
+// parse gets none, and its preview says so.
+func (a *app) listers() map[string]tasks.SessionLister {
+	var secrets []string
+	for _, in := range a.instances {
+		if in.APIKey != "" {
+			secrets = append(secrets, in.APIKey)
+		}
+	}
+	out := make(map[string]tasks.SessionLister, len(a.instances))
+	for _, in := range a.instances {
+		c, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, Timeout: in.Timeout,
+			Redact: secrets, Trace: a.tracing})
+		if err == nil {
+			out[in.Name] = c
+		}
+	}
+	return out
 }
 
 // maxRetries maps WAHAQ_MAX_RETRIES, where 0 means none, onto

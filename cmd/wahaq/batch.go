@@ -30,7 +30,7 @@ func newBatchCmd() *cobra.Command {
 		asJSON  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "batch BATCH_ID [--wait [--timeout D]] [--json] | batch cancel BATCH_ID | batch tasks BATCH_ID | batch list",
+		Use:   "batch BATCH_ID [--wait [--timeout D]] [--json] | batch cancel|pause|resume BATCH_ID | batch tasks BATCH_ID | batch list",
 		Short: "Show a bulk teardown's progress: counts by state and outcome",
 		Long: `Show a bulk teardown (a batch made by wahaq bulk, POST /v1/batches or a
 schedule): how many of its tasks are in each state and outcome. --json prints
@@ -76,7 +76,7 @@ a malformed id.`,
 	f.BoolVar(&wait, "wait", false, "follow the batch until every task is completed, dead or canceled")
 	f.DurationVar(&timeout, "timeout", 0, "with --wait: give up after this long (0: wait as long as it takes)")
 	f.BoolVar(&asJSON, "json", false, "print the batch as JSON (the HTTP API's shape)")
-	cmd.AddCommand(newBatchCancelCmd(), newBatchTasksCmd(), newBatchListCmd())
+	cmd.AddCommand(newBatchCancelCmd(), newBatchPauseCmd(true), newBatchPauseCmd(false), newBatchTasksCmd(), newBatchListCmd())
 	return cmd
 }
 
@@ -206,6 +206,9 @@ func progressLine(b *tasks.Batch) string {
 	if b.Done {
 		return s
 	}
+	if b.Paused {
+		s += ", paused"
+	}
 	return s + fmt.Sprintf(", %d to go (scheduled %d, pending %d, active %d, retrying %d)",
 		b.Total-finalCount(b), c[tasks.StateScheduled], c[tasks.StatePending], c[tasks.StateActive], c[tasks.StateRetrying])
 }
@@ -222,6 +225,8 @@ func printBatch(w io.Writer, b *tasks.Batch, asJSON bool) error {
 		status = "listing the server's sessions"
 	case b.Done:
 		status = "done"
+	case b.Paused:
+		status = fmt.Sprintf("paused since %s by %s", fmtTime(b.PausedAt), b.PausedBy)
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "batch %s on %s: %s, %d of %d tasks final\n", b.BatchID, b.Instance, status, finalCount(b), b.Total)

@@ -74,6 +74,8 @@ func printBatchList(w io.Writer, bs []*tasks.Batch) error {
 			status = "done (interrupted)"
 		case b.Done:
 			status = "done"
+		case b.Paused:
+			status = "paused"
 		case b.ScheduledFor != nil && b.Counts[tasks.StateScheduled] > 0:
 			status = "scheduled " + fmtTime(b.ScheduledFor)
 		}

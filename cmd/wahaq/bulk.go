@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,11 +22,11 @@ func newBulkCmd() *cobra.Command {
 	var (
 		callbackURL, idemKey           string
 		instance, sessionsFile, in, at string
-		all, wait, asJSON              bool
+		all, wait, asJSON, dryRun      bool
 		statuses, sessions             []string
 	)
 	cmd := &cobra.Command{
-		Use:   "bulk --instance I (--all [--status WORKING,...] | --sessions-file F | --session S...) [--in D | --at T] [--idempotency-key K] [--wait] [--json]",
+		Use:   "bulk --instance I (--all [--status WORKING,...] | --sessions-file F | --session S...) [--in D | --at T] [--idempotency-key K] [--dry-run] [--wait] [--json]",
 		Short: "Enqueue the logout of many sessions of one WAHA server as one batch",
 		Long: `Enqueue a bulk teardown: the logout of many sessions of one WAHA server, as
 one batch, and print the batch id. Follow it with wahaq batch BATCH_ID.
@@ -56,6 +57,14 @@ the workers' reconciler within seconds.
 
 --in/--at may be at most 366 days ahead.
 
+--dry-run enqueues nothing: it lists the server's sessions now (with the
+key the workers use), applies --status and the dedup against the logouts
+already queued, and prints what the batch would take: the sessions by
+status, how many logouts it would create, how many are already queued,
+what it would skip and why, and the first 100 names. For named sessions it
+also says which the server does not list. No logout is called, nothing is
+written.
+
 --idempotency-key K makes a rerun safe (a job run again after a timeout):
 the same key with the same flags and sessions within 24 hours prints the first
 run's batch again (and --wait follows it) instead of making another batch; a
@@ -71,7 +80,8 @@ the session listing of --all failed, the enqueue was interrupted part way);
 		Example: `  wahaq bulk --instance default --session bot-1 --session bot-2
   wahaq bulk --instance eu --sessions-file sessions.txt --at 2025-07-01T18:00:00Z
   grep -v keep all.txt | wahaq bulk --instance eu --sessions-file - --wait
-  wahaq bulk --instance eu --all --status WORKING,FAILED --wait`,
+  wahaq bulk --instance eu --all --status WORKING,FAILED --wait
+  wahaq bulk --instance eu --all --status WORKING --dry-run`,
 		Args: noArgs("bulk", "name sessions with --session, --sessions-file or --all"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if instance == "" {
@@ -102,11 +112,28 @@ the session listing of --all failed, the enqueue was interrupted part way);
 					return err
 				}
 			}
+			if dryRun && (wait || idemKey != "") {
+				return usagef("--dry-run enqueues nothing: there is nothing to --wait for or to make idempotent")
+			}
 			a, p, err := newProducerApp(cmd)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
+			if dryRun {
+				pr := tasks.PreviewRequest{Instance: instance, Statuses: statuses}
+				if !all {
+					pr.Sessions = sessions
+				}
+				pv, err := p.Preview(ctx, pr)
+				if err != nil {
+					return a.cliErr(ctx, err)
+				}
+				if asJSON {
+					return printJSON(cmd.OutOrStdout(), pv)
+				}
+				return printPreview(cmd.OutOrStdout(), pv)
+			}
 			asGiven := map[string]any{"instance": instance, "all": all, "status": statuses, "sessions": sessions,
 				"in": in, "at": at, "callback_url": callbackURL}
 			info, _, err := idempotent(ctx, cmd, p, idemKey, asGiven, func(ctx context.Context) (*tasks.BatchInfo, error) {
@@ -171,6 +198,7 @@ the session listing of --all failed, the enqueue was interrupted part way);
 	f.StringSliceVar(&sessions, "session", nil, "a session name; repeatable or comma-separated")
 	addWhenFlags(cmd, &in, &at)
 	addIdempotencyFlag(cmd, &idemKey)
+	f.BoolVar(&dryRun, "dry-run", false, "print what the batch would take now; enqueue nothing")
 	f.BoolVar(&wait, "wait", false, "follow the batch until every task is completed, dead or canceled")
 	f.BoolVar(&asJSON, "json", false, "print JSON (the HTTP API's shape)")
 	return cmd
@@ -225,4 +253,60 @@ func checkSessions(names []string, where func(int) string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// printPreview prints a preview for people.
+func printPreview(w io.Writer, pv *tasks.Preview) error {
+	kind := "named sessions"
+	if pv.All {
+		kind = "every session"
+		if len(pv.Statuses) > 0 {
+			kind += " in " + strings.Join(pv.Statuses, ", ")
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "preview on %s (%s): nothing was enqueued\n", pv.Instance, kind)
+	fmt.Fprintf(&b, "  listed          %d entries on the server\n", pv.Listed)
+	fmt.Fprintf(&b, "  by status       %s\n", counts(pv.ByStatus))
+	if !pv.All {
+		fmt.Fprintf(&b, "  named           %d\n", pv.Requested)
+		fmt.Fprintf(&b, "  on the server   %d\n", *pv.OnServer)
+		fmt.Fprintf(&b, "  not on it       %d (their logouts would end not_found)", *pv.NotOnServer)
+		if len(pv.NotOnServerNames) > 0 {
+			fmt.Fprintf(&b, ": %s", strings.Join(pv.NotOnServerNames, ", "))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "  would enqueue   %d\n", pv.WouldEnqueue)
+	fmt.Fprintf(&b, "  already queued  %d\n", pv.AlreadyQueued)
+	fmt.Fprintf(&b, "  skipped         %s\n", counts(pv.Skipped))
+	more := ""
+	if int64(len(pv.Names)) < pv.WouldEnqueue {
+		more = fmt.Sprintf(" (the first %d of %d)", len(pv.Names), pv.WouldEnqueue)
+	}
+	fmt.Fprintf(&b, "  sessions%s: %s\n", more, strings.Join(pv.Names, ", "))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// counts prints a count per key, largest first, or "none".
+func counts(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/worker"
 )
@@ -65,7 +66,7 @@ type Options struct {
 	Instance string
 	// Tasks, when set, adjusts the configuration of Producer and Inspector
 	// (MaxRetries, ResultTTL, ...) after Start has filled in Redis,
-	// Namespace and Instances.
+	// Namespace, Instances and WAHA (the fake, for Producer.Preview).
 	Tasks func(*tasks.Config)
 	// Worker, when set, adjusts the worker's configuration (API key,
 	// concurrency, retry bounds, logger, validation, ...) after Start has
@@ -115,6 +116,10 @@ func Start(t testing.TB, opts Options) *Env {
 	fake := wahafake.NewT(t, opts.Fake)
 
 	tcfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{opts.Instance}}
+	// the Producer previews batches (Producer.Preview) from the fake
+	if lister, err := wahaclient.New(wahaclient.Config{BaseURL: fake.URL(), APIKey: opts.Fake.APIKey}); err == nil {
+		tcfg.WAHA = map[string]tasks.SessionLister{opts.Instance: lister}
+	}
 	if opts.Tasks != nil {
 		opts.Tasks(&tcfg)
 	}

@@ -71,6 +71,8 @@ func (c *Console) viewBatch(b *tasks.Batch) *batchView {
 	case b.Done:
 		v.Status, v.ETA = "done", "—"
 		v.Pct = 100
+	case b.Paused:
+		v.Status = "paused"
 	case b.Discovering:
 		v.Status = "listing sessions"
 	case b.ScheduledFor != nil && b.ScheduledFor.After(c.now()):

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,7 +58,7 @@ type message struct {
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup", "audit"}
+var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup", "audit", "teardown"}
 
 var funcs = template.FuncMap{
 	"ago":      ago,
@@ -73,6 +74,14 @@ var funcs = template.FuncMap{
 	"live":     func() []tasks.State { return liveStates },
 	"ptr":      func(t time.Time) *time.Time { return &t },
 	"counts":   counts,
+	"join":     strings.Join,
+	"has":      func(ss []string, s string) bool { return slices.Contains(ss, s) },
+	"deref64": func(p *int64) int64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	},
 }
 
 // liveStates are the states a task has in asynq's queues.

@@ -39,8 +39,8 @@ func TestPreview(t *testing.T) {
 			Requested: 5, Matched: 4, WouldEnqueue: 3, AlreadyQueued: 1,
 			Skipped: map[string]int64{wahaclient.SkipNotObject: 2, wahaclient.SkipNoName: 2, wahaclient.SkipBadName: 2, wahaclient.SkipBadStatus: 1,
 				tasks.SkipDuplicate: 1},
-			Names:       []string{"nope", "session-0002", "gone"},
-			OnServer:    i64(2), NotOnServer: i64(2), NotOnServerNames: []string{"nope", "gone"}}},
+			Names:    []string{"nope", "session-0002", "gone"},
+			OnServer: i64(2), NotOnServer: i64(2), NotOnServerNames: []string{"nope", "gone"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,7 +43,10 @@ repeats a hash stops serve with exit code 2. Every state-changing call is
 written to the audit log (GET /v1/audit, wahaq audit).
 /healthz, /readyz, /metrics and /openapi.json need no token.
 
-The API holds no WAHA key: "all" batches are discovered by the workers.
+"all" batches are discovered by the workers. The preview of a batch
+("dry_run": true, the console's New teardown form) lists the server's
+sessions from this process, with the WAHA keys of its settings (the same
+WAHA_API_KEY or instances file as the workers'); without them it answers 502.
 It also runs the recurring teardowns of the instances file (each tick is
 enqueued once, however many replicas run).`,
 		Args: cobra.NoArgs,

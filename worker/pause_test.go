@@ -148,4 +148,3 @@ func waitBatchFunc(t *testing.T, env *wahaqtest.Env, id string, cond func(*tasks
 	}, time.Minute, 5*time.Millisecond)
 	return b
 }
-

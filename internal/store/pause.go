@@ -297,7 +297,7 @@ const maxReleaseCalls = 1 << 16
 
 // HoldPausedBatches runs HoldBatch for every paused batch of instance (the
 // reconciler's pass), dropping from the set the batches that no longer
-// exist, and returns how many tasks it moved.
+// exist (and their held sets), and returns how many tasks it moved.
 func (s *Store) HoldPausedBatches(ctx context.Context, instance string) (int64, error) {
 	k := s.Keys(instance)
 	ids, err := s.rdb.SMembers(ctx, k.HeldBatches()).Result()
@@ -311,7 +311,13 @@ func (s *Store) HoldPausedBatches(ctx context.Context, instance string) (int64, 
 			return n, fmt.Errorf("paused batch %s: %w", id, err)
 		}
 		if ok == 0 {
-			if err := s.rdb.SRem(ctx, k.HeldBatches(), id).Err(); err != nil {
+			// expired while paused (done, its tasks canceled): its held set
+			// names only tasks that ended, and would outlive it
+			if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.SRem(ctx, k.HeldBatches(), id)
+				p.Del(ctx, k.BatchHeld(id))
+				return nil
+			}); err != nil {
 				return n, fmt.Errorf("paused batch %s: %w", id, err)
 			}
 			continue

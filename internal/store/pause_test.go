@@ -206,6 +206,20 @@ func TestPauseScripts(t *testing.T) {
 			_, err = f.st.PauseBatch(f.ctx, "default", bid, "ops")
 			require.ErrorIs(f.t, err, store.ErrBatchDone)
 		}},
+		{name: "a paused batch that expires leaves nothing behind", run: func(f *fixture) {
+			bid, ids := f.batch("s1")
+			_, err := f.st.PauseBatch(f.ctx, "default", bid, "ops")
+			require.NoError(f.t, err)
+			require.Empty(f.t, f.takeAll())
+			_, err = f.st.Cancel(f.ctx, []string{"default"}, ids[0], time.Hour)
+			require.NoError(f.t, err)
+			require.True(f.t, f.exists(f.k.BatchHeld(bid)))
+			require.NoError(f.t, f.rdb.Del(f.ctx, f.k.Batch(bid)).Err()) // its TTL ran out
+			_, err = f.st.HoldPausedBatches(f.ctx, "default")
+			require.NoError(f.t, err)
+			require.False(f.t, f.exists(f.k.BatchHeld(bid)))
+			require.False(f.t, f.exists(f.k.HeldBatches()))
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -147,4 +148,57 @@ func waitBatchFunc(t *testing.T, env *wahaqtest.Env, id string, cond func(*tasks
 		return cond(b)
 	}, time.Minute, 5*time.Millisecond)
 	return b
+}
+
+// TestPauseResumeAsynqDequeue: on a rate-limited server asynq's own
+// dequeue delivers the tasks (the take is not used): the start script
+// refuses those of a paused batch, the worker hands them back without a
+// retry spent, the reconciler holds them; once resumed they run at once
+// (not a minute later) and each session is logged out once.
+func TestPauseResumeAsynqDequeue(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	env := wahaqtest.Start(t, wahaqtest.Options{NoStart: true, Worker: func(c *worker.Config) {
+		c.Instances[0].Rate = 1000
+		c.ReconcileInterval = 100 * time.Millisecond
+	}})
+	ctx := context.Background()
+	names := env.Fake.AddSessions("r", n, wahafake.StatusWorking)
+	info, err := env.Producer.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: names})
+	require.NoError(t, err)
+	_, err = env.Producer.PauseBatch(ctx, info.BatchID)
+	require.NoError(t, err)
+	require.NoError(t, env.Worker.Start())
+	k := store.KeysFor(env.Namespace, env.Instance)
+	require.Eventually(t, func() bool {
+		held, err := env.Redis.ZCard(ctx, k.BatchHeld(info.BatchID)).Result()
+		require.NoError(t, err)
+		return held == n
+	}, time.Minute, 10*time.Millisecond, "handed back, then held by the reconciler")
+	require.Zero(t, env.Fake.TotalLogoutCalls())
+
+	// Resumed with no worker running: what it put back is due now.
+	env.Worker.Shutdown()
+	r, err := env.Producer.ResumeBatch(ctx, info.BatchID)
+	require.NoError(t, err)
+	require.EqualValues(t, n, r.Moved)
+	due, err := env.Redis.ZCount(ctx, k.Retry(), "-inf", strconv.FormatInt(time.Now().Unix(), 10)).Result()
+	require.NoError(t, err)
+	pending, err := env.Redis.LLen(ctx, k.Pending()).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, n, due+pending, "the hand-back's minute is not waited out")
+	env.StartWorker(t, func(c *worker.Config) {
+		c.Instances[0].Rate = 1000
+		c.ReconcileInterval = 100 * time.Millisecond
+	})
+	b := env.WaitBatch(t, info.BatchID, wait)
+	require.EqualValues(t, n, b.Outcomes[tasks.OutcomeLoggedOut])
+	for _, s := range names {
+		require.Equal(t, 1, env.Fake.LogoutCalls(s), s)
+	}
+	p, err := env.Inspector.BatchTasks(ctx, info.BatchID, tasks.TaskFilter{}, tasks.Page{Limit: n})
+	require.NoError(t, err)
+	for _, tk := range p.Tasks {
+		require.Equal(t, 1, tk.Attempts, "%s: a paused wait spends no retry", tk.Session)
+	}
 }

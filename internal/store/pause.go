@@ -117,12 +117,16 @@ const (
 
 // holdBatchScript moves, in one chunk of a paused batch's task list, the
 // tasks waiting in asynq's scheduled or retry set into the batch's held
-// set, each scored by its time there. A batch no longer paused is left
+// set, each scored by its time there. A task in the retry set whose record
+// is not retrying was handed back without an attempt (a full cap, a rate,
+// the start script's StartHeld, which waits a minute): no backoff is owed,
+// so it is scored now and goes back due. A batch no longer paused is left
 // alone.
 //
 // KEYS[1] batch, KEYS[2] batch task list, KEYS[3] asynq scheduled, KEYS[4]
 // asynq retry.
-// ARGV[1] first index, ARGV[2] last index, ARGV[3] record key prefix.
+// ARGV[1] first index, ARGV[2] last index, ARGV[3] record key prefix,
+// ARGV[4] now (Unix s).
 // Returns {tasks held, ids read}.
 var holdBatchScript = redis.NewScript(holdLua + `
 if redis.call('HEXISTS', KEYS[1], 'paused') == 0 then return {0, 0} end
@@ -137,6 +141,7 @@ for _, id in ipairs(ids) do
     local sc = redis.call('ZSCORE', set, id)
     if not sc then set, kind = KEYS[4], 'r'; sc = redis.call('ZSCORE', set, id) end
     if sc then
+      if kind == 'r' and st ~= 'retrying' then sc = math.min(tonumber(sc), tonumber(ARGV[4])) end
       redis.call('ZREM', set, id)
       hold_task(KEYS[1], rk, id, kind, sc)
       n = n + 1
@@ -244,7 +249,7 @@ func (s *Store) HoldBatch(ctx context.Context, instance, id string) (int64, erro
 	var held int64
 	for start := int64(0); ; start += pauseChunk {
 		v, err := holdBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.BatchTasks(id), k.Scheduled(), k.Retry()},
-			start, start+pauseChunk-1, k.Record("")).Int64Slice()
+			start, start+pauseChunk-1, k.Record(""), s.now().Unix()).Int64Slice()
 		if err != nil {
 			return held, fmt.Errorf("hold batch %s: %w", id, err)
 		}

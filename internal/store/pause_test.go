@@ -158,15 +158,24 @@ func TestPauseScripts(t *testing.T) {
 			require.NoError(f.t, err)
 			require.Empty(f.t, reps)
 			require.Equal(f.t, "pending", f.hash(f.k.Record(ids[0]))["state"])
-			// a task handed back after the pause: in asynq's retry set
-			require.NoError(f.t, f.rdb.ZRem(f.ctx, f.k.BatchHeld(bid), ids[1]).Err())
-			require.NoError(f.t, f.rdb.HDel(f.ctx, f.k.Record(ids[1]), store.FieldHeld).Err())
-			require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Retry(), redis.Z{Score: 2000000000, Member: ids[1]}).Err())
+			// a task handed back after the pause (no attempt: its record is
+			// pending), and one whose attempt failed: in asynq's retry set
+			for _, id := range ids {
+				require.NoError(f.t, f.rdb.ZRem(f.ctx, f.k.BatchHeld(bid), id).Err())
+				require.NoError(f.t, f.rdb.HDel(f.ctx, f.k.Record(id), store.FieldHeld).Err())
+				require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Retry(), redis.Z{Score: float64(f.now.Unix() + 60), Member: id}).Err())
+			}
+			require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(ids[1]), "state", "retrying").Err())
 			n, err := f.st.HoldPausedBatches(f.ctx, "default")
 			require.NoError(f.t, err)
-			require.EqualValues(f.t, 1, n)
+			require.EqualValues(f.t, 2, n)
 			require.Empty(f.t, f.zmembers(f.k.Retry()))
+			require.Equal(f.t, "r", f.hash(f.k.Record(ids[0]))[store.FieldHeld])
 			require.Equal(f.t, "r", f.hash(f.k.Record(ids[1]))[store.FieldHeld])
+			sc, _ := f.zscore(f.k.BatchHeld(bid), ids[0])
+			require.EqualValues(f.t, f.now.Unix(), sc, "a hand-back owes no backoff: due at once")
+			sc, _ = f.zscore(f.k.BatchHeld(bid), ids[1])
+			require.EqualValues(f.t, f.now.Unix()+60, sc, "a retry keeps its backoff")
 		}},
 		{name: "a held task canceled meanwhile is not put back", run: func(f *fixture) {
 			bid, ids := f.batch("s1", "s2")

@@ -164,3 +164,42 @@ func TestRetriedLua(t *testing.T) {
 		require.EqualValues(t, tc.retried, got, tc.name)
 	}
 }
+
+// TestQueueLua pins QueueLua's ends of the pending list to asynq's: the
+// head is the task asynq's Client enqueued first (its dequeue takes it
+// next), and a task pushed at the tail comes after every task queued.
+func TestQueueLua(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	q := redistest.Namespace(t) + ":q"
+	c := asynq.NewClientFromRedisClient(rdb)
+	var ids []string
+	for range 3 {
+		info, err := c.Enqueue(asynq.NewTask("wahaq:test", nil), asynq.Queue(q))
+		require.NoError(t, err)
+		ids = append(ids, info.ID)
+	}
+	t.Cleanup(func() { _ = rdb.Del(ctx, asynqcompat.PendingKey(q), asynqcompat.TaskKey(q, ids[0]), asynqcompat.TaskKey(q, ids[1]), asynqcompat.TaskKey(q, ids[2])).Err() })
+	head := redis.NewScript(asynqcompat.QueueLua + `return asynq_head(KEYS[1])`)
+	pop := redis.NewScript(asynqcompat.QueueLua + `return asynq_pop_head(KEYS[1])`)
+	push := redis.NewScript(asynqcompat.QueueLua + `return asynq_push_tail(KEYS[1], ARGV[1])`)
+	pending := []string{asynqcompat.PendingKey(q)}
+
+	got, err := head.Run(ctx, rdb, pending).Text()
+	require.NoError(t, err)
+	require.Equal(t, ids[0], got, "the first enqueued is dequeued first")
+	got, err = pop.Run(ctx, rdb, pending).Text()
+	require.NoError(t, err)
+	require.Equal(t, ids[0], got)
+	require.NoError(t, push.Run(ctx, rdb, pending, ids[0]).Err())
+	var order []string
+	for range 3 {
+		id, err := pop.Run(ctx, rdb, pending).Text()
+		require.NoError(t, err)
+		order = append(order, id)
+	}
+	require.Equal(t, []string{ids[1], ids[2], ids[0]}, order, "pushed at the tail: after every task queued")
+	_, err = head.Run(ctx, rdb, pending).Result()
+	require.ErrorIs(t, err, redis.Nil, "empty")
+}

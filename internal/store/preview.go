@@ -5,29 +5,25 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // liveScript answers, for each session of a chunk, whether it has a live
-// logout: the dedup rule of the enqueue script, read only, for a batch's
-// preview (issue 21). A session is live when its claim names a task whose
-// record is scheduled, pending, active or retrying and whose asynq task
-// still exists; a claim of a task that ended or left asynq is what the
-// enqueue script takes over.
+// logout: the dedup rule of the enqueue script (its claim names a task that
+// asynq still holds, neither archived nor completed), read only, for a
+// batch's preview (issue 21). A claim of a task asynq no longer holds is
+// one the enqueue script takes over.
 //
 // KEYS: the sessions' dedup keys (Keys.Dedup), one queue.
-// ARGV[1] record key prefix, ARGV[2] asynq task key prefix.
+// ARGV[1] asynq task key prefix.
 // Returns one 1 (live) or 0 per key, in order.
-var liveScript = redis.NewScript(`
+var liveScript = redis.NewScript(asynqcompat.TaskLua + `
 local out = {}
 for i, key in ipairs(KEYS) do
   out[i] = 0
   local id = redis.call('GET', key)
-  if id then
-    local st = redis.call('HGET', ARGV[1] .. id, 'state')
-    if (st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying') and redis.call('EXISTS', ARGV[2] .. id) == 1 then
-      out[i] = 1
-    end
-  end
+  if id and asynq_live(asynq_state(ARGV[1] .. id)) then out[i] = 1 end
 end
 return out
 `)
@@ -45,7 +41,7 @@ func (s *Store) LiveSessions(ctx context.Context, instance string, sessions []st
 	for i, sess := range sessions {
 		keys[i] = k.Dedup(sess)
 	}
-	v, err := liveScript.Run(ctx, s.rdb, keys, k.Record(""), k.AsynqTaskPrefix()).Int64Slice()
+	v, err := liveScript.Run(ctx, s.rdb, keys, k.AsynqTaskPrefix()).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("live sessions of %s: %w", instance, err)
 	}

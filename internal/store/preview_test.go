@@ -5,11 +5,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 )
 
 // TestLiveSessions: a session is live while its claim names a task that
-// is scheduled, pending, active or retrying and that asynq still holds; the
-// read writes nothing.
+// asynq still holds, neither archived nor completed (the enqueue script's
+// dedup rule); the read writes nothing.
 func TestLiveSessions(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -35,9 +37,19 @@ func TestLiveSessions(t *testing.T) {
 			require.NoError(f.t, f.rdb.Del(f.ctx, f.k.AsynqTask(id)).Err())
 			return "s"
 		}},
-		{name: "a stale claim: the record ended", prepare: func(f *fixture) string {
+		{name: "a stale claim: asynq completed the task", prepare: func(f *fixture) string {
 			_, id := f.enqueue("s", "")
-			require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "state", "completed").Err())
+			f.asynqState(id, asynqcompat.StateCompleted)
+			return "s"
+		}},
+		{name: "a stale claim: asynq archived the task", prepare: func(f *fixture) string {
+			_, id := f.enqueue("s", "")
+			f.asynqState(id, asynqcompat.StateArchived)
+			return "s"
+		}},
+		{name: "retrying", live: true, prepare: func(f *fixture) string {
+			_, id := f.enqueue("s", "")
+			f.asynqState(id, asynqcompat.StateRetry)
 			return "s"
 		}},
 	}

@@ -51,7 +51,7 @@ func (c *wire) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 const opTake asynqcompat.Op = 100
 
 // isTake recognizes the take script by its keys (store.TakeN): asynq's
-// pending and paused keys, then four more.
+// pending and paused keys, then five more.
 func isTake(args []any) bool {
 	if len(args) < 9 {
 		return false
@@ -59,7 +59,7 @@ func isTake(args []any) bool {
 	n, _ := args[2].(int)
 	first, _ := args[3].(string)
 	second, _ := args[4].(string)
-	return n == 6 && strings.HasSuffix(first, "}:pending") && strings.HasSuffix(second, "}:paused")
+	return n == 7 && strings.HasSuffix(first, "}:pending") && strings.HasSuffix(second, "}:paused")
 }
 
 func (c *wire) count(op asynqcompat.Op) int {

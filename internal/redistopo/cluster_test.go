@@ -18,6 +18,7 @@ import (
 	"github.com/wahaq/wahaq/internal/schedule"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
 	"github.com/wahaq/wahaq/worker"
 )
@@ -26,8 +27,8 @@ import (
 // through REDIS_CLUSTER_ADDRS' client: enqueue and dedup, a batch over two
 // instances whose queues live on different masters, the per-instance
 // concurrency cap, a dead letter requeued after the key is fixed, results,
-// cancel, schedules (tick claims and a discovery teardown), and asynq's own
-// Inspector on wahaq's queues.
+// cancel, schedules (tick claims and a discovery teardown), a preview, a
+// pause and a resume, and asynq's own Inspector on wahaq's queues.
 func TestCluster(t *testing.T) {
 	t.Parallel()
 	cl := StartCluster(t)
@@ -62,7 +63,10 @@ func TestCluster(t *testing.T) {
 	startWorker(t, rdb, ns,
 		worker.Instance{Name: "default", BaseURL: fake.URL(), APIKey: "key-1", Concurrency: 3},
 		worker.Instance{Name: second, BaseURL: fake2.URL(), APIKey: "key-2", Concurrency: 2, Rate: 500})
-	cfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default", second}}
+	lister, err := wahaclient.New(wahaclient.Config{BaseURL: fake.URL(), APIKey: "key-1"})
+	require.NoError(t, err)
+	cfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default", second},
+		WAHA: map[string]tasks.SessionLister{"default": lister}}
 	prod, err := tasks.NewProducer(cfg)
 	require.NoError(t, err)
 	insp, err := tasks.NewInspector(cfg)
@@ -119,6 +123,49 @@ func TestCluster(t *testing.T) {
 		require.LessOrEqual(t, fake.MaxInFlight(), 3, "cap of default")
 		require.LessOrEqual(t, fake2.MaxInFlight(), 2, "cap of "+second)
 		require.Positive(t, fake.MaxInFlight())
+	})
+
+	t.Run("preview, pause and resume", func(t *testing.T) {
+		fake.ResetStats()
+		fake2.ResetStats()
+		s1 := fake.AddSessions("hold", 30, wahafake.StatusWorking)
+		s2 := fake2.AddSessions("hold", 30, wahafake.StatusWorking)
+		// the preview's live check reads dedup keys and asynq hashes of
+		// one slot
+		pv, err := prod.Preview(ctx, tasks.PreviewRequest{Sessions: s1})
+		require.NoError(t, err)
+		require.EqualValues(t, 30, pv.WouldEnqueue)
+		// paused before any worker can take them: the take script (default)
+		// holds them at the head, the start script (second, rate-limited:
+		// asynq's own dequeue) refuses them and the reconciler holds them
+		b1, err := prod.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: s1, When: tasks.When{In: time.Hour}})
+		require.NoError(t, err)
+		b2, err := prod.EnqueueBatch(ctx, tasks.BatchRequest{Instance: second, Sessions: s2})
+		require.NoError(t, err)
+		for _, id := range []string{b1.BatchID, b2.BatchID} {
+			p, err := prod.PauseBatch(ctx, id)
+			require.NoError(t, err)
+			require.True(t, p.Paused)
+		}
+		// the scheduled batch's tasks were held by the pause itself
+		held, err := rdb.ZCard(ctx, store.KeysFor(ns, "default").BatchHeld(b1.BatchID)).Result()
+		require.NoError(t, err)
+		require.EqualValues(t, 30, held)
+		for _, id := range []string{b1.BatchID, b2.BatchID} {
+			p, err := prod.ResumeBatch(ctx, id)
+			require.NoError(t, err)
+			require.False(t, p.Paused)
+		}
+		b, err := insp.Batch(ctx, b1.BatchID)
+		require.NoError(t, err)
+		require.EqualValues(t, 30, b.Counts[tasks.StateScheduled], "back at their time")
+		b = waitBatch(t, insp, b2.BatchID)
+		require.EqualValues(t, 30, b.Outcomes[tasks.OutcomeLoggedOut])
+		require.Equal(t, 30, fake2.TotalLogoutCalls())
+		c, err := prod.CancelBatch(ctx, b1.BatchID)
+		require.NoError(t, err)
+		require.EqualValues(t, 30, c.Canceled)
+		require.Zero(t, fake.TotalLogoutCalls())
 	})
 
 	t.Run("dead letter, fix the key, requeue", func(t *testing.T) {

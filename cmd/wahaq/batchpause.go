@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wahaq/wahaq/internal/audit"
+
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -19,7 +21,7 @@ func newBatchPauseCmd(pause bool) *cobra.Command {
 		Long: `Pause a batch: none of its tasks starts until wahaq batch resume; tasks in
 flight finish. Its tasks are neither canceled nor failed and spend no retry;
 they stay paused across worker restarts. wahaq batch shows it paused, with
-when and by whom, and the batch reads done only once every task really is
+when and by whom (cli:<your user>), and the batch reads done only once every task really is
 final. Tasks an "all" batch still being discovered adds are held too.
 --json prints the answer of POST /v1/batches/{id}/pause.
 
@@ -50,12 +52,20 @@ does not answer; 2 bad usage or a malformed id.`
 		if err != nil {
 			return err
 		}
-		ctx := tasks.WithActor(cmd.Context(), "cli")
-		call := p.ResumeBatch
+		ctx := tasks.WithActor(cmd.Context(), audit.CLIActor())
+		call, entry := p.ResumeBatch, audit.Entry{Action: "batch.resume", Target: audit.Target{Batch: id}}
 		if pause {
-			call = p.PauseBatch
+			call, entry.Action = p.PauseBatch, "batch.pause"
 		}
 		r, err := call(ctx, id)
+		if err == nil {
+			changed := int64(0)
+			if r.Changed {
+				changed = 1
+			}
+			entry.Target.Instance, entry.Result = r.Batch.Instance, map[string]int64{"changed": changed, "moved": r.Moved}
+		}
+		a.audit(ctx, entry, err)
 		if errors.Is(err, tasks.ErrBatchDone) {
 			return fmt.Errorf("batch %s is done: every task is final, nothing is left to pause", id)
 		}

@@ -40,7 +40,9 @@ func TestCLIDryRunPauseResume(t *testing.T) {
 	require.Contains(t, r.stdout, "paused")
 	r = c.ok("batch", id)
 	require.Contains(t, r.stdout, "paused since")
-	require.Contains(t, r.stdout, "by cli")
+	require.Contains(t, r.stdout, "by cli:")
+	entries := c.ok("audit", "--action", "batch.pause", "--json").stdout
+	require.Contains(t, entries, id, "the pause is in the audit log")
 	r = c.ok("batch", "pause", id, "--json")
 	require.Contains(t, r.stdout, `"changed":false`)
 	r = c.ok("batch", "resume", id)

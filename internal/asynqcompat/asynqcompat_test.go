@@ -180,7 +180,10 @@ func TestQueueLua(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, info.ID)
 	}
-	t.Cleanup(func() { _ = rdb.Del(ctx, asynqcompat.PendingKey(q), asynqcompat.TaskKey(q, ids[0]), asynqcompat.TaskKey(q, ids[1]), asynqcompat.TaskKey(q, ids[2])).Err() })
+	t.Cleanup(func() {
+		_ = rdb.Del(ctx, asynqcompat.PendingKey(q), asynqcompat.TaskKey(q, ids[0]), asynqcompat.TaskKey(q, ids[1]), asynqcompat.TaskKey(q, ids[2])).Err()
+		_ = rdb.SRem(ctx, asynqcompat.AllQueues, q).Err()
+	})
 	head := redis.NewScript(asynqcompat.QueueLua + `return asynq_head(KEYS[1])`)
 	pop := redis.NewScript(asynqcompat.QueueLua + `return asynq_pop_head(KEYS[1])`)
 	push := redis.NewScript(asynqcompat.QueueLua + `return asynq_push_tail(KEYS[1], ARGV[1])`)

@@ -108,3 +108,40 @@ func TestPreviewRoute(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, bs, "a preview writes no batch")
 }
+
+// TestPreviewRoles: a preview needs the role its batch would need: an
+// enqueue token previews named sessions but not "all" (403 naming
+// operate), an operate token previews both, a read token neither, and a
+// token scoped to another instance is refused.
+func TestPreviewRoles(t *testing.T) {
+	t.Parallel()
+	fake := wahafake.NewT(t, wahafake.Options{APIKey: "preview-key", Sessions: 2})
+	lister, err := wahaclient.New(wahaclient.Config{BaseURL: fake.URL(), APIKey: "preview-key"})
+	require.NoError(t, err)
+	rdb, ns := redistest.Client(t), redistest.Namespace(t)
+	prod, err := tasks.NewProducer(tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default", "eu"},
+		WAHA: map[string]tasks.SessionLister{"default": lister}})
+	require.NoError(t, err)
+	e := newEnvOn(t, rdb, ns, func(c *Config) { c.Producer = prod; c.NamedTokens = roleTokens() })
+	named, all := `{"sessions":["session-0001"],"dry_run":true}`, `{"all":true,"dry_run":true}`
+	tests := []struct {
+		role  access.Role
+		scope string
+		body  string
+		code  int
+	}{
+		{role: access.RoleRead, body: named, code: http.StatusForbidden},
+		{role: access.RoleEnqueue, body: named, code: http.StatusOK},
+		{role: access.RoleEnqueue, body: all, code: http.StatusForbidden},
+		{role: access.RoleOperate, body: all, code: http.StatusOK},
+		{role: access.RoleOperate, scope: "eu", body: all, code: http.StatusForbidden},
+	}
+	for _, tc := range tests {
+		w := e.serve(e.asToken(roleToken(tc.role, tc.scope), http.MethodPost, "/v1/batches", tc.body))
+		require.Equal(t, tc.code, w.Code, "%s %s %s: %s", tc.role, tc.scope, tc.body, w.Body.String())
+		if tc.code == http.StatusForbidden && tc.role == access.RoleEnqueue {
+			require.Contains(t, w.Body.String(), "operate")
+		}
+	}
+	require.Zero(t, fake.Stats().TotalLogoutCalls)
+}

@@ -148,6 +148,26 @@ func roleCases() []roleCase {
 					return b.Counts[tasks.StateCanceled] > 0
 				}
 			}},
+		{name: "pause batch", route: "POST /v1/batches/{id}/pause", need: access.RoleOperate,
+			setup: func(e *env, in string) (string, string, func() bool) {
+				id := batch(e, in)
+				return "/v1/batches/" + id + "/pause", "", func() bool {
+					b, err := e.insp.Batch(ctx, id)
+					require.NoError(e.t, err)
+					return b.Paused
+				}
+			}},
+		{name: "resume batch", route: "POST /v1/batches/{id}/resume", need: access.RoleOperate,
+			setup: func(e *env, in string) (string, string, func() bool) {
+				id := batch(e, in)
+				_, err := e.prod.PauseBatch(ctx, id)
+				require.NoError(e.t, err)
+				return "/v1/batches/" + id + "/resume", "", func() bool {
+					b, err := e.insp.Batch(ctx, id)
+					require.NoError(e.t, err)
+					return !b.Paused
+				}
+			}},
 		{name: "get task", route: "GET /v1/tasks/{id}", need: access.RoleRead, scopeOK: true, setup: read("/v1/tasks/{id}")},
 		{name: "cancel task", route: "DELETE /v1/tasks/{id}", need: access.RoleOperate,
 			setup: func(e *env, in string) (string, string, func() bool) {

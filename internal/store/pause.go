@@ -290,6 +290,11 @@ func (s *Store) ResumeBatch(ctx context.Context, instance, id, actor string) (Pa
 		}
 		out.Moved += v[0]
 		if v[1] <= 0 {
+			if out.Moved > 0 {
+				// idle workers learn of the tasks put back now rather than at
+				// their next recheck; a hint (AnnounceWork), so not an error
+				_ = s.AnnounceWork(ctx, instance)
+			}
 			return out, nil
 		}
 	}

@@ -54,7 +54,7 @@ refused, key not set here); 2 bad usage or an unknown instance.`,
 			if err != nil {
 				return err
 			}
-			ch := preflight.New(a.instances, 0)
+			ch := a.preflight()
 			var results []preflight.Result
 			if instance != "" {
 				r, ok := ch.Check(cmd.Context(), instance)
@@ -92,6 +92,16 @@ refused, key not set here); 2 bad usage or an unknown instance.`,
 	cmd.Flags().StringVar(&instance, "instance", "", "check only this instance (default: every configured one)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the HTTP API's JSON")
 	return cmd
+}
+
+// preflight is the checker of the configured servers, with the keys this
+// process has.
+func (a *app) preflight() *preflight.Checker {
+	ts := make([]preflight.Target, len(a.instances))
+	for i, in := range a.instances {
+		ts[i] = preflight.Target{Name: in.Name, BaseURL: in.BaseURL, APIKey: in.APIKey, APIKeyEnv: in.APIKeyEnv, NoKey: in.NoKey}
+	}
+	return preflight.New(ts, 0)
 }
 
 // countOf is "1 server", "2 servers".

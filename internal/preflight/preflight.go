@@ -9,9 +9,9 @@ package preflight
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
-	"github.com/wahaq/wahaq/internal/config"
 	"github.com/wahaq/wahaq/wahaclient"
 )
 
@@ -33,9 +33,24 @@ type Result struct {
 	wahaclient.Check
 }
 
+// Target is one configured WAHA server, as the instances file and the
+// settings give it (cmd/wahaq fills it from config.Instance).
+type Target struct {
+	// Name is the instance's name.
+	Name string
+	// BaseURL is the server's URL.
+	BaseURL string
+	// APIKey is its key, "" when this process does not have it.
+	APIKey string
+	// APIKeyEnv names the variable the key comes from; "" for none.
+	APIKeyEnv string
+	// NoKey is true when the server takes no key by configuration.
+	NoKey bool
+}
+
 // Checker checks the configured instances.
 type Checker struct {
-	instances []config.Instance
+	instances []Target
 	timeout   time.Duration
 	// redact lists every configured key, so that no server's echo of
 	// another's key reaches a result.
@@ -44,7 +59,7 @@ type Checker struct {
 
 // New returns a Checker of insts. timeout bounds each server's check;
 // 0 means DefaultTimeout.
-func New(insts []config.Instance, timeout time.Duration) *Checker {
+func New(insts []Target, timeout time.Duration) *Checker {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
@@ -92,9 +107,13 @@ func (c *Checker) All(ctx context.Context) []Result {
 	return out
 }
 
-func (c *Checker) check(ctx context.Context, in config.Instance) Result {
+func (c *Checker) check(ctx context.Context, in Target) Result {
 	r := Result{Instance: in.Name, BaseURL: wahaclient.StripUserinfo(in.BaseURL)}
-	cl, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, Timeout: c.timeout, Redact: c.redact})
+	// A transport of its own, closed after: a check keeps no connection.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	cl, err := wahaclient.New(wahaclient.Config{BaseURL: in.BaseURL, APIKey: in.APIKey, Timeout: c.timeout, Redact: c.redact,
+		HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		r.Problems, r.Warnings = []string{err.Error()}, []string{}
 		return r

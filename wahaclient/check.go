@@ -81,10 +81,6 @@ func (c *Client) Check(ctx context.Context) *Check {
 			break // a 401 or another error: the key's check below says why
 		}
 	}
-	if ch.Version == "" {
-		ch.Warnings = append(ch.Warnings, "the version is unknown: neither GET /api/version nor GET /api/server/version answered it")
-	}
-
 	// Does the server refuse a wrong key? A random key and a random session
 	// name: 401 says it checks keys; 404 (or 200) says any key gets in.
 	probe := c.withKey("wahaq-preflight-wrong-key-" + rand.Text())
@@ -144,6 +140,10 @@ func (c *Client) Check(ctx context.Context) *Check {
 		ch.Warnings = append(ch.Warnings, "the listing of sessions did not finish in time: "+err.Error())
 	default:
 		ch.Problems = append(ch.Problems, "listing sessions failed: "+err.Error())
+	}
+	if ch.Version == "" && ch.Reachable && (ch.KeyAccepted == nil || *ch.KeyAccepted) {
+		// (a refused key explains itself: the version routes refused it too)
+		ch.Warnings = append(ch.Warnings, "the version is unknown: neither GET /api/version nor GET /api/server/version answered it")
 	}
 	if ch.KeyEnforced != nil && !*ch.KeyEnforced && ch.KeyAccepted != nil && !*ch.KeyAccepted {
 		// A 401 to our key but not to a random one: a proxy in the way.

@@ -57,7 +57,7 @@ type message struct {
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup", "audit"}
+var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup", "audit", "check"}
 
 var funcs = template.FuncMap{
 	"ago":      ago,
@@ -73,6 +73,15 @@ var funcs = template.FuncMap{
 	"live":     func() []tasks.State { return liveStates },
 	"ptr":      func(t time.Time) *time.Time { return &t },
 	"counts":   counts,
+	// yes and no read a *bool that may be nil (unknown): both false then.
+	"yes": func(b *bool) bool { return b != nil && *b },
+	"no":  func(b *bool) bool { return b != nil && !*b },
+	"ms": func(f *float64) string {
+		if f == nil {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f ms", *f)
+	},
 }
 
 // liveStates are the states a task has in asynq's queues.

@@ -142,8 +142,14 @@ type Task struct {
 
 // Attempt is one attempt of a task, as its history keeps it.
 type Attempt struct {
-	// Attempt is the attempt's number; it starts again at 1 after a requeue.
+	// Attempt is the attempt's number. It counts on across a dead-letter
+	// requeue (and a run from asynq's archive), although the retry budget
+	// starts again there; Requeued marks the first attempt after one.
 	Attempt int `json:"attempt"`
+	// Requeued is set on the first attempt after the task ended and was run
+	// again (a dead-letter requeue, a run from asynq's archive): the
+	// attempt before it ended the task.
+	Requeued bool `json:"requeued,omitempty"`
 	// StartedAt and FinishedAt bound the attempt.
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
@@ -163,7 +169,9 @@ const AttemptRetrying = "retrying"
 func newAttempts(log []store.Attempt) []Attempt {
 	out := make([]Attempt, len(log))
 	for i, a := range log {
-		out[i] = Attempt{Attempt: a.Number, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome, HTTPStatus: a.HTTPStatus}
+		out[i] = Attempt{Attempt: a.Number, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome, HTTPStatus: a.HTTPStatus,
+			// an attempt after one that ended the task began a new run
+			Requeued: i > 0 && log[i-1].Outcome != store.AttemptRetrying}
 		if a.Error != "" {
 			e := a.Error
 			out[i].Error = &e

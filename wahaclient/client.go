@@ -244,9 +244,6 @@ func (c *Client) ListSessions(ctx context.Context, all bool) ([]Session, error) 
 	if out == nil {
 		out = []Session{}
 	}
-	for i := range out {
-		c.redact.session(&out[i])
-	}
 	return out, nil
 }
 
@@ -276,7 +273,8 @@ func (c *Client) decodeSessionBody(op string, status int, body []byte) (*Session
 	if json.Unmarshal(body, &probe) != nil || probe.Name == nil || probe.Status == nil || json.Unmarshal(body, &s) != nil {
 		return nil, c.unexpectedBody(op, status, `a JSON object that is not a session (it needs a string "name" and "status")`, body)
 	}
-	return c.redact.session(&s), nil
+	// WAHA's data as sent: never redacted (see redactor).
+	return &s, nil
 }
 
 // maxBodyEcho caps the part of an unexpected body kept in an error.

@@ -126,7 +126,7 @@ func TestLogoutErrorsAgainstFake(t *testing.T) {
 		{"core rejects other names", wahafake.Options{Core: true}, "", "nosuch", wahaclient.ErrRejected, 422, wahafake.CoreMessage},
 		{"wrong key", wahafake.Options{APIKey: testKey}, "wrong", "default", wahaclient.ErrUnauthorized, 401, "Unauthorized"},
 		{"no key", wahafake.Options{APIKey: testKey}, "", "default", wahaclient.ErrUnauthorized, 401, "Unauthorized"},
-		{"scoped key, other session", wahafake.Options{APIKey: "main", ScopedKeys: map[string][]string{testKey: {"session-0001"}}, Sessions: 2}, testKey, "session-0002", wahaclient.ErrForbidden, 403, "Forbidden"},
+		{"scoped key, other session", wahafake.Options{APIKey: "main", ScopedKeys: map[string][]string{testKey: {"session-0001"}}, Sessions: 2}, testKey, "session-0002", wahaclient.ErrForbidden, 403, `the key is valid but scoped: it lacks the "control" action for this session, or it is bound to other sessions (WAHA 2026.4.3+ keys); give wahaq a key with "control" on every session it logs out`},
 		{"neither route", wahafake.Options{Legacy: true, NoDeprecatedRoute: true}, "", "default", wahaclient.ErrRouteMissing, 404, "Cannot POST /api/sessions/default/logout"},
 	}
 	for _, tc := range tests {

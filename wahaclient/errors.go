@@ -24,7 +24,8 @@ var (
 	// key is missing or wrong. Retrying will not help until a person fixes the key.
 	ErrUnauthorized = errors.New("waha: unauthorized")
 	// ErrForbidden means a 403: the key is valid but its scope does not cover this
-	// session or action (session-scoped keys of newer WAHA versions).
+	// session or action (session-scoped keys of newer WAHA versions: a logout
+	// needs the "control" action on the session). The message says which.
 	ErrForbidden = errors.New("waha: forbidden")
 	// ErrSessionNotFound means WAHA said the session does not exist, so there is
 	// nothing to log out. It is kept apart from ErrRouteMissing, which is also a 404.
@@ -33,13 +34,20 @@ var (
 	// "Cannot POST ..."), i.e. it is an older or newer WAHA than the call expects.
 	// Logout handles it itself by falling back to the deprecated route.
 	ErrRouteMissing = errors.New("waha: route missing on this server")
-	// ErrRejected means WAHA refused the request for good (400, 409, 422, ...),
-	// for example WAHA Core refusing a session other than "default". Retrying the
-	// same request gives the same answer.
+	// ErrRejected means WAHA refused the request for good (400, 409, 422, 501,
+	// ...), for example WAHA Core refusing a session other than "default", or
+	// a 501 from a session whose engine does not implement the call (WAHA
+	// 2025.6.6+). Retrying the same request gives the same answer.
 	ErrRejected = errors.New("waha: request rejected")
 	// ErrTransient covers everything worth retrying later: connection errors,
-	// timeouts, 408, 425, 429 and 5xx answers.
+	// timeouts, 408, 425, 429 and 5xx answers but 501.
 	ErrTransient = errors.New("waha: transient failure")
+	// ErrSessionBusy means WAHA answered 500 "async-lock timed out in queue
+	// <session>": the session's operations queued up past its lock's timeout
+	// (WAHA 2025.6.3+, under load). It is transient: errors.Is(err,
+	// ErrTransient) holds too; it has a name of its own so that callers can
+	// count it apart from a failing server.
+	ErrSessionBusy = fmt.Errorf("waha: session busy, its operations lock timed out: %w", ErrTransient)
 	// ErrInvalidSessionName means the name breaks WAHA's rule (^[a-zA-Z0-9_-]+$,
 	// at most 54 characters). It is detected before any HTTP call.
 	ErrInvalidSessionName = errors.New("invalid session name")
@@ -161,7 +169,13 @@ type response struct {
 func classify(op string, r response) *APIError {
 	e := classifyRaw(op, r)
 	if e != nil {
-		e.Message = capMessage(r.Redact.text(e.Message))
+		e.Message = r.Redact.text(e.Message)
+		if e.Kind == ErrForbidden {
+			// wahaq's own words, after the redaction of the server's: a
+			// short key that is also a word must not blank them
+			e.Message = forbiddenDetail(op, e.Message)
+		}
+		e.Message = capMessage(e.Message)
 	}
 	return e
 }
@@ -190,6 +204,12 @@ func classifyRaw(op string, r response) *APIError {
 			// "nothing to do" nor "old server"; a person must look.
 			e.Kind = ErrRejected
 		}
+	case s == http.StatusNotImplemented:
+		// WAHA 2025.6.6+: the session's engine does not implement the call.
+		// Asking again gets the same answer.
+		e.Kind = ErrRejected
+	case s == http.StatusInternalServerError && isLockTimeout(e.Message):
+		e.Kind = ErrSessionBusy
 	case s == http.StatusRequestTimeout, s == http.StatusTooEarly, s == http.StatusTooManyRequests, s >= 500:
 		e.Kind = ErrTransient
 		if s == http.StatusTooManyRequests || s == http.StatusServiceUnavailable {
@@ -241,6 +261,38 @@ func transportMessage(err error) string {
 		msg = ue.Err.Error()
 	}
 	return msg
+}
+
+// isLockTimeout recognizes WAHA's "async-lock timed out in queue <session>"
+// (the async-lock library's own wording), here at the client's edge so
+// that callers classify by the sentinel.
+func isLockTimeout(msg string) bool {
+	return strings.HasPrefix(strings.TrimSpace(msg), "async-lock timed out")
+}
+
+// forbiddenDetail says what a 403 means for op. WAHA's own message is only
+// "Forbidden"; since 2026.4.3 a key bound to sessions and actions gets it
+// for a call outside them, and a person needs to know which action is
+// missing. The validation service's 403 (an expired subscription) keeps
+// its own message.
+func forbiddenDetail(op, msg string) string {
+	var need string
+	switch op {
+	case "logout":
+		need = `the key is valid but scoped: it lacks the "control" action for this session, or it is bound to other sessions (WAHA 2026.4.3+ keys); give wahaq a key with "control" on every session it logs out`
+	case "delete session":
+		need = `the key is valid but scoped: it lacks the "delete" action for this session, or it is bound to other sessions (WAHA 2026.4.3+ keys)`
+	case "get session":
+		need = `the key is valid but scoped: it lacks the "read" action for this session, or it is bound to other sessions (WAHA 2026.4.3+ keys)`
+	case "list sessions":
+		need = "the key is valid but scoped to sessions: listing every session needs a key that is not (WAHA 2026.1.4+ keys)"
+	default:
+		return msg
+	}
+	if msg == "" || msg == http.StatusText(http.StatusForbidden) {
+		return need
+	}
+	return msg + "; " + need
 }
 
 func isSessionNotFound(msg string) bool {

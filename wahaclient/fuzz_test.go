@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 )
 
-var sentinels = []error{ErrUnauthorized, ErrForbidden, ErrSessionNotFound, ErrRouteMissing, ErrRejected, ErrTransient}
+var sentinels = []error{ErrUnauthorized, ErrForbidden, ErrSessionNotFound, ErrRouteMissing, ErrRejected, ErrTransient, ErrSessionBusy}
 
 func isSentinel(k error) bool {
 	for _, s := range sentinels {
@@ -51,7 +51,10 @@ func wantKind(status int) error {
 		return ErrForbidden
 	case status == 404:
 		return nil // depends on the body; checked by the caller
+	case status == 501:
+		return ErrRejected // the engine does not implement the call
 	case status == 408, status == 425, status == 429, status >= 500:
+		// a 500 lock timeout is ErrSessionBusy, which is ErrTransient too
 		return ErrTransient
 	default:
 		return ErrRejected
@@ -69,6 +72,8 @@ func FuzzClassify(f *testing.F) {
 	f.Add(500, []byte(`{"statusCode":500,"timestamp":"x","exception":{"message":"boom","name":"Error"},"request":{}}`), "")
 	f.Add(503, []byte(`<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>`), "7")
 	f.Add(429, []byte(``), "Wed, 21 Oct 2015 07:28:00 GMT")
+	f.Add(500, []byte(`{"statusCode":500,"exception":{"message":"async-lock timed out in queue default","name":"Error"}}`), "")
+	f.Add(501, []byte(`{"statusCode":501,"message":"The method is not implemented by 'NOWEB' engine.","error":"Not Implemented"}`), "")
 	f.Add(429, []byte(`{"message":{"nested":[1,2]}}`), "99999999999999999999")
 	f.Add(302, []byte(``), "-1")
 	f.Add(0, []byte(`{"message":null}`), "")
@@ -114,7 +119,7 @@ func FuzzClassify(f *testing.F) {
 		if e.StatusCode != status {
 			t.Fatalf("StatusCode %d, want %d", e.StatusCode, status)
 		}
-		if w := wantKind(status); w != nil && e.Kind != w {
+		if w := wantKind(status); w != nil && !errors.Is(e.Kind, w) {
 			t.Fatalf("status %d classified as %v, want %v", status, e.Kind, w)
 		}
 		if status == 404 && e.Kind != ErrSessionNotFound && e.Kind != ErrRouteMissing && e.Kind != ErrRejected {
@@ -219,7 +224,7 @@ func FuzzLogoutResponse(f *testing.F) {
 		if ok && ae.Kind != ErrRejected && ae.Kind != ErrTransient {
 			t.Fatalf("a 2xx with a bad body classified as %v", ae.Kind)
 		}
-		if w := wantKind(status); !ok && w != nil && ae.Kind != w {
+		if w := wantKind(status); !ok && w != nil && !errors.Is(ae.Kind, w) {
 			t.Fatalf("status %d classified as %v, want %v", status, ae.Kind, w)
 		}
 	})

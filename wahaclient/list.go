@@ -48,8 +48,8 @@ const (
 
 // ListEntry is one entry of a session listing as EachSession reads it.
 type ListEntry struct {
-	// Session is the entry's name, status and account, redacted; set when
-	// Skip is "".
+	// Session is the entry's name, status and account as WAHA sent them
+	// (never redacted); set when Skip is "".
 	Session Session
 	// Skip is why the entry is not a session (one of the Skip* reasons),
 	// or "".
@@ -148,7 +148,6 @@ func (c *Client) entry(raw json.RawMessage) ListEntry {
 	if json.Unmarshal(probe.Name, &s.Name) != nil {
 		return ListEntry{Skip: SkipBadName}
 	}
-	s.Name = c.redact.text(s.Name)
 	if ValidateSessionName(s.Name) != nil {
 		return ListEntry{Skip: SkipBadName}
 	}
@@ -163,7 +162,9 @@ func (c *Client) entry(raw json.RawMessage) ListEntry {
 			s.Me = &me
 		}
 	}
-	return ListEntry{Session: *c.redact.session(&s)}
+	// WAHA's data as sent: names and statuses are never redacted (see
+	// redactor).
+	return ListEntry{Session: s}
 }
 
 // LooksLikeStatus reports whether s is shaped like a WAHA session status:

@@ -2,7 +2,6 @@ package wahaclient_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -106,27 +105,72 @@ func TestRedactsWhatWAHAEchoes(t *testing.T) {
 	}
 }
 
-func TestRedactsSessionFieldsAndListings(t *testing.T) {
+// Structured data is WAHA's and is returned as sent, even when it holds a
+// secret's characters: rewriting names and statuses broke teardowns
+// (issue 22). Only free text (messages, bodies kept as text) is redacted.
+func TestStructuredFieldsAreNeverRewritten(t *testing.T) {
 	t.Parallel()
 	sess := `{"name":"a","status":"{KEY}","me":{"id":"{KEY}@c.us","pushName":"{CHECK}"},"config":{"k":"{KEY}"},"engine":{"engine":"NOWEB"}}`
 	ts := echoServer(t, 201, nil, sess)
 	c := newClient(t, ts.URL, wahaKey, func(c *wahaclient.Config) { c.Redact = []string{checkKey} })
 	res, err := c.Logout(context.Background(), "a")
 	require.NoError(t, err)
-	b, err := json.Marshal(res)
-	require.NoError(t, err)
-	requireNoSecret(t, string(b))
-	require.Equal(t, wahaclient.Redacted, res.Session.Status)
-	require.Nil(t, res.Session.Config, "raw JSON holding a secret is dropped")
-	require.JSONEq(t, `{"engine":"NOWEB"}`, string(res.Session.Engine))
+	require.Equal(t, wahaKey, res.Session.Status)
+	require.Equal(t, wahaKey+"@c.us", res.Session.Me.ID)
+	require.Equal(t, checkKey, res.Session.Me.PushName)
+	require.JSONEq(t, `{"k":"`+wahaKey+`"}`, string(res.Session.Config))
 
-	ls := echoServer(t, 200, nil, `[`+sess+`]`)
-	list, err := newClient(t, ls.URL, wahaKey).ListSessions(context.Background(), true)
-	require.NoError(t, err)
-	b, err = json.Marshal(list)
-	require.NoError(t, err)
-	require.NotContains(t, string(b), wahaKey)
+	// The issue's cases: a short key inside a session's name, and a key
+	// inside a status.
+	for _, key := range []string{"321", "ORKIN", "orkin"} {
+		ls := echoServer(t, 200, nil, `[{"name":"bot-321","status":"WORKING"},{"name":"bot-7","status":"WORKING"},{"name":"321","status":"STOPPED"}]`)
+		c := newClient(t, ls.URL, key)
+		list, err := c.ListSessions(context.Background(), true)
+		require.NoError(t, err)
+		require.Equal(t, []string{"bot-321", "bot-7", "321"}, []string{list[0].Name, list[1].Name, list[2].Name}, key)
+		require.Equal(t, "WORKING", list[0].Status, key)
+		var names, statuses []string
+		require.NoError(t, c.EachSession(context.Background(), true, func(e wahaclient.ListEntry) error {
+			require.Empty(t, e.Skip, key)
+			names = append(names, e.Session.Name)
+			statuses = append(statuses, e.Session.Status)
+			return nil
+		}))
+		require.Equal(t, []string{"bot-321", "bot-7", "321"}, names, key)
+		require.Equal(t, []string{"WORKING", "WORKING", "STOPPED"}, statuses, key)
+		got, err := newClient(t, echoServer(t, 201, nil, `{"name":"bot-321","status":"WORKING"}`).URL, key).Logout(context.Background(), "bot-321")
+		require.NoError(t, err)
+		require.Equal(t, "bot-321", got.Session.Name)
+		require.Equal(t, "WORKING", got.Session.Status)
+	}
 }
+
+// M4 (issue 23): a key echoed in another letter case or in part leaves
+// no trace in the error either.
+func TestRedactsEchoesInAnyCaseAndInPart(t *testing.T) {
+	t.Parallel()
+	for _, echo := range []string{
+		strings.ToUpper(wahaKey),
+		"bad key " + strings.ToUpper(wahaKey[:1]) + wahaKey[1:] + " and again " + strings.ToLower(wahaKey),
+		"first 10: " + wahaKey[:10],
+		"last part: " + wahaKey[len(wahaKey)-MinEchoRunForTest:],
+		"middle: x" + strings.ToUpper(wahaKey[4:14]) + "y",
+	} {
+		ts := echoServer(t, 500, nil, `{"message":"`+echo+`"}`)
+		_, err := newClient(t, ts.URL, wahaKey).Logout(context.Background(), "a")
+		require.Error(t, err)
+		for _, text := range errTexts(err) {
+			low := strings.ToLower(text)
+			for i := 0; i+wahaclient.MinEchoRun <= len(wahaKey); i++ {
+				require.NotContains(t, low, wahaKey[i:i+wahaclient.MinEchoRun], "a run of the key in %q", text)
+			}
+		}
+		require.Contains(t, err.Error(), wahaclient.Redacted)
+	}
+}
+
+// MinEchoRunForTest is wahaclient.MinEchoRun, spelled for slicing.
+const MinEchoRunForTest = wahaclient.MinEchoRun
 
 func TestBaseURLPasswordIsASecret(t *testing.T) {
 	t.Parallel()

@@ -58,8 +58,10 @@ const (
 // accepts any key and has only the STOPPED session "default", one instance
 // named "default", and a started worker.
 type Options struct {
-	// Fake configures the fake WAHA server. Its APIKey is also the key the
-	// worker sends, unless Worker changes Instances[0].APIKey.
+	// Fake configures the fake WAHA server. The key it requires (its
+	// APIKey, or on the current line the one it generated: Server.APIKey)
+	// is also the key the worker sends, unless Worker changes
+	// Instances[0].APIKey.
 	Fake wahafake.Options
 	// Instance is the name of the WAHA server the fake plays. Default
 	// "default".
@@ -138,7 +140,7 @@ func Start(t testing.TB, opts Options) *Env {
 		Redis:     rdb,
 		Namespace: ns,
 		Instances: []worker.Instance{{
-			Name: opts.Instance, BaseURL: fake.URL(), APIKey: opts.Fake.APIKey,
+			Name: opts.Instance, BaseURL: fake.URL(), APIKey: fake.APIKey(),
 		}},
 		RetryBase:       DefaultRetryBase,
 		RetryMax:        DefaultRetryMax,

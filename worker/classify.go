@@ -32,9 +32,17 @@ func classify(err error) (class, tasks.Outcome) {
 	case errors.Is(err, wahaclient.ErrSessionNotFound):
 		return classDone, tasks.OutcomeNotFound
 	case errors.Is(err, wahaclient.ErrUnauthorized), errors.Is(err, wahaclient.ErrForbidden):
+		// A 403 is a scoped key (WAHA 2026.4.3+) without the control action
+		// or for other sessions; the error's message says so.
 		return classAuth, tasks.OutcomeAuthFailed
+	case errors.Is(err, wahaclient.ErrSessionBusy):
+		// WAHA's 500 "async-lock timed out in queue <session>": the session's
+		// operations queued past its lock's timeout under load; it frees.
+		return classTransient, tasks.OutcomeRetriesExhausted
 	case errors.Is(err, wahaclient.ErrRejected), errors.Is(err, wahaclient.ErrInvalidSessionName),
 		errors.Is(err, tasks.ErrInvalidInput):
+		// ErrRejected includes WAHA's 501: the session's engine does not
+		// implement the call, whatever the number of attempts.
 		return classRejected, tasks.OutcomeRejected
 	default:
 		// ErrTransient, ErrRouteMissing on both routes, context deadlines,

@@ -35,6 +35,8 @@ func TestClassify(t *testing.T) {
 		{"validation 401", &wahaclient.APIError{Op: "validate", StatusCode: 401, Kind: wahaclient.ErrUnauthorized}, classAuth, tasks.OutcomeAuthFailed},
 		{"wrapped 401", fmt.Errorf("attempt: %w", apiErr(401, wahaclient.ErrUnauthorized)), classAuth, tasks.OutcomeAuthFailed},
 		{"422 core", apiErr(422, wahaclient.ErrRejected), classRejected, tasks.OutcomeRejected},
+		{"501 engine", apiErr(501, wahaclient.ErrRejected), classRejected, tasks.OutcomeRejected},
+		{"500 lock timeout", apiErr(500, wahaclient.ErrSessionBusy), classTransient, tasks.OutcomeRetriesExhausted},
 		{"invalid session name", fmt.Errorf("%w: bad", wahaclient.ErrInvalidSessionName), classRejected, tasks.OutcomeRejected},
 		{"invalid input", fmt.Errorf("%w: instance not configured", tasks.ErrInvalidInput), classRejected, tasks.OutcomeRejected},
 		{"503", apiErr(503, wahaclient.ErrTransient), classTransient, tasks.OutcomeRetriesExhausted},

@@ -415,7 +415,7 @@ func TestCancel(t *testing.T) {
 
 // TestRequeueAfterKeyFixed: an auth failure sits in the dead-letter queue;
 // once the key matches, a requeue by id runs it again under the same id
-// with fresh attempts.
+// with fresh retries, its attempt numbers counting on (issue 22).
 func TestRequeueAfterKeyFixed(t *testing.T) {
 	t.Parallel()
 	env := wahaqtest.Start(t, wahaqtest.Options{
@@ -443,7 +443,13 @@ func TestRequeueAfterKeyFixed(t *testing.T) {
 	require.Equal(t, enq.ID, done.ID)
 	require.Equal(t, tasks.StateCompleted, done.State)
 	require.Equal(t, tasks.OutcomeLoggedOut, outcome(t, done))
-	require.Equal(t, 1, done.Attempts, "a requeue starts with fresh attempts")
+	require.Equal(t, 2, done.Attempts, "attempt numbers count on across a requeue")
+	require.Len(t, done.AttemptsLog, 2)
+	require.Equal(t, tasks.Attempt{Attempt: 1, StartedAt: done.AttemptsLog[0].StartedAt, FinishedAt: done.AttemptsLog[0].FinishedAt,
+		Outcome: string(tasks.OutcomeAuthFailed), HTTPStatus: 401, Error: done.AttemptsLog[0].Error}, done.AttemptsLog[0])
+	require.Equal(t, 2, done.AttemptsLog[1].Attempt, "it was 1 twice")
+	require.True(t, done.AttemptsLog[1].Requeued, "it says where the requeue began")
+	require.False(t, done.AttemptsLog[0].Requeued)
 	require.Nil(t, done.LastError)
 	require.Equal(t, "success", done.Result.Status)
 	require.Equal(t, 2, env.Fake.LogoutCalls("ops-bot"))
@@ -650,11 +656,11 @@ func TestDeadLettersBeyondAsynqArchive(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2*n, env.Fake.TotalLogoutCalls())
-	// Every record, read by id: same id, logged out, fresh attempts.
+	// Every record, read by id: same id, logged out, its second attempt.
 	for id := range seen {
 		task, err := env.Inspector.Task(ctx, id)
 		require.NoError(t, err)
-		if task.State != tasks.StateCompleted || outcome(t, task) != tasks.OutcomeLoggedOut || task.Attempts != 1 {
+		if task.State != tasks.StateCompleted || outcome(t, task) != tasks.OutcomeLoggedOut || task.Attempts != 2 {
 			require.Failf(t, "requeued task did not log out once", "%+v", task)
 		}
 	}

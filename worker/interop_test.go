@@ -214,7 +214,10 @@ func TestInteropAsynqInspector(t *testing.T) {
 		require.NoError(t, ix.env.Worker.Start())
 		done := ix.env.WaitTask(t, ix.ids["dead"], 10*time.Second)
 		require.Equal(t, tasks.StateCompleted, done.State, "%+v %v %v", done, done.LastError, ix.env.Fake.Stats())
-		require.Equal(t, 1, done.Attempts, "fresh retries: the run counts from one")
+		// fresh retries, but the attempt numbers count on (issue 22): the
+		// 401, then the run
+		require.Equal(t, 2, done.Attempts)
+		require.True(t, done.AttemptsLog[len(done.AttemptsLog)-1].Requeued)
 		ix.env.WaitTask(t, ix.ids["sched"], 10*time.Second)
 		ix.env.WaitBatch(t, ix.batch, 10*time.Second)
 		require.Equal(t, 2, ix.env.Fake.Stats().LogoutCalls["s-dead"], "the 401, then one logout")

@@ -5,6 +5,13 @@
 //	    --scoped-key ops=session-0001,session-0002 --fail session-0003=503x3 \
 //	    --webhook-url http://127.0.0.1:8080/v1/waha/default/events
 //
+// --current-line plays WAHA's current line (2025.10.3+): a key is always
+// required (with none set, or "123", "admin", "waha", only zeros, it
+// generates one and prints it, as WAHA does), DELETE /api/sessions/{s} and
+// GET /api/server/version exist; --no-api-key is WAHA_NO_API_KEY=True.
+// --scoped-key ops=a,b:read,control binds a key to sessions and actions;
+// --lock-timeout and --fail a=lock play WAHA's 500 "async-lock timed out".
+//
 // The key may also come from WAHA_API_KEY, as for the real server (the flag
 // wins); prefer it, since command lines are visible to other users. The same
 // holds for the webhook signing key, WHATSAPP_HOOK_HMAC_KEY as on WAHA. The
@@ -20,6 +27,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,8 +79,11 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	fs.BoolVar(&cfg.opts.Legacy, "legacy", false, "an old server: no POST /api/sessions/{s}/logout, only the deprecated POST /api/sessions/logout")
 	fs.BoolVar(&cfg.opts.NoDeprecatedRoute, "no-deprecated-route", false, "a newest server without the deprecated POST /api/sessions/logout")
 	fs.Uint64Var(&cfg.opts.Seed, "seed", 1, "seed of the RNG behind flaky sessions")
-	fs.Var(&scoped, "scoped-key", "KEY=s1,s2: a key limited to these sessions (403 elsewhere); repeatable")
-	fs.Var(&fails, "fail", "SESSION=STATUS[xTIMES] (or SESSION=reset[xTIMES]): script failures of that session's logouts, e.g. a=503x3 (no xTIMES: forever); repeated for one session, the faults apply in order")
+	fs.Var(&scoped, "scoped-key", "KEY=s1,s2[:action,...]: a key limited to these sessions and actions (read, send, control, setting, app, delete; default all but delete), 403 elsewhere; repeatable")
+	fs.Var(&fails, "fail", "SESSION=STATUS[xTIMES] (or SESSION=reset[xTIMES], SESSION=lock[xTIMES] for WAHA's lock timeout): script failures of that session's logouts, e.g. a=503x3 or a=501 (no xTIMES: forever); repeated for one session, the faults apply in order")
+	fs.BoolVar(&cfg.opts.CurrentLine, "current-line", false, "play WAHA's current line (2025.10.3+): a key is always required (generated and printed when unset), DELETE /api/sessions/{s} and /api/server/version exist")
+	fs.BoolVar(&cfg.opts.NoAPIKey, "no-api-key", false, "with --current-line: WAHA_NO_API_KEY=True, no key is checked")
+	fs.DurationVar(&cfg.opts.LockTimeout, "lock-timeout", 0, "a logout waiting longer than this for its session's lock answers WAHA's 500 \"async-lock timed out in queue <session>\" (0: waits)")
 	fs.StringVar(&cfg.opts.Webhook.URL, "webhook-url", "", "send signed session.status webhooks here when a session's status changes (like WAHA's WHATSAPP_HOOK_URL)")
 	fs.StringVar(&hmacFlag, "webhook-hmac-key", "", "sign webhooks with this key, HMAC-SHA512 (default $WHATSAPP_HOOK_HMAC_KEY; empty: unsigned)")
 	fs.BoolVar(&cfg.opts.Webhook.Core, "webhook-core", false, "send webhooks as WAHA Core 2024.10.8 did: no id or timestamp, unsigned, once")
@@ -114,22 +125,38 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	if cfg.opts.LogoutLatency < 0 {
 		return cfg, usageError{"--latency must not be negative"}
 	}
+	if cfg.opts.LockTimeout < 0 {
+		return cfg, usageError{"--lock-timeout must not be negative"}
+	}
+	if cfg.opts.NoAPIKey && !cfg.opts.CurrentLine {
+		return cfg, usageError{"--no-api-key needs --current-line (without it, an empty --api-key already accepts any key)"}
+	}
 	if cfg.opts.Core && cfg.opts.Sessions > 0 {
 		return cfg, usageError{"--core allows only the session \"default\", so --sessions must be 0"}
 	}
 	for _, v := range scoped {
 		key, list, ok := strings.Cut(v, "=")
 		if !ok || key == "" || list == "" {
-			return cfg, usageError{"--scoped-key must look like KEY=session1,session2"}
+			return cfg, usageError{"--scoped-key must look like KEY=session1,session2 or KEY=session1:read,control"}
 		}
-		if cfg.opts.ScopedKeys == nil {
-			cfg.opts.ScopedKeys = map[string][]string{}
+		list, actions, withActions := strings.Cut(list, ":")
+		if !withActions {
+			if cfg.opts.ScopedKeys == nil {
+				cfg.opts.ScopedKeys = map[string][]string{}
+			}
+			cfg.opts.ScopedKeys[key] = append(cfg.opts.ScopedKeys[key], splitList(list)...)
+			continue
 		}
-		for _, s := range strings.Split(list, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				cfg.opts.ScopedKeys[key] = append(cfg.opts.ScopedKeys[key], s)
+		k := wahafake.Key{Key: key, Sessions: splitList(list), Actions: splitList(actions)}
+		if len(k.Sessions) == 0 || len(k.Actions) == 0 {
+			return cfg, usageError{"--scoped-key must look like KEY=session1,session2 or KEY=session1:read,control"}
+		}
+		for _, a := range k.Actions {
+			if !slices.Contains(wahafake.Actions, a) {
+				return cfg, usageError{fmt.Sprintf("--scoped-key %s: unknown action %q; WAHA's actions are %s", key, a, strings.Join(wahafake.Actions, ", "))}
 			}
 		}
+		cfg.opts.Keys = append(cfg.opts.Keys, k)
 	}
 	cfg.faults = map[string][]wahafake.Fault{}
 	for _, v := range fails {
@@ -142,7 +169,19 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	return cfg, nil
 }
 
-// parseFail reads SESSION=STATUS[xTIMES] or SESSION=reset[xTIMES].
+// splitList reads a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// parseFail reads SESSION=STATUS[xTIMES], SESSION=reset[xTIMES] or
+// SESSION=lock[xTIMES].
 func parseFail(v string) (string, wahafake.Fault, error) {
 	bad := usageError{fmt.Sprintf("--fail %q must look like SESSION=STATUS[xTIMES], e.g. a=503x3 or a=reset", v)}
 	session, spec, ok := strings.Cut(v, "=")
@@ -151,9 +190,12 @@ func parseFail(v string) (string, wahafake.Fault, error) {
 	}
 	what, times, hasTimes := strings.Cut(strings.ToLower(spec), "x")
 	var f wahafake.Fault
-	if what == "reset" {
+	switch what {
+	case "reset":
 		f.Reset = true
-	} else {
+	case "lock":
+		f.LockTimeout = true
+	default:
 		st, err := strconv.Atoi(what)
 		if err != nil || st < 200 || st > 599 {
 			return "", f, bad
@@ -207,8 +249,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case cfg.opts.Legacy:
 		mode = "legacy"
 	}
+	if cfg.opts.CurrentLine {
+		mode += ", current line " + wahafake.CurrentVersion
+	}
 	key := "any key accepted"
-	if cfg.opts.APIKey != "" {
+	switch required := srv.APIKey(); {
+	case required == "":
+	case required != cfg.opts.APIKey:
+		// WAHA prints the key it generated at start; so does the fake,
+		// since nobody could call it otherwise.
+		key = "API key required; generated: " + required
+	default:
 		key = "API key required"
 	}
 	fmt.Fprintf(stderr, "%s fakewaha listening on %s (%s, %d sessions + default, %s, logout latency %s, %d scripted sessions; control API at %s/_fake/)\n",

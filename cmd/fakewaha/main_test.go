@@ -57,6 +57,42 @@ func TestParseArgs(t *testing.T) {
 	require.Equal(t, wahafake.Webhook{URL: "http://h/x", HMACKey: "flag", Core: true}, cfg.opts.Webhook)
 }
 
+// The current line's flags: the mode, WAHA_NO_API_KEY, the lock timeout,
+// keys bound to actions and the lock-timeout fault.
+func TestParseArgsCurrentLine(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseArgs([]string{"--current-line", "--no-api-key", "--lock-timeout", "2s",
+		"--scoped-key", "ops=a,b:read,control", "--scoped-key", "old=c", "--fail", "a=lockx2", "--fail", "b=501"}, noEnv, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.True(t, cfg.opts.CurrentLine)
+	require.True(t, cfg.opts.NoAPIKey)
+	require.Equal(t, 2*time.Second, cfg.opts.LockTimeout)
+	require.Equal(t, []wahafake.Key{{Key: "ops", Sessions: []string{"a", "b"}, Actions: []string{"read", "control"}}}, cfg.opts.Keys)
+	require.Equal(t, map[string][]string{"old": {"c"}}, cfg.opts.ScopedKeys)
+	require.Equal(t, map[string][]wahafake.Fault{"a": {{LockTimeout: true, Times: 2}}, "b": {{Status: 501}}}, cfg.faults)
+}
+
+// On the current line without a key the fake generates one and says it,
+// as WAHA does at start.
+func TestCurrentLinePrintsTheGeneratedKey(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	key := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--current-line"}, func(k string) string {
+			return map[string]string{"WAHA_API_KEY": "123"}[k]
+		}, &stderr, func(s *wahafake.Server) { key <- s.APIKey() })
+	}()
+	k := <-key
+	cancel()
+	require.Equal(t, 0, <-done)
+	require.Len(t, k, 32)
+	require.Contains(t, stderr.String(), "current line "+wahafake.CurrentVersion)
+	require.Contains(t, stderr.String(), "API key required; generated: "+k)
+}
+
 func TestBadFlagsExitTwo(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -79,6 +115,10 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{[]string{"--webhook-url", "localhost:8080"}, "--webhook-url must be an http://"},
 		{[]string{"--webhook-core"}, "need --webhook-url"},
 		{[]string{"--webhook-url", "http://127.0.0.1:1/x", "--webhook-duplicates", "-1"}, "--webhook-duplicates must be 0 or more"},
+		{[]string{"--scoped-key", "k=a:fly"}, `unknown action "fly"`},
+		{[]string{"--scoped-key", "k=a:"}, "--scoped-key must look like"},
+		{[]string{"--no-api-key"}, "--no-api-key needs --current-line"},
+		{[]string{"--lock-timeout", "-1s"}, "--lock-timeout must not be negative"},
 	}
 	for _, tc := range tests {
 		var stderr bytes.Buffer

@@ -20,6 +20,11 @@ func printAttempts(w io.Writer, log []tasks.Attempt) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, a := range log {
+		if a.Requeued {
+			// where a dead-letter requeue (or a run from asynq's archive)
+			// began: the retry budget started again there
+			fmt.Fprintf(tw, "  -- run again --\n")
+		}
 		status := "-"
 		if a.HTTPStatus != 0 {
 			status = fmt.Sprintf("HTTP %d", a.HTTPStatus)

@@ -527,8 +527,11 @@ func TestCLIDeadLetters(t *testing.T) {
 	var requeued tasks.Task
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &requeued))
 	require.Len(t, requeued.AttemptsLog, 2, r.stdout)
-	for _, at := range requeued.AttemptsLog {
-		assert.Equal(t, 1, at.Attempt)
+	for i, at := range requeued.AttemptsLog {
+		// issue 22: they count on (both were numbered 1), and the second
+		// says a requeue began there
+		assert.Equal(t, i+1, at.Attempt)
+		assert.Equal(t, i == 1, at.Requeued)
 		assert.Equal(t, string(tasks.OutcomeAuthFailed), at.Outcome)
 		assert.Equal(t, 401, at.HTTPStatus)
 		require.NotNil(t, at.Error)
@@ -537,7 +540,7 @@ func TestCLIDeadLetters(t *testing.T) {
 	assert.True(t, requeued.AttemptsLog[1].StartedAt.After(requeued.AttemptsLog[0].FinishedAt) ||
 		requeued.AttemptsLog[1].StartedAt.Equal(requeued.AttemptsLog[0].FinishedAt))
 	r = c.run("status", ids[0])
-	assert.Regexp(t, `(?m)^history:\n  #1\s+\S+Z\s+\S+\s+HTTP 401\s+auth_failed\s+.*401.*\n  #1\s+.*HTTP 401\s+auth_failed`, r.stdout)
+	assert.Regexp(t, `(?m)^history:\n  #1\s+\S+Z\s+\S+\s+HTTP 401\s+auth_failed\s+.*401.*\n  -- run again --\n  #2\s+.*HTTP 401\s+auth_failed`, r.stdout)
 
 	// Purge one by id, then the rest with --all --yes.
 	r = c.ok("dlq", "purge", ids[1])

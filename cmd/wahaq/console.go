@@ -53,7 +53,8 @@ func withConsole(cmd *cobra.Command, a *app, p *tasks.Producer, insp *tasks.Insp
 	}
 	cfg := console.Config{Inspector: insp, Producer: p, Redis: a.rdb, Namespace: a.settings.Namespace, Servers: servers,
 		Tokens: a.settings.APITokens, NamedTokens: named, Audit: auditLog, InsecureNoAuth: insecure, Logger: &a.log, TraceURL: traceURL(cmd),
-		Limiter: limiter}
+		Limiter:   limiter,
+		Preflight: a.preflight()}
 	if key != "" {
 		cfg.Key = []byte(key)
 	}

@@ -170,3 +170,81 @@ func enqueueEchoDead(t *testing.T, c *cli) (string, result, tasks.Task) {
 	require.NotNil(t, tk.LastError)
 	return id, r, tk
 }
+
+// TestCLIKeyInsideNamesAndStatuses (issue 22): a WAHA key that is part of
+// a session's name or of a status rewrites neither. With the key "321",
+// `bulk --all` takes bot-321 as well as bot-7 (it used to skip bot-321 as
+// bad_name, its listed name redacted to bot-[redacted]); with a key inside
+// "WORKING", `--status WORKING` still finds the working sessions (it used
+// to find none).
+func TestCLIKeyInsideNamesAndStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		key    string
+		status []string
+		total  int64
+	}{
+		{"321", nil, 3}, // bot-321, bot-7 and the STOPPED default
+		{"ORKIN", []string{"--status", "WORKING"}, 2},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			c := newCLI(t)
+			fake := wahafake.NewT(t, wahafake.Options{APIKey: tc.key})
+			fake.AddSession("bot-321", wahafake.StatusWorking)
+			fake.AddSession("bot-7", wahafake.StatusWorking)
+			w, err := worker.New(worker.Config{Redis: c.rdb, Namespace: c.ns,
+				Instances: []worker.Instance{{Name: "default", BaseURL: fake.URL(), APIKey: tc.key}},
+				RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+			require.NoError(t, err)
+			require.NoError(t, w.Start())
+			t.Cleanup(w.Shutdown)
+
+			r := c.ok(append([]string{"bulk", "--instance", "default", "--all", "--json"}, tc.status...)...)
+			var info tasks.BatchInfo
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+			c.ok("batch", info.BatchID, "--wait", "--timeout", "20s")
+			r = c.ok("batch", info.BatchID, "--json")
+			var b tasks.Batch
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &b))
+			assert.Equal(t, tc.total, b.Total)
+			assert.Empty(t, b.Skipped, "nothing skipped as a bad name or status")
+			assert.Equal(t, 1, fake.LogoutCalls("bot-321"))
+			assert.Equal(t, 1, fake.LogoutCalls("bot-7"))
+			r = c.ok("batch", "tasks", info.BatchID, "--json")
+			assert.Contains(t, r.stdout, `"session":"bot-321"`)
+		})
+	}
+}
+
+// TestCLIKeyEchoedInAnyCaseOrInPart (issue 23 M4): a WAHA server that
+// echoes the key in other letter cases and in part leaves none of it in
+// Redis, the CLI's output or the worker's log: any run of
+// wahaclient.MinEchoRun of the key's characters, in any case, is redacted.
+func TestCLIKeyEchoedInAnyCaseOrInPart(t *testing.T) {
+	c := newCLI(t)
+	const key = "Echoed-Waha-Key-5c2f9a1e"
+	waha := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := r.Header.Get("X-Api-Key")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprintf(w, `{"message":"bad key %s and again %s / first 10 characters %s"}`, strings.ToUpper(k), strings.ToLower(k), k[:10])
+	}))
+	t.Cleanup(waha.Close)
+	logs := &wahaqtest.LogBuffer{}
+	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	w, err := worker.New(worker.Config{Redis: c.rdb, Namespace: c.ns,
+		Instances: []worker.Instance{{Name: "default", BaseURL: waha.URL, APIKey: key}},
+		RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: &log})
+	require.NoError(t, err)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Shutdown)
+
+	id, r, tk := enqueueEchoDead(t, c)
+	assert.Equal(t, "waha logout: 500 Internal Server Error: bad key [redacted] and again [redacted] / first 10 characters [redacted]", *tk.LastError)
+	printed := r.stdout + r.stderr + c.ok("status", id).stdout + c.ok("dlq", "list", "--json").stdout
+	w.Shutdown()
+	for _, form := range []string{key, strings.ToUpper(key), strings.ToLower(key), key[:10], strings.ToLower(key[:10])} {
+		assert.NotContains(t, printed, form)
+		requireNotInRedis(t, c, form)
+		assert.NotContains(t, logs.String(), form, "the worker logged part of the key")
+	}
+}

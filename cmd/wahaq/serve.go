@@ -130,6 +130,7 @@ enqueued once, however many replicas run).`,
 				RequestTimeout: a.settings.RequestTimeout,
 				EventSecrets:   secrets,
 				OnEvent:        func(in, res string) { events.WithLabelValues(in, res).Inc() },
+				Preflight:      a.preflight(),
 			})
 			if err != nil {
 				return err

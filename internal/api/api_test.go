@@ -26,9 +26,11 @@ import (
 	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/base"
+	"github.com/wahaq/wahaq/internal/preflight"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
+	"github.com/wahaq/wahaq/wahaclient/wahafake"
 )
 
 func TestMain(m *testing.M) {
@@ -88,11 +90,18 @@ func newEnvOn(t *testing.T, rdb *redis.Client, ns string, mods ...func(*Config))
 	require.NoError(t, err)
 	logs := &syncBuf{}
 	lg := zerolog.New(logs).Level(zerolog.DebugLevel)
+	// The preflight's servers: a fake of the current line, and one that is
+	// down.
+	fake := wahafake.NewT(t, wahafake.Options{CurrentLine: true, APIKey: "api-test-key-1", Sessions: 1})
 	cfg := Config{
 		Producer: prod, Inspector: insp, Tokens: []string{tokenA, " " + tokenB + " "}, Logger: &lg,
 		Audit:   audit.New(store.New(rdb, store.Options{Namespace: ns}), audit.Options{}),
 		Ready:   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		Metrics: promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{}),
+		Preflight: preflight.New([]preflight.Target{
+			{Name: "default", BaseURL: fake.URL(), APIKey: "api-test-key-1", APIKeyEnv: "WAHA_API_KEY"},
+			{Name: "eu", BaseURL: "http://127.0.0.1:9", NoKey: true},
+		}, 0),
 	}
 	for _, m := range mods {
 		m(&cfg)

@@ -573,3 +573,17 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// checkInstance is the preflight of one WAHA server (internal/preflight):
+// 200 with the result whether or not the server passed (its "ok" says),
+// 404 for an instance that is not configured.
+func (s *server) checkInstance(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	res, ok := s.cfg.Preflight.Check(r.Context(), name)
+	if !ok {
+		s.problem(w, r, http.StatusNotFound, fmt.Sprintf("no instance named %q is configured; the configured ones are %s",
+			name, strings.Join(s.cfg.Preflight.Instances(), ", ")))
+		return
+	}
+	s.writeJSON(w, http.StatusOK, res)
+}

@@ -207,6 +207,8 @@ func TestOpenAPIOperations(t *testing.T) {
 				target = strings.ReplaceAll(path, "{id}", batch.BatchID)
 			case key == eventsRoute:
 				target = "/v1/waha/default/events"
+			case strings.HasPrefix(path, "/v1/instances/"):
+				target = strings.ReplaceAll(path, "{name}", "default")
 			}
 			body, hasBody := validBodies[key]
 			require.Equal(t, op["requestBody"] != nil, hasBody, "a valid body for %s is listed in the test", key)

@@ -196,6 +196,10 @@ func roleCases() []roleCase {
 				return "/v1/dlq", fmt.Sprintf(`{"all":true,"instance":%q}`, in), func() bool { return state(e, id) == "gone" }
 			}},
 		{name: "audit log", route: "GET /v1/audit", need: access.RoleAdmin, scopeOK: true, setup: read("/v1/audit")},
+		{name: "preflight of a server", route: "GET /v1/instances/{name}/check", need: access.RoleRead, scopeOK: true,
+			setup: func(_ *env, in string) (string, string, func() bool) {
+				return "/v1/instances/" + in + "/check", "", nil
+			}},
 	}
 }
 

@@ -104,6 +104,7 @@ import (
 	"github.com/wahaq/wahaq/internal/access"
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/httpserver"
+	"github.com/wahaq/wahaq/internal/preflight"
 	"github.com/wahaq/wahaq/tasks"
 )
 
@@ -179,6 +180,9 @@ type Config struct {
 	// exports its wahaq_auth_refused_total. Defaults to a limiter of the
 	// handler's own, counted nowhere.
 	Limiter *AttemptLimiter
+	// Preflight serves GET /v1/instances/{name}/check (the role it needs:
+	// read). Defaults to nil: the route is not served.
+	Preflight *preflight.Checker
 }
 
 // readyTimeout bounds one /readyz check.
@@ -229,6 +233,8 @@ var routes = []route{
 	// WAHA's webhooks: authenticated by WAHA's HMAC signature, never by a
 	// bearer token (events.go); no role, no audit entry (WAHA is no token)
 	{method: http.MethodPost, pattern: "/v1/waha/{instance}/events", open: true, body: true, handle: (*server).postEvent},
+	{method: http.MethodGet, pattern: "/v1/instances/{name}/check", role: access.RoleRead, handle: (*server).checkInstance,
+		enabled: func(s *server) bool { return s.cfg.Preflight != nil }},
 	{method: http.MethodGet, pattern: "/healthz", open: true, handle: (*server).healthz},
 	{method: http.MethodGet, pattern: "/readyz", open: true, handle: (*server).readyz},
 	{method: http.MethodGet, pattern: "/metrics", open: true, handle: (*server).metrics,

@@ -59,6 +59,7 @@ import (
 	"github.com/wahaq/wahaq/internal/api"
 	"github.com/wahaq/wahaq/internal/audit"
 	"github.com/wahaq/wahaq/internal/httpserver"
+	"github.com/wahaq/wahaq/internal/preflight"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -130,6 +131,9 @@ type Config struct {
 	// the state the workers report in Redis, read through
 	// Inspector.Circuits (tasks.Inspector.Circuits) once per overview.
 	Circuit func(ctx context.Context, instance string) CircuitState
+	// Preflight runs the check of a WAHA server that the overview offers
+	// and shows (internal/preflight). Defaults to nil: no check offered.
+	Preflight *preflight.Checker
 	// Logger receives sign-ins, refusals, actions and errors. Defaults to
 	// no logging.
 	Logger *zerolog.Logger
@@ -159,6 +163,7 @@ type Console struct {
 	traceURL string
 	sessions *store.Store
 	limiter  *api.AttemptLimiter
+	checks   checks
 }
 
 // New returns the console.
@@ -214,6 +219,7 @@ func New(cfg Config) (*Console, error) {
 		c.limiter = api.NewAttemptLimiter(nil)
 	}
 	c.sessions = store.New(cfg.Redis, store.Options{Namespace: cfg.Namespace, Now: cfg.Now})
+	c.checks = checks{checker: cfg.Preflight, last: map[string]*checkView{}}
 	c.src = &source{insp: cfg.Inspector, prod: cfg.Producer, aq: asynq.NewInspectorFromRedisClient(cfg.Redis), rdb: cfg.Redis,
 		ns: cfg.Namespace, servers: cfg.Servers, circuit: cfg.Circuit, now: cfg.Now, samples: map[string][]sample{}}
 	if err := c.parse(); err != nil {
@@ -242,6 +248,7 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /ui/sessions/end", c.act(c.endSessions))
 	c.mux.Handle("GET /ui/{$}", c.auth(c.overviewPage))
 	c.mux.Handle("GET /ui/live/overview", c.auth(c.overviewLive))
+	c.mux.Handle("GET /ui/instances/{name}/check", c.auth(c.checkPage))
 	c.mux.Handle("GET /ui/batches", c.auth(c.batchesPage))
 	c.mux.Handle("GET /ui/live/batches", c.auth(c.batchesLive))
 	c.mux.Handle("GET /ui/batches/{id}", c.auth(c.batchPage))

@@ -15,8 +15,12 @@ import (
 )
 
 func (c *Console) overviewPage(w http.ResponseWriter, r *http.Request, s session) {
+	figs := c.src.overview(r.Context())
+	for i := range figs {
+		figs[i].Checkable, figs[i].Check = c.checks.lastOf(figs[i].Name)
+	}
 	c.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Session: &s,
-		Live: mount + "live/overview", Data: c.src.overview(r.Context())})
+		Live: mount + "live/overview", Data: figs})
 }
 
 func (c *Console) overviewLive(w http.ResponseWriter, r *http.Request, _ session) {

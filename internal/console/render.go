@@ -58,7 +58,7 @@ type message struct {
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup", "audit", "teardown"}
+var pageNames = []string{"signin", "message", "overview", "batches", "batch", "dlq", "confirm", "task", "lookup", "audit", "teardown", "check"}
 
 var funcs = template.FuncMap{
 	"ago":      ago,
@@ -81,6 +81,15 @@ var funcs = template.FuncMap{
 			return 0
 		}
 		return *p
+	},
+	// yes and no read a *bool that may be nil (unknown): both false then.
+	"yes": func(b *bool) bool { return b != nil && *b },
+	"no":  func(b *bool) bool { return b != nil && !*b },
+	"ms": func(f *float64) string {
+		if f == nil {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f ms", *f)
 	},
 }
 

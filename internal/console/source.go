@@ -64,6 +64,10 @@ type ServerFigures struct {
 	OldestPending time.Duration
 	// Err says what could not be read, if anything.
 	Err string
+	// Checkable is true when the console offers the server's preflight;
+	// Check is the last one run from this process, nil before any.
+	Checkable bool
+	Check     *checkView
 }
 
 // source reads the figures the pages show.

@@ -77,10 +77,11 @@ func TestAsynqToolsSeeWahaqQueues(t *testing.T) {
 	done := waitTask(t, insp, task.ID, inState(tasks.StateCompleted))
 	require.Equal(t, tasks.OutcomeLoggedOut, outcomeOf(done))
 	require.Equal(t, "success", done.Result.Status)
-	// asynq runs it with the retry count it archived it with; a task
-	// archived by SkipRetry (auth_failed) is archived without counting that
-	// failure, so the record reads attempt 1 although WAHA saw two calls.
-	require.Equal(t, 1, done.Attempts)
+	// asynq runs it with the retry count it archived it with (fresh
+	// retries); the attempt numbers count on from the history, so the
+	// record reads attempt 2, as WAHA saw two calls.
+	require.Equal(t, 2, done.Attempts)
+	require.True(t, done.AttemptsLog[len(done.AttemptsLog)-1].Requeued)
 	require.Equal(t, 2, fake.LogoutCalls("sales-bot"))
 	page, err := insp.DeadLetters(ctx, "", 0, 10)
 	require.NoError(t, err)

@@ -31,9 +31,30 @@ const AttemptRetrying = "retrying"
 // FieldLog is the record field holding the attempt history.
 const FieldLog = "log"
 
-// attemptLogLua defines attempt_log(record, entry, now, enq, log), used by
-// finishScript. entry is "<attempt>,<start ms>,<rest>" from attemptEntry; the
-// script makes the start relative to the record's enq and adds the duration.
+// Attempt numbers across fresh starts. A dead-letter requeue (or a run from
+// asynq's archive, or a revival by the reconciler) gives a task fresh
+// retries: the worker's attempt number, which its retry budget counts,
+// starts again at 1. The numbers people see keep counting (issue 22: a
+// requeued task's history had held two entries both numbered 1): the
+// script that starts afresh stores the number of the history's last entry
+// in FieldAttemptBase, and the attempt numbers written into FieldAttempts
+// and the history are the worker's plus that base. tasks marks the first
+// attempt after such a start (its Attempt.Requeued), since the entry
+// before it ended the task.
+
+// attemptBaseLua defines attempt_last(log): the number of the last entry of
+// a record's history, 0 for none.
+const attemptBaseLua = `
+local function attempt_last(log)
+  if not log then return 0 end
+  return tonumber(string.match(string.match(log, '([^\n]*)$'), '^(%d+),')) or 0
+end
+`
+
+// attemptLogLua defines attempt_log(record, entry, now, enq, log, base),
+// used by finishScript. entry is "<attempt>,<start ms>,<rest>" from
+// attemptEntry; the script adds base (FieldAttemptBase) to the attempt,
+// makes the start relative to the record's enq and adds the duration.
 // The same entry applied twice (a Finish sent again after a lost reply) is
 // kept once: an entry with the same attempt and start as the last is dropped.
 // It returns true when the log's last entry is this attempt's, so the
@@ -41,9 +62,10 @@ const FieldLog = "log"
 // enq and log are the record's fields of those names, which the caller has
 // read already.
 const attemptLogLua = `
-local function attempt_log(rec, entry, now, enq, log)
+local function attempt_log(rec, entry, now, enq, log, base)
   local a, st, rest = string.match(entry, '^(%d+),(%d+),(.*)$')
   if not a then return false end
+  a = tostring(tonumber(a) + (tonumber(base or '0') or 0))
   st = tonumber(st)
   enq = tonumber(enq or '0') or 0
   local head = a .. ',' .. string.format('%d', st - enq) .. ','
@@ -164,7 +186,7 @@ func ShortenError(err string) string {
 
 // Attempt is one entry of a task's attempt history.
 type Attempt struct {
-	// Number is the attempt's number (it starts again at 1 after a requeue).
+	// Number is the attempt's number, counting on across requeues.
 	Number int
 	// StartedAt and FinishedAt bound the attempt.
 	StartedAt, FinishedAt time.Time

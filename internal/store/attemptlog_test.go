@@ -108,7 +108,29 @@ func TestAttemptLog(t *testing.T) {
 		require.Equal(t, "auth_failed", rec.AttemptLog[0].Outcome)
 		require.Equal(t, 401, rec.AttemptLog[0].HTTPStatus)
 		require.Equal(t, "logged_out", rec.AttemptLog[1].Outcome)
-		require.Equal(t, 0, rec.Attempts-1, "the attempt count starts again; the history does not")
+		// issue 22: the numbers count on (they were 1 and 1); the retry
+		// budget starts again (the worker's attempt was 1)
+		require.Equal(t, []int{1, 2}, []int{rec.AttemptLog[0].Number, rec.AttemptLog[1].Number})
+		require.Equal(t, 2, rec.Attempts)
+		require.Equal(t, "1", f.hash(f.k.Record(id))[store.FieldAttemptBase])
+
+		// a second requeue counts on from the second
+		require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(id), "state", "dead").Err())
+		_, err = f.st.Requeue(f.ctx, "default", []string{id}, 0, time.Hour)
+		require.NoError(t, err)
+		rec, err = f.st.Get(f.ctx, []string{"default"}, id)
+		require.NoError(t, err)
+		require.Equal(t, 2, rec.Attempts, "a requeued task shows the attempts made so far")
+		attempt(f, id, p, 1, store.Finish{State: store.StateRetrying, HTTPStatus: 503, LastError: "503"})
+		attempt(f, id, p, 2, store.Finish{State: store.StateCompleted, Outcome: "logged_out", HTTPStatus: 201})
+		rec, err = f.st.Get(f.ctx, []string{"default"}, id)
+		require.NoError(t, err)
+		var nums []int
+		for _, a := range rec.AttemptLog {
+			nums = append(nums, a.Number)
+		}
+		require.Equal(t, []int{1, 2, 3, 4}, nums)
+		require.Equal(t, 4, rec.Attempts)
 	})
 
 	t.Run("a final record derives attempts and fin from its history", func(t *testing.T) {
@@ -130,14 +152,19 @@ func TestAttemptLog(t *testing.T) {
 		require.NotNil(t, rec.FinishedAt)
 		require.Equal(t, f.now, *rec.FinishedAt, "the end of the last attempt is the finish time")
 
-		// a field written later (here by a requeue) wins over the history
+		// a field written later (here by a requeue: the attempts so far)
+		// wins over the history
 		f.asynqState(ids[0], "archived")
 		require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(ids[0]), "state", "dead").Err())
+		require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(ids[0]), store.FieldAttempts, 7).Err())
+		rec, err = f.st.Get(f.ctx, []string{"default"}, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, 7, rec.Attempts)
 		_, err = f.st.Requeue(f.ctx, "default", ids, 0, time.Hour)
 		require.NoError(t, err)
 		rec, err = f.st.Get(f.ctx, []string{"default"}, ids[0])
 		require.NoError(t, err)
-		require.Equal(t, 0, rec.Attempts)
+		require.Equal(t, 2, rec.Attempts, "the requeue writes the history's count")
 		require.Nil(t, rec.FinishedAt)
 		require.Len(t, rec.AttemptLog, 2)
 	})

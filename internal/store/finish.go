@@ -47,12 +47,12 @@ gate_open(KEYS[10], KEYS[11])
 -- oldOutcome is set only when the task was already final: the same Finish
 -- applied twice (its reply lost in a Redis crash, then sent again) must
 -- count once
-local cur = redis.call('HMGET', KEYS[2], 'state', 'outcome', 'enq', 'log', 'cb', 'ev')
+local cur = redis.call('HMGET', KEYS[2], 'state', 'outcome', 'enq', 'log', 'cb', 'ev', 'abase')
 local old, oldOutcome = cur[1], cur[2]
 -- attempt history (attemptlog.go): one entry per attempt, the last 20; a
 -- final record whose history ends with this attempt derives attempts and
 -- fin from it (attemptlog.go, derived fields)
-local logged = ARGV[15] ~= '' and attempt_log(KEYS[2], ARGV[15], ARGV[4], cur[3], cur[4])
+local logged = ARGV[15] ~= '' and attempt_log(KEYS[2], ARGV[15], ARGV[4], cur[3], cur[4], cur[7])
 -- end attempt history
 local new = ARGV[2]
 -- the record's changes as one HSET and one HDEL: each redis.call has a

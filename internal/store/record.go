@@ -29,6 +29,12 @@ const (
 	FieldError    = "err"
 	FieldResult   = "result" // JSON of tasks.Result
 	FieldTrace    = "trace"  // trace id, when the task was enqueued in a trace
+	// FieldAttemptBase is the number of attempts made before the task's
+	// latest fresh start (a dead-letter requeue, a run from asynq's
+	// archive, a revival by the reconciler); absent when 0. Attempt
+	// numbers in FieldAttempts and the history count on from it, while
+	// the retry budget starts again (attemptlog.go).
+	FieldAttemptBase = "abase"
 )
 
 // The states a record's FieldState holds; tasks exports them as tasks.State.

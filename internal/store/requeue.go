@@ -25,7 +25,7 @@ import (
 // favour of that task, losing its outcome (in the record and in the batch's
 // outcome counts, which count completed and dead tasks only); {RequeueBusy, ""} when asynq has not yet archived it
 // (a moment after it died): try again.
-var requeueScript = redis.NewScript(batchLua + claimLua + asynqcompat.TaskLua + asynqcompat.PushLua + `
+var requeueScript = redis.NewScript(batchLua + claimLua + attemptBaseLua + asynqcompat.TaskLua + asynqcompat.PushLua + `
 local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'dead' then return {0, ''} end
 -- the worker that declared it dead has not handed it back to asynq yet
@@ -60,8 +60,11 @@ if not queued then
   asynq_new(KEYS[2], ARGV[2], ARGV[3])
   redis.call('LPUSH', KEYS[4], ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', 0)
-redis.call('HDEL', KEYS[1], 'outcome', 'fin', 'result', 'err', 'next', 'sched', 'aoff', 'rst')
+-- fresh retries, but the attempt numbers shown count on (attemptlog.go)
+local abase = attempt_last(redis.call('HGET', KEYS[1], 'log'))
+redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', abase)
+redis.call('HDEL', KEYS[1], 'outcome', 'fin', 'result', 'err', 'next', 'sched', 'aoff', 'rst', 'abase')
+if abase > 0 then redis.call('HSET', KEYS[1], 'abase', abase) end
 -- asynq's message keeps its retry count: the start counts from there
 if queued then redis.call('HSET', KEYS[1], 'rst', 1) end
 redis.call('PERSIST', KEYS[1])

@@ -45,7 +45,7 @@ var startScript = redis.NewScript(beginLua + asynqcompat.TaskLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
 -- every record field the script reads, in one call: each redis.call costs
 -- on top of its command
-local cur = redis.call('HMGET', KEYS[2], 'state', 'rst', 'aoff', 'next')
+local cur = redis.call('HMGET', KEYS[2], 'state', 'rst', 'aoff', 'next', 'abase')
 local old = cur[1]
 local cap = tonumber(ARGV[4])
 local held = (old == 'active' or cap > 0) and redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -81,11 +81,15 @@ if not old then
   if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'batch', ARGV[8]) end
 end
 local aoff = tonumber(cur[3]) or 0
+local abase = tonumber(cur[5]) or 0
 if old == 'dead' or cur[2] then
-  -- fresh retries: count attempts from this delivery on
+  -- fresh retries: count attempts from this delivery on; the numbers shown
+  -- count on from the history's last (attemptlog.go)
   aoff = tonumber(ARGV[5]) - 1
   redis.call('HSET', KEYS[2], 'aoff', aoff)
   if cur[2] then redis.call('HDEL', KEYS[2], 'rst') end
+  abase = attempt_last(redis.call('HGET', KEYS[2], 'log'))
+  if abase > 0 then redis.call('HSET', KEYS[2], 'abase', abase) end
 end
 if old == 'dead' then
   redis.call('PERSIST', KEYS[2])
@@ -99,7 +103,7 @@ if old == 'dead' then
   end
 end
 local attempt = math.max(1, tonumber(ARGV[5]) - aoff)
-mark_active(KEYS[2], attempt, cur[4], batch and KEYS[3], old, KEYS[5], ARGV[1], ARGV[2])
+mark_active(KEYS[2], attempt + abase, cur[4], batch and KEYS[3], old, KEYS[5], ARGV[1], ARGV[2])
 return attempt
 `)
 
@@ -116,12 +120,13 @@ return attempt
 // out (a worker that died holding them): they are pruned before the gate
 // closes on them.
 //
-// mark_active(record, attempt, has next, batch key or nil, old state,
+// mark_active(record, attempt as shown (attemptlog.go), has next, batch
+// key or nil, old state,
 // dedup key or nil, id, now) marks the record active with its attempt,
 // moves the batch's count from the old state, and re-arms the session's
 // claim when the task holds it (an attempt starting keeps its claim,
 // dedup.go).
-var beginLua = batchLua + notifyLua + gateLua + claimLua + `
+var beginLua = batchLua + notifyLua + gateLua + claimLua + attemptBaseLua + `
 local function slots_prune(slots, now)
   redis.call('ZREMRANGEBYSCORE', slots, '-inf', '(' .. now)
   return redis.call('ZCARD', slots)

@@ -76,7 +76,7 @@ local function take_one()
   -- the start script's work (start.go) for the common case
   if cap == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[3]) end
   local rkey = ARGV[6] .. id
-  local cur = redis.call('HMGET', rkey, 'state', 'rst', 'aoff', 'next', 'batch', 'session')
+  local cur = redis.call('HMGET', rkey, 'state', 'rst', 'aoff', 'next', 'batch', 'session', 'abase')
   local old = cur[1]
   if not old or old == 'dead' or cur[2] then return {msg, id, ` + fmt.Sprint(takeFallback) + `} end
   -- only an active record can hold a live slot of another delivery (a lease
@@ -91,7 +91,7 @@ local function take_one()
   local attempt = math.max(1, asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0))
   local bkey = cur[5] and old ~= 'active' and ARGV[7] .. cur[5]
   if bkey and redis.call('EXISTS', bkey) == 0 then bkey = nil end
-  mark_active(rkey, attempt, cur[4], bkey, old, cur[6] and ARGV[8] .. cur[6], id, ARGV[3])
+  mark_active(rkey, attempt + (tonumber(cur[7]) or 0), cur[4], bkey, old, cur[6] and ARGV[8] .. cur[6], id, ARGV[3])
   return {msg, id, attempt}
 end
 local out = {}
@@ -182,11 +182,12 @@ for i = 5, #ARGV, 2 do
   if asynq_requeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1] .. id, id, ARGV[4]) then
     n = n + 1
     local rkey = ARGV[2] .. id
-    local cur = redis.call('HMGET', rkey, 'state', 'batch')
+    local cur = redis.call('HMGET', rkey, 'state', 'batch', 'abase')
     if attempt > 0 and cur[1] == 'active' and redis.call('ZREM', KEYS[4], id) == 1 then
       freed = true
-      if attempt > 1 then
-        redis.call('HSET', rkey, 'state', 'pending', 'attempts', attempt - 1)
+      local shown = attempt - 1 + (tonumber(cur[3]) or 0)
+      if shown > 0 then
+        redis.call('HSET', rkey, 'state', 'pending', 'attempts', shown)
       else
         redis.call('HSET', rkey, 'state', 'pending')
         redis.call('HDEL', rkey, 'attempts')

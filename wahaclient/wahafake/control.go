@@ -50,7 +50,7 @@ GET    /_fake/stats
 POST   /_fake/reset-stats
 POST   /_fake/webhook          {"url":"http://...","hmac_key":"K","core":false,"attempts":5,"backoff":"100ms","duplicates":0}
 GET    /_fake/webhook          -> {"events":N,"posts":N,"delivered":N,"failed":N,"dropped":N}
-`
+` + lineControlHelp
 
 // Stats is the body of GET /_fake/stats.
 type Stats struct {
@@ -280,7 +280,10 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.ResetStats()
 		controlOK(w)
 	default:
-		names := []string{"script", "default-fault", "flaky", "api-key", "latency", "sessions", "generate", "list-entries", "stats", "reset-stats", "webhook"}
+		if s.serveLineControl(w, r, path, decode) {
+			return
+		}
+		names := []string{"line", "keys", "script", "default-fault", "flaky", "api-key", "latency", "sessions", "generate", "list-entries", "stats", "reset-stats", "webhook"}
 		sort.Strings(names)
 		controlFail(w, http.StatusNotFound, "unknown control endpoint %s; see GET /_fake/ (endpoints: %s)", r.URL.Path, strings.Join(names, ", "))
 	}

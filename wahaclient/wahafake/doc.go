@@ -20,6 +20,9 @@
 //	POST /api/sessions/logout {"name"}     201 empty body, deletes the session, 201 again once deleted;
 //	                                       400 "Unexpected token ..." for a body that is not JSON,
 //	                                       422 without a name (Core's message on Core) (absent when NoDeprecatedRoute)
+//	GET  /api/version                      200 {"version","engine","tier","browser"}
+//	GET  /api/server/version               the same (current line only)
+//	DELETE /api/sessions/{s}               200, no body, stop + logout + delete, idempotent (current line only)
 //	anything else                          404 {"statusCode":404,"message":"Cannot METHOD /path","error":"Not Found"}
 //
 // Every WAHA answer carries Express's X-Powered-By, Access-Control-Allow-Origin: *,
@@ -34,9 +37,20 @@
 // call's connection as the real server did.
 //
 // Authentication follows WAHA: X-Api-Key or ?x-api-key=, 401 for a missing or
-// wrong key, 403 for a scoped key used outside its sessions. Faults (Script,
-// SetFlaky, SetDefaultFault) apply to logout calls only, before
-// authentication, like a proxy or a failing server in front of WAHA.
+// wrong key, 403 {"message":"Forbidden","statusCode":403} for a scoped key
+// used outside its sessions or actions (logout needs control, DELETE needs
+// delete). Faults (Script, SetFlaky, SetDefaultFault) apply to logout calls
+// only, before authentication, like a proxy or a failing server in front of
+// WAHA; Fault{Status: 501} answers WAHA's "not implemented by the engine" and
+// Fault{LockTimeout: true} its 500 "async-lock timed out in queue <session>".
+//
+// By default the fake is the observed WAHA Core 2024.10.8 (any key accepted
+// when none is set). Options.CurrentLine (or SetLine, or POST /_fake/line)
+// makes it WAHA's current line, 2025.10.3 and later, as line.go describes:
+// a key is always required, generated when none usable is set; scoped keys
+// carry actions (Options.Keys); DELETE and /api/server/version exist; and
+// Options.LockTimeout answers the lock timeout when a session's lock stays
+// held.
 //
 // Listings: GenerateSessions makes hundreds of thousands of sessions exist
 // without storing them (the listing writes them as it is sent, without an

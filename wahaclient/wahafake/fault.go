@@ -21,8 +21,8 @@ import (
 //
 // where durations are Go duration strings or numbers of seconds.
 type Fault struct {
-	// Status is the HTTP status to answer. 401, 403, 404, 422 and 500 get WAHA's
-	// own bodies; 429, 502, 503 and 504 get an nginx-style HTML page (they come
+	// Status is the HTTP status to answer. 401, 403, 404, 422, 500 and 501
+	// (WAHA's "not implemented by the engine") get WAHA's own bodies; 429, 502, 503 and 504 get an nginx-style HTML page (they come
 	// from a proxy, WAHA has no rate limit); other statuses get WAHA's generic
 	// {"statusCode","message","error"}. 0 with Delay only means "slow, then
 	// serve normally".
@@ -41,6 +41,11 @@ type Fault struct {
 	// Delay is waited before the fault (or the normal answer) is served; a
 	// client that gives up ends the wait.
 	Delay time.Duration
+	// LockTimeout answers as WAHA does when the session's operations queue
+	// up past its lock's timeout (2025.6.3+, under load): 500 with the
+	// exception message "async-lock timed out in queue <session>". Status
+	// and Message are ignored.
+	LockTimeout bool
 }
 
 func (f Fault) validate() error {
@@ -59,6 +64,8 @@ func (f Fault) String() string {
 	switch {
 	case f.Reset:
 		parts = append(parts, "reset")
+	case f.LockTimeout:
+		parts = append(parts, "lock timeout")
 	case f.Status != 0:
 		parts = append(parts, strconv.Itoa(f.Status))
 	}
@@ -77,17 +84,18 @@ func (f Fault) String() string {
 }
 
 type faultJSON struct {
-	Status     int       `json:"status,omitempty"`
-	Message    string    `json:"message,omitempty"`
-	Times      int       `json:"times,omitempty"`
-	RetryAfter *duration `json:"retry_after,omitempty"`
-	Reset      bool      `json:"reset,omitempty"`
-	Delay      *duration `json:"delay,omitempty"`
+	Status      int       `json:"status,omitempty"`
+	Message     string    `json:"message,omitempty"`
+	Times       int       `json:"times,omitempty"`
+	RetryAfter  *duration `json:"retry_after,omitempty"`
+	Reset       bool      `json:"reset,omitempty"`
+	Delay       *duration `json:"delay,omitempty"`
+	LockTimeout bool      `json:"lock_timeout,omitempty"`
 }
 
 // MarshalJSON writes the control API's shape (durations as strings).
 func (f Fault) MarshalJSON() ([]byte, error) {
-	j := faultJSON{Status: f.Status, Message: f.Message, Times: f.Times, Reset: f.Reset}
+	j := faultJSON{Status: f.Status, Message: f.Message, Times: f.Times, Reset: f.Reset, LockTimeout: f.LockTimeout}
 	if f.RetryAfter > 0 {
 		d := duration(f.RetryAfter)
 		j.RetryAfter = &d
@@ -106,7 +114,7 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	if err := decodeStrict(b, &j); err != nil {
 		return err
 	}
-	*f = Fault{Status: j.Status, Message: j.Message, Times: j.Times, Reset: j.Reset}
+	*f = Fault{Status: j.Status, Message: j.Message, Times: j.Times, Reset: j.Reset, LockTimeout: j.LockTimeout}
 	if j.RetryAfter != nil {
 		f.RetryAfter = time.Duration(*j.RetryAfter)
 	}
@@ -243,7 +251,7 @@ func (s *Server) nextFault(name string) *Fault {
 
 // applyFault serves f if it ends the call; handled is false when the call
 // should go on normally (no fault, or a delay-only fault).
-func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) (status int, handled bool) {
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, session string, f *Fault) (status int, handled bool) {
 	if f == nil {
 		return 0, false
 	}
@@ -253,6 +261,10 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) (s
 	if f.Reset {
 		resetConn(w)
 		return 0, true
+	}
+	if f.LockTimeout {
+		writeLockTimeout(w, r, session)
+		return http.StatusInternalServerError, true
 	}
 	if f.Status == 0 {
 		return 0, false
@@ -297,20 +309,11 @@ func writeFault(w http.ResponseWriter, r *http.Request, f *Fault) {
 	case http.StatusUnprocessableEntity:
 		coreRejected(w)
 	case http.StatusInternalServerError:
-		var b internalErrorBody
-		b.StatusCode = 500
-		b.Timestamp = time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
-		b.Exception.Message = "Internal server error (scripted by wahafake)"
-		b.Exception.Name = "Error"
-		b.Exception.Stack = "Error: Internal server error (scripted by wahafake)\n    at SessionsController.logout"
-		b.Request.Path = r.URL.Path
-		b.Request.Method = r.Method
-		b.Request.Body = map[string]any{}
-		b.Request.Query = map[string]string{}
-		b.Version.Version = "2024.10.8"
-		b.Version.Engine = "NOWEB"
-		b.Version.Tier = "CORE"
-		writeJSON(w, st, b)
+		writeInternalError(w, r, "Internal server error (scripted by wahafake)")
+	case http.StatusNotImplemented:
+		// WAHA's NotImplementedByEngineError (2025.6.6+): the session's
+		// engine does not implement the call.
+		writeJSON(w, st, errorBody{StatusCode: st, Message: notImplementedMessage, Error: text})
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(st)

@@ -1,7 +1,6 @@
 package wahafake
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"strings"
 )
@@ -30,6 +29,11 @@ func (s *Server) routes() http.Handler {
 			s.serveLogout(w, r, "", true)
 		})
 	}
+	// GET /api/version answered on 2024.10 too; /api/server/version and
+	// DELETE /api/sessions/{session} are the current line's.
+	mux.HandleFunc("GET /api/version", s.handleVersion)
+	mux.HandleFunc("GET /api/server/version", s.currentOnly(s.handleVersion))
+	mux.HandleFunc("DELETE /api/sessions/{session}", s.currentOnly(s.handleDelete))
 	mux.HandleFunc("/", routeMissing)
 	return mux
 }
@@ -57,31 +61,8 @@ func routeMissing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusNotFound, errorBody{StatusCode: 404, Message: "Cannot " + r.Method + " " + r.URL.Path, Error: "Not Found"})
 }
 
-// authorize checks the key for an action on target ("" for the session list).
-// It returns 0, 401 or 403.
-func (s *Server) authorize(r *http.Request, target string) int {
-	key := r.Header.Get("X-Api-Key")
-	if key == "" {
-		key = r.URL.Query().Get("x-api-key")
-	}
-	s.mu.Lock()
-	required := s.apiKey
-	scope, isScoped := s.scoped[key]
-	s.mu.Unlock()
-	if key != "" && isScoped {
-		if target == "" || !scope[target] {
-			return http.StatusForbidden
-		}
-		return 0
-	}
-	if required == "" || subtle.ConstantTimeCompare([]byte(key), []byte(required)) == 1 {
-		return 0
-	}
-	return http.StatusUnauthorized
-}
-
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
-	if st := s.authorize(r, ""); st != 0 {
+	if st := s.authorize(r, "", ""); st != 0 {
 		writeAuth(w, st)
 		return
 	}
@@ -101,7 +82,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("session")
-	if st := s.authorize(r, name); st != 0 {
+	if st := s.authorize(r, name, ActionRead); st != 0 {
 		writeAuth(w, st)
 		return
 	}

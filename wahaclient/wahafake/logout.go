@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 )
 
 // serveLogout wraps both logout routes with the bookkeeping tests assert on.
@@ -75,10 +76,10 @@ func (w *trackedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (s *Server) logoutCurrent(w http.ResponseWriter, r *http.Request, name string) int {
-	if st, handled := s.applyFault(w, r, s.nextFault(name)); handled {
+	if st, handled := s.applyFault(w, r, name, s.nextFault(name)); handled {
 		return st
 	}
-	if st := s.authorize(r, name); st != 0 {
+	if st := s.authorize(r, name, ActionControl); st != 0 {
 		return writeAuth(w, st)
 	}
 	if s.opts.Core && name != DefaultSession {
@@ -89,6 +90,9 @@ func (s *Server) logoutCurrent(w http.ResponseWriter, r *http.Request, name stri
 	case statusCrashed:
 		resetConn(w)
 		return 0
+	case statusLockTimeout:
+		writeLockTimeout(w, r, name)
+		return http.StatusInternalServerError
 	case http.StatusCreated:
 		writeJSON(w, http.StatusCreated, ws)
 	case http.StatusNotFound:
@@ -113,10 +117,10 @@ func (s *Server) logoutDeprecated(w *trackedWriter, r *http.Request) (string, in
 	}
 	name, _ := req.Name.(string)
 	w.name = name
-	if st, handled := s.applyFault(w, r, s.nextFault(name)); handled {
+	if st, handled := s.applyFault(w, r, name, s.nextFault(name)); handled {
 		return name, st
 	}
-	if st := s.authorize(r, name); st != 0 {
+	if st := s.authorize(r, name, ActionControl); st != 0 {
 		return name, writeAuth(w, st)
 	}
 	// Core checks the name against "default" first, so {} gets the Core
@@ -135,6 +139,9 @@ func (s *Server) logoutDeprecated(w *trackedWriter, r *http.Request) (string, in
 	case statusCrashed:
 		resetConn(w)
 		return name, 0
+	case statusLockTimeout:
+		writeLockTimeout(w, r, name)
+		return name, http.StatusInternalServerError
 	}
 	// The deprecated route never answers 404: an unknown name is a no-op.
 	w.WriteHeader(http.StatusCreated)
@@ -143,7 +150,8 @@ func (s *Server) logoutDeprecated(w *trackedWriter, r *http.Request) (string, in
 
 // doLogout performs the logout under the session's lock. It returns the
 // session after the logout and 201, or 404, or StatusClientClosed, or
-// statusCrashed when CrashOnConcurrentLogout drops this call.
+// statusCrashed when CrashOnConcurrentLogout drops this call, or
+// statusLockTimeout when the lock was not free within Options.LockTimeout.
 func (s *Server) doLogout(r *http.Request, name string, deleteAfter bool) (wireSession, int) {
 	s.mu.Lock()
 	sess, ok := s.lookupLocked(name)
@@ -155,8 +163,19 @@ func (s *Server) doLogout(r *http.Request, name string, deleteAfter bool) (wireS
 		return wireSession{}, statusCrashed
 	}
 	defer s.leaveLogout(name)
+	var timeout <-chan time.Time
+	s.mu.Lock()
+	lockTimeout := s.lockTimeout
+	s.mu.Unlock()
+	if lockTimeout > 0 {
+		t := time.NewTimer(lockTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case sess.lock <- struct{}{}:
+	case <-timeout:
+		return wireSession{}, statusLockTimeout
 	case <-r.Context().Done():
 		return wireSession{}, StatusClientClosed
 	}

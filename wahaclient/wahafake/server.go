@@ -39,10 +39,31 @@ type Options struct {
 	// key or none, like WAHA Core 2024.10.
 	APIKey string
 	// ScopedKeys are extra keys limited to the listed sessions, like WAHA's
-	// session-scoped keys: GET and logout of a listed session work, any other
-	// session answers 403 {"message":"Forbidden","statusCode":403}, and so does
-	// listing sessions. They work whether or not APIKey is set.
+	// session-scoped keys, with WAHA's default actions (all but delete): GET
+	// and logout of a listed session work, any other session answers 403
+	// {"message":"Forbidden","statusCode":403}, and so does listing sessions.
+	// They work whether or not APIKey is set. Defaults to none.
 	ScopedKeys map[string][]string
+	// Keys are scoped keys bound to sessions and actions, as WAHA's Keys API
+	// makes them (2026.1.4+, actions since 2026.4.3): a call outside the
+	// key's sessions or actions answers 403. Logout needs ActionControl,
+	// DELETE ActionDelete, GET ActionRead. Defaults to none.
+	Keys []Key
+	// CurrentLine makes the fake play WAHA's current line (2025.10.3+, see
+	// line.go): a key is always required (an unset one, "123", "admin",
+	// "waha" or only zeros, is replaced by a random one, which APIKey
+	// returns), DELETE /api/sessions/{session} and GET /api/server/version
+	// exist, and /api/version reports CurrentVersion. Defaults to false: the
+	// observed WAHA Core 2024.10.8.
+	CurrentLine bool
+	// NoAPIKey is WAHA_NO_API_KEY=True on the current line: no key is
+	// checked. Defaults to false.
+	NoAPIKey bool
+	// LockTimeout is how long a logout waits for the session's lock (held by
+	// another operation of the session) before it answers WAHA's 500
+	// "async-lock timed out in queue <session>". Defaults to 0: it waits as
+	// long as its client does.
+	LockTimeout time.Duration
 	// Core makes it WAHA Core: only the session "default" can be addressed;
 	// any other name answers 422 with CoreMessage. Incompatible with Sessions.
 	Core bool
@@ -83,28 +104,32 @@ type Options struct {
 type Server struct {
 	opts Options
 
-	mu           sync.Mutex
-	sessions     map[string]*session
-	apiKey       string
-	scoped       map[string]map[string]bool
-	latency      time.Duration
-	scripts      map[string][]Fault
-	flaky        map[string]flakySpec
-	rng          *rand.Rand
-	defaultFault *Fault
-	calls        map[string]int
-	total        int
-	byStatus     map[int]int
-	inFlight     int
-	maxInFlight  int
-	logouts      map[string]int // logouts in progress per session
-	concurrent   int            // logouts that overlapped another of their session
-	active       int            // requests of any kind being served, for Close
-	gen          generated      // GenerateSessions
-	injected     []string       // InjectListEntries
-	mux          http.Handler
-	hookOnce     sync.Once
-	hook         *hookState // webhook.go
+	mu            sync.Mutex
+	sessions      map[string]*session
+	apiKey        string        // required; "" accepts any
+	configuredKey string        // as set (Options.APIKey, SetAPIKey)
+	current       bool          // CurrentLine
+	noAPIKey      bool          // NoAPIKey
+	lockTimeout   time.Duration // LockTimeout
+	scoped        map[string]scope
+	latency       time.Duration
+	scripts       map[string][]Fault
+	flaky         map[string]flakySpec
+	rng           *rand.Rand
+	defaultFault  *Fault
+	calls         map[string]int
+	total         int
+	byStatus      map[int]int
+	inFlight      int
+	maxInFlight   int
+	logouts       map[string]int // logouts in progress per session
+	concurrent    int            // logouts that overlapped another of their session
+	active        int            // requests of any kind being served, for Close
+	gen           generated      // GenerateSessions
+	injected      []string       // InjectListEntries
+	mux           http.Handler
+	hookOnce      sync.Once
+	hook          *hookState // webhook.go
 
 	lnMu   sync.Mutex
 	addr   string
@@ -119,8 +144,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Core && opts.Sessions > 0 {
 		return nil, errors.New("wahafake: Core allows only the session \"default\"; Sessions must be 0")
 	}
-	if opts.Sessions < 0 || opts.LogoutLatency < 0 {
-		return nil, errors.New("wahafake: Sessions and LogoutLatency must not be negative")
+	if opts.Sessions < 0 || opts.LogoutLatency < 0 || opts.LockTimeout < 0 {
+		return nil, errors.New("wahafake: Sessions, LogoutLatency and LockTimeout must not be negative")
 	}
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
@@ -132,8 +157,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:     opts,
 		sessions: map[string]*session{},
-		apiKey:   opts.APIKey,
-		scoped:   map[string]map[string]bool{},
+		scoped:   map[string]scope{},
 		latency:  opts.LogoutLatency,
 		scripts:  map[string][]Fault{},
 		flaky:    map[string]flakySpec{},
@@ -142,6 +166,8 @@ func New(opts Options) (*Server, error) {
 		byStatus: map[int]int{},
 		logouts:  map[string]int{},
 	}
+	s.current, s.noAPIKey, s.lockTimeout = opts.CurrentLine, opts.NoAPIKey, opts.LockTimeout
+	s.setKeyLocked(opts.APIKey)
 	s.mux = s.routes()
 	if err := s.SetWebhook(opts.Webhook); err != nil {
 		return nil, err
@@ -150,11 +176,13 @@ func New(opts Options) (*Server, error) {
 		if key == "" {
 			return nil, errors.New("wahafake: a scoped key must not be empty")
 		}
-		set := map[string]bool{}
-		for _, n := range names {
-			set[n] = true
+		s.scoped[key] = newScope(names, nil)
+	}
+	for _, k := range opts.Keys {
+		if err := k.validate(); err != nil {
+			return nil, fmt.Errorf("wahafake: %w", err)
 		}
-		s.scoped[key] = set
+		s.scoped[k.Key] = newScope(k.Sessions, k.Actions)
 	}
 	s.AddSession(DefaultSession, StatusStopped)
 	if opts.Sessions > 0 {

@@ -89,11 +89,13 @@ func (s *Server) Sessions() []string {
 }
 
 // SetAPIKey changes the required key ("" accepts any), e.g. to simulate a
-// rotated key.
+// rotated key. On the current line an unset key ("", "123", "admin",
+// "waha", only zeros) makes the server generate one, as WAHA does at
+// start; APIKey returns it.
 func (s *Server) SetAPIKey(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apiKey = key
+	s.setKeyLocked(key)
 }
 
 // SetLogoutLatency changes how long a logout of a running session takes.

@@ -376,7 +376,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, tasks.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, tasks.ErrAlreadyStarted):
+	case errors.Is(err, tasks.ErrAlreadyStarted), errors.Is(err, tasks.ErrTooManyCallbacks), errors.Is(err, tasks.ErrTooManySubscriptions):
 		return http.StatusConflict
 	}
 	return 0

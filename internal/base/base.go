@@ -37,6 +37,15 @@ var ErrNotFound = errors.New("not found")
 // tasks exports it.
 var ErrAlreadyStarted = errors.New("task has already started")
 
+// ErrTooManyCallbacks is returned for a request whose callback URL would
+// join a live task that holds as many callbacks as a task may. tasks
+// exports it.
+var ErrTooManyCallbacks = errors.New("the task holds as many callbacks as a task may")
+
+// ErrTooManySubscriptions is returned for a subscription beyond the limit
+// of a namespace. tasks exports it.
+var ErrTooManySubscriptions = errors.New("too many subscriptions")
+
 // MaxSessionNameLen is WAHA's limit on session names; wahaclient owns the
 // rule.
 const MaxSessionNameLen = wahaclient.MaxSessionNameLen

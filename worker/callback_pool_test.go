@@ -168,15 +168,21 @@ func TestJoinedBatchKeepsTheTasksCallback(t *testing.T) {
 	env := callbackEnv(t, secret, wahafake.Options{APIKey: "k"})
 	ctx := context.Background()
 	own, joiner, batchRcv := newReceiver(t), newReceiver(t), newReceiver(t)
-	later := tasks.When{In: time.Hour}
-	task, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "jb-own", When: later, CallbackURL: own.URL})
+	// Scheduled: nothing runs until the test says so.
+	task, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "jb-own", When: tasks.When{In: time.Hour}, CallbackURL: own.URL})
 	require.NoError(t, err)
-	b, err := env.Producer.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: []string{"jb-own", "jb-other"}, CallbackURL: batchRcv.URL})
+	b, err := env.Producer.EnqueueBatch(ctx, tasks.BatchRequest{Sessions: []string{"jb-own", "jb-other"}, When: tasks.When{In: 2 * time.Hour},
+		CallbackURL: batchRcv.URL})
 	require.NoError(t, err)
-	require.Equal(t, 1, b.Deduplicated)
-	joined, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "jb-other", When: later, CallbackURL: joiner.URL})
+	require.Equal(t, 1, b.Deduplicated, "jb-own's logout stays its own request's")
+	// A request for now joins the batch's task and pulls it forward.
+	joined, err := env.Producer.Enqueue(ctx, tasks.LogoutRequest{Session: "jb-other", CallbackURL: joiner.URL})
 	require.NoError(t, err)
 	require.True(t, joined.Deduplicated)
+	require.True(t, joined.Rescheduled)
+	require.Equal(t, b.BatchID, *joined.BatchID)
+	_, err = env.Producer.Cancel(ctx, task.ID)
+	require.NoError(t, err)
 
 	waitCallback(t, env, task.ID)
 	waitCallback(t, env, joined.ID)

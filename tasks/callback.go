@@ -24,11 +24,21 @@ type Callback struct {
 	LastStatus int `json:"last_status"`
 	// LastError says why the last attempt failed, if it did.
 	LastError *string `json:"last_error"`
+	// Joined is how many more callback URLs the task holds: those of the
+	// requests that joined it. Each gets a delivery of its own (its own
+	// webhook-id) when the task ends; the fields above are the first
+	// request's.
+	Joined int `json:"joined,omitempty"`
 }
 
 // CallbackRetryFor is how long a callback is retried, with backoff, before
 // it is given up (state "failed").
 const CallbackRetryFor = 24 * time.Hour
+
+// MaxCallbacks is how many callback URLs one task may hold: the request
+// that created it and the requests that joined it (deduplicated onto it, or
+// pulling it forward), each delivered once when it ends.
+const MaxCallbacks = 16
 
 // CallbackWaiting is a Callback's State before its task is final.
 const CallbackWaiting = "waiting"
@@ -37,7 +47,7 @@ func newCallback(c *store.Callback) *Callback {
 	if c == nil {
 		return nil
 	}
-	out := &Callback{State: c.State, Attempts: c.Attempts, LastStatus: c.Status}
+	out := &Callback{State: c.State, Attempts: c.Attempts, LastStatus: c.Status, Joined: c.Joined}
 	if out.State == "" {
 		out.State = CallbackWaiting
 	}

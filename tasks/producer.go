@@ -192,8 +192,10 @@ type LogoutRequest struct {
 	When
 	// CallbackURL, when set, is posted the task (signed, Standard Webhooks)
 	// once it is completed, dead or canceled. It must be allowed by
-	// Config.CallbackAllow. A deduplicated request gives it to the live task
-	// unless that task has one already.
+	// Config.CallbackAllow. A request that joins a live task (deduplicated,
+	// or pulling it forward) adds it to that task's callbacks: each URL the
+	// task holds gets its own delivery when it ends, up to MaxCallbacks
+	// (beyond: ErrTooManyCallbacks).
 	CallbackURL string
 }
 
@@ -248,6 +250,10 @@ func (p *Producer) Enqueue(ctx context.Context, r LogoutRequest) (*Task, error) 
 		return nil, err
 	}
 	span.SetAttributes(attribute.String("task_id", res[0].ID))
+	if res[0].CallbacksFull {
+		return nil, fmt.Errorf("%w: task %s of session %q holds %d callback URLs already (the requests that joined it); wait for it to end, or poll it",
+			ErrTooManyCallbacks, res[0].ID, r.Session, MaxCallbacks)
+	}
 	if !res[0].Deduplicated {
 		p.enqueued(instance, 1)
 	}

@@ -18,6 +18,15 @@ var ErrNotFound = base.ErrNotFound
 // ErrAlreadyStarted is returned when canceling a task that has started.
 var ErrAlreadyStarted = base.ErrAlreadyStarted
 
+// ErrTooManyCallbacks is returned by Enqueue when the session's live task,
+// which the request would join, holds MaxCallbacks callback URLs already.
+// Nothing was changed: the HTTP API answers 409.
+var ErrTooManyCallbacks = base.ErrTooManyCallbacks
+
+// ErrTooManySubscriptions is returned by Subscribe when the namespace holds
+// MaxSubscriptions already. The HTTP API answers 409.
+var ErrTooManySubscriptions = base.ErrTooManySubscriptions
+
 // ErrUnknownInstance is returned for an instance name the configuration does
 // not know. It wraps ErrInvalidInput.
 var ErrUnknownInstance = fmt.Errorf("%w: unknown instance", ErrInvalidInput)

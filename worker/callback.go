@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/callback"
@@ -17,8 +20,8 @@ import (
 	"github.com/wahaq/wahaq/tasks"
 )
 
-// callbacks delivers completion callbacks: the wahaq:callback tasks that the
-// finishing scripts enqueue in an instance's queue.
+// callbacks is what deliveries need: the signing secret, the HTTP client
+// that keeps to the allow list, and an Inspector to read what they post.
 type callbacks struct {
 	secret callback.Secret
 	client *http.Client
@@ -52,49 +55,166 @@ func newCallbacks(cfg Config) (*callbacks, error) {
 
 func joinList(s []string) string { return strings.Join(s, ",") }
 
-// errCallbackRetry marks a delivery attempt to try again later.
-var errCallbackRetry = errors.New("callback delivery failed")
+// Callback deliveries run in a pool of their own, apart from asynq's
+// handlers (store/delivery.go): a delivery loop per worker process takes
+// due deliveries from every queue's delivery set, at most
+// CallbackConcurrency at once, and at most ReceiverInFlight to one
+// receiver, whose breaker (receiver.go) keeps a failing receiver's
+// deliveries waiting in Redis instead of in a slot. No delivery ever holds
+// a handler slot, a concurrency slot of a WAHA server or a Redis
+// connection while it waits for a receiver, so no receiver, however slow
+// or many, changes how fast logouts run.
+const (
+	// DefaultCallbackConcurrency is how many deliveries one worker process
+	// posts at once (WAHAQ_CALLBACK_CONCURRENCY).
+	DefaultCallbackConcurrency = 16
+	// deliveryLease is how long a taken delivery is kept from other loops:
+	// longer than one attempt (callback.RequestTimeout) and its recording.
+	// A worker killed mid-POST leaves its deliveries due again after it.
+	deliveryLease = time.Minute
+	// deliveryPoll is how often an idle delivery loop looks for due
+	// deliveries.
+	deliveryPoll = 200 * time.Millisecond
+)
 
-// deliverCallback is the asynq handler of wahaq:callback: one signed POST of
-// the task (batch) JSON, as GET /v1/tasks/{id} (/v1/batches/{id}) answers
-// it, read now. 2xx delivers; 408, 429, 5xx and network errors are retried
-// with backoff for CallbackRetryFor; a redirect, a refused address or another
-// 4xx fails for good. The logout itself finished long before: nothing here
-// can hold up a logout.
-func (w *Worker) deliverCallback(ctx context.Context, t *asynq.Task) error {
-	id, _ := asynq.GetTaskID(ctx)
-	retried, _ := asynq.GetRetryCount(ctx)
-	p, err := base.DecodeCallbackPayload(t.Payload())
-	if err != nil {
-		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable callback payload")
-		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+// deliveries is the delivery loop of one Worker.
+type deliveries struct {
+	slots     chan struct{}
+	receivers receivers
+	running   sync.WaitGroup
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+// startDeliveries starts the delivery loop.
+func (w *Worker) startDeliveries() {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &w.deliveries
+	d.stop, d.done = cancel, make(chan struct{})
+	go func() {
+		defer close(d.done)
+		w.deliveryLoop(ctx)
+	}()
+}
+
+// stopDeliveries stops taking deliveries and ends those in flight: each
+// is made due again at once for another worker (an attempt cut short may
+// reach its receiver twice, under the same webhook-id).
+func (w *Worker) stopDeliveries() {
+	d := &w.deliveries
+	if d.stop == nil {
+		return
 	}
-	log := w.log.With().Str("task_id", p.ID).Str("kind", p.Kind).Str("instance", p.Instance).Str("delivery", id).
-		Int("attempt", retried+1).Logger()
-	target, err := w.store.CallbackTarget(ctx, p)
+	d.stop()
+	<-d.done
+	d.running.Wait()
+	d.stop = nil
+}
+
+// deliveryLoop takes due deliveries while slots are free, round the
+// worker's queues.
+func (w *Worker) deliveryLoop(ctx context.Context) {
+	d := &w.deliveries
+	names := make([]string, 0, len(w.instances))
+	for name := range w.instances {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		took, full := 0, false
+		for _, name := range names {
+			free := cap(d.slots) - len(d.slots)
+			if free == 0 {
+				full = true
+				break
+			}
+			ds, err := w.store.TakeDeliveries(ctx, name, free, deliveryLease)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Warn().Err(err).Str("instance", name).Msg("cannot take callback deliveries")
+				}
+				continue
+			}
+			for _, dl := range ds {
+				d.slots <- struct{}{} // never blocks: only this loop fills slots
+				d.running.Add(1)
+				go func() {
+					defer func() { <-d.slots; d.running.Done() }()
+					w.deliver(ctx, name, dl)
+				}()
+			}
+			took += len(ds)
+		}
+		wait := deliveryPoll
+		if took > 0 && !full {
+			wait = 0 // more may be due
+		} else if full {
+			wait = deliveryPoll / 4
+		}
+		t.Reset(wait)
+	}
+}
+
+// deliver makes one attempt of d: one signed POST of the task (batch) JSON,
+// as GET /v1/tasks/{id} (/v1/batches/{id}) answers it, read now; a
+// subscription's delivery wraps it as {"type", "timestamp", "data"}. 2xx
+// delivers; 408, 429, 5xx and network errors are retried with backoff for
+// CallbackRetryFor; a redirect, a refused address or another 4xx fails for
+// good. An open or busy receiver defers the delivery without an attempt.
+func (w *Worker) deliver(ctx context.Context, instance string, d store.Delivery) {
+	log := w.log.With().Str("task_id", d.Ref).Str("kind", d.Kind).Str("instance", instance).Str("delivery", d.ID).
+		Int("attempt", d.Attempts+1).Logger()
+	if d.Subscription != "" {
+		live, err := w.store.SubscriptionLive(ctx, instance, d.Subscription)
+		if err == nil && !live {
+			w.recordDelivery(ctx, log, instance, d, store.Callback{State: store.CallbackFailed, Attempts: d.Attempts,
+				LastError: "the subscription was deleted"}, time.Time{})
+			return
+		}
+	}
+	rc := w.deliveries.receivers.get(receiverKey(d.URL), time.Now())
+	done, wait, ok := rc.acquire()
+	if !ok {
+		w.deferDelivery(ctx, log, instance, d, wait)
+		return
+	}
+	failed := false
+	defer func() { done(failed) }()
+	body, err := w.callbackBody(ctx, d)
 	if errors.Is(err, base.ErrNotFound) {
-		log.Warn().Str("outcome", "gone").Msg("callback dropped: the record expired or names no callback")
-		return nil
+		w.recordDelivery(ctx, log, instance, d, store.Callback{State: store.CallbackFailed, Attempts: d.Attempts,
+			LastError: "the " + d.Kind + " expired before its callback was delivered"}, time.Time{})
+		return
 	}
 	if err != nil {
-		return &retryError{err: err, delay: backoff(retried+1, w.cfg.CallbackRetryBase, w.cfg.CallbackRetryMax)}
+		if ctx.Err() != nil {
+			w.deferDelivery(ctx, log, instance, d, 0)
+			return
+		}
+		log.Warn().Err(err).Msg("cannot read what the callback posts; trying again")
+		w.deferDelivery(ctx, log, instance, d, w.cfg.CallbackRetryBase)
+		return
 	}
-	if target.ID != id {
-		log.Info().Str("outcome", "superseded").Msg("callback dropped: a newer delivery replaced it")
-		return nil
-	}
-	body, err := w.callbackBody(ctx, p)
-	if err != nil {
-		return &retryError{err: err, delay: backoff(retried+1, w.cfg.CallbackRetryBase, w.cfg.CallbackRetryMax)}
-	}
-	rec := store.Callback{State: store.CallbackPending, Attempts: target.Attempts + 1}
+	rec := store.Callback{State: store.CallbackPending, Attempts: d.Attempts + 1}
 	var sendErr error
 	start := w.cfg.Now()
 	if !w.callbacks.secret.Set() {
 		sendErr = errors.New("WAHAQ_CALLBACK_SECRET is not set on the worker: callbacks cannot be signed")
 	} else {
 		rec.Status, sendErr = callback.Send(ctx, w.callbacks.client, w.callbacks.secret,
-			callback.Delivery{ID: id, URL: target.URL, Body: body, Now: w.cfg.Now()})
+			callback.Delivery{ID: d.ID, URL: d.URL, Body: body, Now: w.cfg.Now()})
+	}
+	if sendErr != nil && ctx.Err() != nil {
+		// the worker is stopping: not the receiver's fault
+		w.deferDelivery(ctx, log, instance, d, 0)
+		return
 	}
 	retry := false
 	switch {
@@ -103,46 +223,86 @@ func (w *Worker) deliverCallback(ctx context.Context, t *asynq.Task) error {
 	case errors.Is(sendErr, callback.ErrRedirect), errors.Is(sendErr, callback.ErrNotAllowed):
 		rec.State, rec.LastError = store.CallbackFailed, truncate(sendErr.Error())
 	case sendErr != nil:
-		rec.LastError, retry = truncate(sendErr.Error()), true
+		rec.LastError, retry, failed = truncate(sendErr.Error()), true, true
 	case rec.Status == http.StatusRequestTimeout || rec.Status == http.StatusTooManyRequests || rec.Status >= 500:
-		rec.LastError, retry = fmt.Sprintf("receiver answered HTTP %d", rec.Status), true
+		rec.LastError, retry, failed = fmt.Sprintf("receiver answered HTTP %d", rec.Status), true, true
 	default:
 		rec.State, rec.LastError = store.CallbackFailed, fmt.Sprintf("receiver answered HTTP %d", rec.Status)
 	}
-	if retry && !target.Since.IsZero() && w.cfg.Now().Sub(target.Since) > w.cfg.CallbackRetryFor {
-		rec.State, retry = store.CallbackFailed, false
-		rec.LastError += fmt.Sprintf("; given up after %s", w.cfg.CallbackRetryFor)
+	var next time.Time
+	if retry {
+		if !d.Since.IsZero() && w.cfg.Now().Sub(d.Since) > w.cfg.CallbackRetryFor {
+			rec.State, retry = store.CallbackFailed, false
+			rec.LastError += fmt.Sprintf("; given up after %s", w.cfg.CallbackRetryFor)
+		} else {
+			next = w.cfg.Now().Add(backoff(rec.Attempts, w.cfg.CallbackRetryBase, w.cfg.CallbackRetryMax))
+		}
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outageWait)
-	defer cancel()
-	if _, err := w.store.RecordCallback(wctx, p, id, rec); err != nil {
-		log.Error().Err(err).Msg("cannot record callback attempt")
-	}
+	w.recordDelivery(ctx, log, instance, d, rec, next)
 	ev := log.Info()
 	if rec.State != store.CallbackDelivered {
 		ev = log.Warn()
 	}
 	ev.Str("outcome", rec.State).Int("status", rec.Status).Dur("duration", w.cfg.Now().Sub(start)).
 		Str("error", rec.LastError).Msg("callback attempt")
-	if retry {
-		return &retryError{err: fmt.Errorf("%w: %s", errCallbackRetry, rec.LastError),
-			delay: backoff(retried+1, w.cfg.CallbackRetryBase, w.cfg.CallbackRetryMax)}
+}
+
+// recordDelivery writes an attempt, even when the loop is stopping.
+func (w *Worker) recordDelivery(ctx context.Context, log zerolog.Logger, instance string, d store.Delivery, rec store.Callback, next time.Time) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outageWait)
+	defer cancel()
+	if _, err := w.store.RecordDelivery(wctx, instance, d, rec, next); err != nil {
+		log.Error().Err(err).Msg("cannot record callback attempt")
+	}
+}
+
+// deferDelivery makes d due again after wait without an attempt.
+func (w *Worker) deferDelivery(ctx context.Context, log zerolog.Logger, instance string, d store.Delivery, wait time.Duration) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outageWait)
+	defer cancel()
+	if err := w.store.DeferDelivery(wctx, instance, d.ID, w.cfg.Now().Add(wait)); err != nil {
+		log.Error().Err(err).Msg("cannot defer callback delivery; it is due again when its lease ends")
+	}
+}
+
+// adoptCallback is the asynq handler of wahaq:callback, the deliveries a
+// wahaq from before the delivery set enqueued in asynq's queues: it moves
+// each into the delivery set at once, so that none runs in a handler slot.
+func (w *Worker) adoptCallback(ctx context.Context, t *asynq.Task) error {
+	id, _ := asynq.GetTaskID(ctx)
+	p, err := base.DecodeCallbackPayload(t.Payload())
+	if err != nil {
+		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable callback payload")
+		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+	}
+	if _, err := w.store.AdoptCallback(ctx, p.Instance, p.Kind, p.ID, id); err != nil {
+		return &retryError{err: err, delay: w.cfg.CallbackRetryBase}
 	}
 	return nil
 }
 
 // callbackBody is the JSON posted: the same as the API's GET of the task or
-// batch.
-func (w *Worker) callbackBody(ctx context.Context, p base.CallbackPayload) ([]byte, error) {
+// batch; for a subscription, wrapped in the Standard Webhooks event shape
+// {"type": "task.final" | "batch.done", "timestamp", "data"}.
+func (w *Worker) callbackBody(ctx context.Context, d store.Delivery) ([]byte, error) {
 	var v any
 	var err error
-	if p.Kind == base.CallbackBatch {
-		v, err = w.callbacks.insp.Batch(ctx, p.ID)
+	event := base.EventTaskFinal
+	if d.Kind == base.CallbackBatch {
+		event = base.EventBatchDone
+		v, err = w.callbacks.insp.Batch(ctx, d.Ref)
 	} else {
-		v, err = w.callbacks.insp.Task(ctx, p.ID)
+		v, err = w.callbacks.insp.Task(ctx, d.Ref)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if d.Subscription != "" {
+		v = struct {
+			Type      string    `json:"type"`
+			Timestamp time.Time `json:"timestamp"`
+			Data      any       `json:"data"`
+		}{event, d.Since, v}
 	}
 	return json.Marshal(v)
 }
@@ -160,4 +320,5 @@ func (c *Config) callbackDefaults() {
 	setDefault(&c.CallbackRetryBase, 5*time.Second)
 	setDefault(&c.CallbackRetryMax, time.Hour)
 	setDefault(&c.CallbackRetryFor, tasks.CallbackRetryFor)
+	setDefault(&c.CallbackConcurrency, DefaultCallbackConcurrency)
 }

@@ -157,6 +157,11 @@ type Config struct {
 	// CallbackRetryFor is how long a delivery is retried before it is given
 	// up. Defaults to tasks.CallbackRetryFor (24h).
 	CallbackRetryFor time.Duration
+	// CallbackConcurrency is how many callback deliveries this process
+	// posts at once, in a pool of their own beside the Concurrency handlers
+	// that run logouts (WAHAQ_CALLBACK_CONCURRENCY). Defaults to
+	// DefaultCallbackConcurrency (16).
+	CallbackConcurrency int
 	// Logger receives structured logs. Defaults to a disabled logger.
 	Logger *zerolog.Logger
 	// Registerer receives the worker's metrics. Defaults to none (the

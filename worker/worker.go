@@ -53,6 +53,8 @@ type Worker struct {
 	stopRecon        context.CancelFunc
 	reconDone        chan struct{}
 	callbacks        *callbacks
+	// deliveries is the callback delivery loop (callback.go).
+	deliveries deliveries
 
 	// held are the tasks this process holds a concurrency slot for.
 	held inflight
@@ -157,6 +159,7 @@ func New(cfg Config) (*Worker, error) {
 	if w.callbacks, err = newCallbacks(cfg); err != nil {
 		return nil, err
 	}
+	w.deliveries.slots = make(chan struct{}, cfg.CallbackConcurrency)
 	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
 	w.discoverPipeline = chain(w.list, w.circuit, w.validate)
 	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names, AwaitEvents: awaiting,
@@ -222,7 +225,7 @@ func (w *Worker) Handler() asynq.Handler {
 	mux := asynq.NewServeMux()
 	mux.Handle(base.TypeLogout, w)
 	mux.HandleFunc(base.TypeDiscover, w.discover)
-	mux.HandleFunc(base.TypeCallback, w.deliverCallback)
+	mux.HandleFunc(base.TypeCallback, w.adoptCallback)
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		// Counted so that Shutdown knows when nothing runs any more.
 		w.running.Add(1)
@@ -257,6 +260,7 @@ func (w *Worker) Start() error {
 		w.renewLoop(ctx)
 	}()
 	w.stopping.Store(false)
+	w.startDeliveries()
 	if w.cfg.ReconcileInterval > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		w.stopRecon, w.reconDone = cancel, make(chan struct{})
@@ -284,6 +288,7 @@ func (w *Worker) Shutdown() {
 		return
 	}
 	w.stopping.Store(true)
+	w.stopDeliveries()
 	if w.stopRecon != nil {
 		w.stopRecon()
 		<-w.reconDone

@@ -167,7 +167,7 @@ func (a *app) workerConfig() worker.Config {
 		// validation key, the callback secret) from what WAHA and the
 		// validation service answer.
 		Validation:     wahaclient.ValidatorConfig{URL: s.ValidationURL, APIKey: s.ValidationAPIKey},
-		CallbackSecret: s.CallbackSecret, CallbackAllow: s.CallbackAllow,
+		CallbackSecret: s.CallbackSecret, CallbackAllow: s.CallbackAllow, CallbackConcurrency: s.CallbackConcurrency,
 		Logger: &log,
 	}
 }

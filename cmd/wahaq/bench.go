@@ -40,6 +40,7 @@ Scenarios (--only takes one or more, comma-separated):
               bare asynq with as many queues, on a private redis-server
   fleet       300 servers x 20 sessions, 200 ms per logout, concurrency 40:
               ideal/actual, and bare asynq with the same queues and HTTP call
+  callbacks   a 400-session batch beside 40 callback receivers that never answer vs alone
 
 Every scenario uses queues of its own and deletes its keys afterwards.
 It takes about eight minutes; --quick runs a fifth of the work.`,

@@ -252,7 +252,7 @@ func (a *app) cliErr(ctx context.Context, err error) error {
 		// It names the batch and its count: keep them, whatever the cause.
 		return err
 	case errors.As(err, &ue), errors.Is(err, tasks.ErrInvalidInput), errors.Is(err, tasks.ErrNotFound),
-		errors.Is(err, tasks.ErrAlreadyStarted), errors.Is(err, config.ErrBadConfig),
+		errors.Is(err, tasks.ErrAlreadyStarted), errors.Is(err, tasks.ErrTooManyCallbacks), errors.Is(err, config.ErrBadConfig),
 		errors.Is(err, errInterrupted), errors.Is(err, errWaitTimeout):
 		return err
 	case ctx.Err() != nil:

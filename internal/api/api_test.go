@@ -83,7 +83,7 @@ func newEnv(t *testing.T, mods ...func(*Config)) *env {
 // the test started and breaks).
 func newEnvOn(t *testing.T, rdb *redis.Client, ns string, mods ...func(*Config)) *env {
 	t.Helper()
-	tcfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default", "eu"}}
+	tcfg := tasks.Config{Redis: rdb, Namespace: ns, Instances: []string{"default", "eu"}, CallbackAllow: []string{"127.0.0.1"}}
 	prod, err := tasks.NewProducer(tcfg)
 	require.NoError(t, err)
 	insp, err := tasks.NewInspector(tcfg)

@@ -384,7 +384,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, tasks.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, tasks.ErrAlreadyStarted), errors.Is(err, tasks.ErrBatchDone):
+	case errors.Is(err, tasks.ErrAlreadyStarted), errors.Is(err, tasks.ErrBatchDone), errors.Is(err, tasks.ErrTooManyCallbacks), errors.Is(err, tasks.ErrTooManySubscriptions):
 		return http.StatusConflict
 	case errors.Is(err, tasks.ErrPreviewUnavailable):
 		return http.StatusNotImplemented

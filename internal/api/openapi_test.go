@@ -163,7 +163,8 @@ var validBodies = map[string]string{
 	"POST /v1/dlq/requeue": `{"all":true}`,
 	"DELETE /v1/dlq":       `{"all":true}`,
 	// signed afresh for each call (signEvent)
-	eventsRoute: `{"event":"session.status","session":"doc-live","payload":{"name":"doc-live","status":"SCAN_QR_CODE"}}`,
+	eventsRoute:              `{"event":"session.status","session":"doc-live","payload":{"name":"doc-live","status":"SCAN_QR_CODE"}}`,
+	"POST /v1/subscriptions": `{"url":"http://127.0.0.1:9/hook","events":["task.final"]}`,
 }
 
 // eventsRoute is WAHA's webhook route: open (no bearer token), signed.
@@ -198,6 +199,8 @@ func TestOpenAPIOperations(t *testing.T) {
 			dead, err := e.prod.Enqueue(ctx, tasks.LogoutRequest{Session: "doc-dead"})
 			require.NoError(t, err)
 			e.kill(dead.ID, "default", "doc-dead", tasks.OutcomeAuthFailed)
+			sub, err := e.prod.Subscribe(ctx, tasks.SubscriptionRequest{URL: "http://127.0.0.1:9/doc"})
+			require.NoError(t, err)
 
 			target := path
 			switch {
@@ -209,6 +212,8 @@ func TestOpenAPIOperations(t *testing.T) {
 				target = "/v1/waha/default/events"
 			case strings.HasPrefix(path, "/v1/instances/"):
 				target = strings.ReplaceAll(path, "{name}", "default")
+			case strings.HasPrefix(path, "/v1/subscriptions/"):
+				target = strings.ReplaceAll(path, "{id}", sub.ID)
 			}
 			body, hasBody := validBodies[key]
 			require.Equal(t, op["requestBody"] != nil, hasBody, "a valid body for %s is listed in the test", key)

@@ -118,7 +118,40 @@ func roleCases() []roleCase {
 			return path, "", nil
 		}
 	}
+	subscribe := func(e *env, in string) string {
+		sub, err := e.prod.Subscribe(ctx, tasks.SubscriptionRequest{URL: "http://127.0.0.1:9/" + uniq("sub"), Instances: []string{in}})
+		require.NoError(e.t, err)
+		return sub.ID
+	}
+	subscribed := func(e *env, url string) bool {
+		subs, err := e.insp.Subscriptions(ctx)
+		require.NoError(e.t, err)
+		for _, sub := range subs {
+			if sub.URL == url {
+				return true
+			}
+		}
+		return false
+	}
 	return []roleCase{
+		{name: "subscribe", route: "POST /v1/subscriptions", need: access.RoleOperate,
+			setup: func(e *env, in string) (string, string, func() bool) {
+				u := "http://127.0.0.1:9/" + uniq("sub")
+				return "/v1/subscriptions", fmt.Sprintf(`{"url":%q,"instances":[%q]}`, u, in), func() bool { return subscribed(e, u) }
+			}},
+		{name: "list subscriptions", route: "GET /v1/subscriptions", need: access.RoleRead, scopeOK: true, setup: read("/v1/subscriptions")},
+		{name: "get subscription", route: "GET /v1/subscriptions/{id}", need: access.RoleRead, scopeOK: true,
+			setup: func(e *env, in string) (string, string, func() bool) {
+				return "/v1/subscriptions/" + subscribe(e, in), "", nil
+			}},
+		{name: "unsubscribe", route: "DELETE /v1/subscriptions/{id}", need: access.RoleOperate,
+			setup: func(e *env, in string) (string, string, func() bool) {
+				id := subscribe(e, in)
+				return "/v1/subscriptions/" + id, "", func() bool {
+					_, err := e.insp.Subscription(ctx, id)
+					return err != nil
+				}
+			}},
 		{name: "enqueue a logout", route: "POST /v1/logouts", need: access.RoleEnqueue,
 			setup: func(e *env, in string) (string, string, func() bool) {
 				s := uniq("one")

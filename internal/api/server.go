@@ -230,6 +230,10 @@ var routes = []route{
 	{method: http.MethodDelete, pattern: "/v1/dlq", body: true, role: access.RoleAdmin, action: "dlq.purge", handle: (*server).deleteDLQ},
 	{method: http.MethodGet, pattern: "/v1/audit", role: access.RoleAdmin, handle: (*server).getAudit,
 		enabled: func(s *server) bool { return s.cfg.Audit != nil }},
+	{method: http.MethodPost, pattern: "/v1/subscriptions", body: true, role: access.RoleOperate, action: "subscription.create", handle: (*server).postSubscription},
+	{method: http.MethodGet, pattern: "/v1/subscriptions", role: access.RoleRead, handle: (*server).listSubscriptions},
+	{method: http.MethodGet, pattern: "/v1/subscriptions/{id}", role: access.RoleRead, handle: (*server).getSubscription},
+	{method: http.MethodDelete, pattern: "/v1/subscriptions/{id}", role: access.RoleOperate, action: "subscription.delete", handle: (*server).deleteSubscription},
 	// WAHA's webhooks: authenticated by WAHA's HMAC signature, never by a
 	// bearer token (events.go); no role, no audit entry (WAHA is no token)
 	{method: http.MethodPost, pattern: "/v1/waha/{instance}/events", open: true, body: true, handle: (*server).postEvent},

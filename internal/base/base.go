@@ -41,6 +41,15 @@ var ErrAlreadyStarted = errors.New("task has already started")
 // there is nothing left to hold. tasks exports it.
 var ErrBatchDone = errors.New("batch is done")
 
+// ErrTooManyCallbacks is returned for a request whose callback URL would
+// join a live task that holds as many callbacks as a task may. tasks
+// exports it.
+var ErrTooManyCallbacks = errors.New("the task holds as many callbacks as a task may")
+
+// ErrTooManySubscriptions is returned for a subscription beyond the limit
+// of a namespace. tasks exports it.
+var ErrTooManySubscriptions = errors.New("too many subscriptions")
+
 // MaxSessionNameLen is WAHA's limit on session names; wahaclient owns the
 // rule.
 const MaxSessionNameLen = wahaclient.MaxSessionNameLen

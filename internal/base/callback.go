@@ -5,10 +5,17 @@ import (
 	"fmt"
 )
 
-// TypeCallback is the asynq task type that delivers one completion callback
-// ("wahaq:callback"). Its tasks live in the queue of the instance whose task
-// or batch finished, so the finishing script can enqueue them atomically.
+// TypeCallback is the asynq task type through which wahaq before the
+// delivery set (internal/store/delivery.go) delivered completion callbacks
+// ("wahaq:callback"); a worker moves such tasks into the delivery set.
 const TypeCallback = "wahaq:callback"
+
+// Events a subscription may name: a task became final (completed, dead or
+// canceled), a batch became done.
+const (
+	EventTaskFinal = "task.final"
+	EventBatchDone = "batch.done"
+)
 
 // Kinds of callback: what finished.
 const (
@@ -16,7 +23,7 @@ const (
 	CallbackBatch = "batch"
 )
 
-// CallbackPayload is the asynq payload of a callback delivery. It names what
+// CallbackPayload is the asynq payload of a legacy callback task. It names what
 // finished; the URL and the body are read from the record at delivery time.
 type CallbackPayload struct {
 	// Kind is CallbackTask or CallbackBatch.

@@ -40,11 +40,12 @@ const (
 	ScenarioWaiting    = "waiting"
 	ScenarioIdle       = "idle"
 	ScenarioFleet      = "fleet"
+	ScenarioCallbacks  = "callbacks"
 )
 
 // Scenarios lists every scenario in the order they run.
 var Scenarios = []string{ScenarioEnqueue, ScenarioThroughput, ScenarioLatency, ScenarioTeardown, ScenarioFootprint,
-	ScenarioProcessing, ScenarioRedisCost, ScenarioIsolation, ScenarioSkew, ScenarioWaiting, ScenarioIdle, ScenarioFleet}
+	ScenarioProcessing, ScenarioRedisCost, ScenarioIsolation, ScenarioSkew, ScenarioWaiting, ScenarioIdle, ScenarioFleet, ScenarioCallbacks}
 
 // Sizes are the scenarios' parameters.
 type Sizes struct {
@@ -85,6 +86,9 @@ type Sizes struct {
 	// per logout, one worker of FleetConcurrency handlers.
 	FleetServers, FleetSessions, FleetConcurrency int
 	FleetLatency                                  time.Duration
+	// CallbacksN sessions (IsolationLatency per logout) are timed alone
+	// and beside 40 hanging callback receivers.
+	CallbacksN int
 }
 
 // FullSizes are the sizes.
@@ -100,6 +104,7 @@ func FullSizes() Sizes {
 		WaitingWindow: 20 * time.Second,
 		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 30 * time.Second,
 		FleetServers: 300, FleetSessions: 20, FleetConcurrency: 40, FleetLatency: 200 * time.Millisecond,
+		CallbacksN: 400,
 	}
 }
 
@@ -116,6 +121,7 @@ func QuickSizes() Sizes {
 		WaitingWindow: 6 * time.Second,
 		IdleServers:   [3]int{1, 100, 1000}, IdleWindow: 10 * time.Second,
 		FleetServers: 300, FleetSessions: 4, FleetConcurrency: 40, FleetLatency: 200 * time.Millisecond,
+		CallbacksN: 200,
 	}
 }
 
@@ -265,6 +271,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			var f FleetFigures
 			if f, err = Fleet(ctx, e); err == nil {
 				rep.Fleet = &f
+			}
+		case ScenarioCallbacks:
+			var f CallbacksFigures
+			if f, err = Callbacks(ctx, e); err == nil {
+				rep.Callbacks = &f
 			}
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -39,6 +39,7 @@ func TestRunTiny(t *testing.T) {
 		WaitingWindow: 2 * time.Second,
 		IdleServers:   [3]int{1, 3}, IdleWindow: time.Second,
 		FleetServers: 3, FleetSessions: 2, FleetConcurrency: 4, FleetLatency: 5 * time.Millisecond,
+		CallbacksN: 20,
 	}
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -53,7 +54,8 @@ func TestRunTiny(t *testing.T) {
 		"processing_features_c20", "processing_features_c50", "processing_bare_c20", "processing_bare_c50",
 		"redis_cpu_per_logout", "redis_cpu_per_logout_features", "redis_commands_per_logout", "redis_commands_per_logout_features",
 		"isolation", "skew_big_efficiency", "skew_small_lateness", "waiting_scripts_per_logout", "waiting_dequeues_per_logout",
-		"idle_commands_1", "idle_commands_3", "fleet_efficiency", "fleet_bare"}
+		"idle_commands_1", "idle_commands_3", "fleet_efficiency", "fleet_bare",
+		"callbacks_hanging"}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows, want %d: %+v", len(rows), len(want), rows)
 	}

@@ -32,6 +32,7 @@ type Report struct {
 	Waiting    *WaitingFigures    `json:"-"`
 	Idle       *IdleFigures       `json:"-"`
 	Fleet      *FleetFigures      `json:"-"`
+	Callbacks  *CallbacksFigures  `json:"-"`
 }
 
 // Row is one line of the table: wahaq's figure, the baseline's figure from

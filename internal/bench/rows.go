@@ -94,5 +94,12 @@ func (r *Report) newRows() []Row {
 				BaselineName: "bare asynq Server, same queues and HTTP call", Ratio: ratio(f.Bare.Seconds(), f.Wahaq.Seconds()),
 				RatioOf: "baseline/wahaq", Target: "none", Info: true})
 	}
+	if f := r.Callbacks; f != nil {
+		x := ratio(f.Alone.Seconds(), f.Beside.Seconds())
+		rows = append(rows, Row{ID: "callbacks_hanging",
+			Name: fmt.Sprintf("13 logouts beside %d hanging receivers: batch of %d (L=%s, cap %d, c=%d), %d deliveries stuck", f.Hanging, f.N, f.Latency, f.Cap, f.Concurrency, f.Stuck),
+			Unit: "s", Wahaq: f.Beside.Seconds(), Baseline: f.Alone.Seconds(), BaselineName: "the same batch alone",
+			Ratio: x, RatioOf: "alone/beside", Target: "ratio ≥ 0.9", Met: x >= 0.9})
+	}
 	return rows
 }

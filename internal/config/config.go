@@ -60,6 +60,7 @@ type Settings struct {
 	AuditMaxEntries     int           // WAHAQ_AUDIT_MAX_ENTRIES, default audit.DefaultMaxEntries (1,000,000)
 	CallbackSecret      string        // WAHAQ_CALLBACK_SECRET: whsec_<base64>, signs completion callbacks (worker)
 	CallbackAllow       []string      // WAHAQ_CALLBACK_ALLOW: names, name:port, IPs, IP:port, CIDRs a callback_url may name
+	CallbackConcurrency int           // WAHAQ_CALLBACK_CONCURRENCY, default worker.DefaultCallbackConcurrency (16)
 	Namespace           string        // WAHAQ_NAMESPACE, default wahaq (queue names wahaq:<instance>)
 	LogLevel            string        // LOG_LEVEL, default info
 	LogFormat           string        // LOG_FORMAT, default json; console for people
@@ -153,6 +154,7 @@ var table = []setting{
 	{"WAHAQ_API_TOKENS", "api-tokens", "", "comma-separated bearer tokens accepted by the HTTP API (prefer the environment variable)", true, kindList},
 	{"WAHAQ_CALLBACK_SECRET", "callback-secret", "", "Standard Webhooks secret (whsec_<base64>) the worker signs completion callbacks with (prefer the environment variable)", true, kindString},
 	{"WAHAQ_CALLBACK_ALLOW", "callback-allow", "", "comma-separated destinations a callback_url may name: IP or CIDR (any port), IP:port or [IPv6]:port (that port only), name or name:port (public addresses only unless an IP/CIDR entry allows the address too); empty: callbacks refused", false, kindList},
+	{"WAHAQ_CALLBACK_CONCURRENCY", "callback-concurrency", strconv.Itoa(worker.DefaultCallbackConcurrency), "callback deliveries one worker process posts at once, in a pool apart from the logouts' handlers", false, kindInt},
 	{"WAHAQ_NAMESPACE", "namespace", tasks.DefaultNamespace, "prefix of queue names (wahaq:<instance>)", false, kindString},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false, kindString},
 	{"LOG_FORMAT", "log-format", "json", "json, or console for people", false, kindString},
@@ -256,6 +258,7 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		AuditMaxEntries:     num("WAHAQ_AUDIT_MAX_ENTRIES"),
 		CallbackSecret:      v["WAHAQ_CALLBACK_SECRET"],
 		CallbackAllow:       splitList(v["WAHAQ_CALLBACK_ALLOW"]),
+		CallbackConcurrency: num("WAHAQ_CALLBACK_CONCURRENCY"),
 		Namespace:           v["WAHAQ_NAMESPACE"],
 		LogLevel:            v["LOG_LEVEL"],
 		LogFormat:           v["LOG_FORMAT"],
@@ -281,6 +284,9 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	}
 	if s.AuditMaxEntries == 0 {
 		errs = append(errs, fmt.Errorf("WAHAQ_AUDIT_MAX_ENTRIES must be at least 1"))
+	}
+	if s.CallbackConcurrency == 0 {
+		errs = append(errs, fmt.Errorf("WAHAQ_CALLBACK_CONCURRENCY must be at least 1"))
 	}
 	if s.TakeBlock == 0 {
 		errs = append(errs, fmt.Errorf("WAHAQ_TAKE_BLOCK must be at least 1"))

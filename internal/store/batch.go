@@ -143,15 +143,15 @@ func (s *Store) CreateBatch(ctx context.Context, instance, id string, scheduledF
 // announceBatchScript, once a closed batch's tasks are all final, starts
 // its expiry, enqueues its callback and announces it.
 //
-// KEYS[1] batch, KEYS[2] asynq pending, KEYS[3] asynq task of the batch's
-// callback, KEYS[4] completion channel.
-// ARGV[1] batch TTL (s), ARGV[2] batch id, ARGV[3] callback id, ARGV[4] its
-// message, ARGV[5] now (ns).
+// KEYS[1] batch, KEYS[2] callback delivery set, KEYS[3] the queue's
+// subscriptions, KEYS[4] completion channel.
+// ARGV[1] batch TTL (s), ARGV[2] batch id, ARGV[3] delivery id, ARGV[4]
+// now (ns).
 // Returns 1 when the batch is done, else 0.
 var announceBatchScript = redis.NewScript(batchLua + callbackLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if batch_done(KEYS[1], ARGV[1]) then
-  batch_finished(KEYS[1], KEYS[3], KEYS[2], ARGV[3], ARGV[4], ARGV[5], KEYS[4], ARGV[2])
+  batch_finished(KEYS[1], KEYS[2], KEYS[3], ARGV[3], ARGV[4], KEYS[4], ARGV[2])
   return 1
 end
 return 0
@@ -162,9 +162,9 @@ return 0
 // announcement as when its last task finishes.
 func (s *Store) announceBatch(ctx context.Context, instance, id string, ttl time.Duration) error {
 	k := s.Keys(instance)
-	cb := s.callbackArgs(k, instance, "", id)
-	keys := append([]string{k.Batch(id), k.Pending()}, cb.keys[1:]...)
-	args := append([]any{ttlSeconds(ttl), id}, cb.args[2:]...)
+	cb := s.callbackArgs(k)
+	keys := append([]string{k.Batch(id)}, cb.keys...)
+	args := append([]any{ttlSeconds(ttl), id}, cb.args[1:]...)
 	if err := announceBatchScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 		return fmt.Errorf("announce batch %s: %w", id, err)
 	}

@@ -148,7 +148,7 @@ func TestResumedBatchPostsOneCallback(t *testing.T) {
 	f.kill(res[0].ID, pay("a"), "unauthorized")
 	first := f.hash(f.k.Batch(bid))[store.FieldCallbackID]
 	require.NotEmpty(t, first, "the done batch's callback was enqueued")
-	require.Equal(t, []string{first}, f.list(f.k.Pending()))
+	require.Equal(t, []string{first}, f.rdb.ZRange(f.ctx, f.k.Deliveries(), 0, -1).Val())
 
 	got, err := f.st.CreateOrResumeBatch(f.ctx, "default", bid, time.Time{})
 	require.NoError(t, err)
@@ -173,5 +173,5 @@ func TestResumedBatchPostsOneCallback(t *testing.T) {
 	require.EqualValues(t, 2, b.Total)
 	require.Positive(t, f.ttl(f.k.Batch(bid)), "expiring again")
 	require.Equal(t, first, f.hash(f.k.Batch(bid))[store.FieldCallbackID], "the same delivery")
-	require.Equal(t, []string{first}, f.list(f.k.Pending()), "no second delivery enqueued")
+	require.Equal(t, []string{first}, f.rdb.ZRange(f.ctx, f.k.Deliveries(), 0, -1).Val(), "no second delivery enqueued")
 }

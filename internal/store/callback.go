@@ -1,23 +1,22 @@
 package store
 
 import (
-	"context"
-	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 )
 
 // Fields of a task record or a batch hash that hold its completion
-// callback. FieldCallbackURL is written at enqueue; the others by the
-// script that makes the task final (the batch done) and by the delivery.
+// callback. FieldCallbackURL is written at enqueue, FieldCallbackMore when
+// a request joins the task; the others (the state of the delivery to
+// FieldCallbackURL) by the script that makes the task final (the batch
+// done) and by the delivery.
 const (
 	FieldCallbackURL      = "cb"
-	FieldCallbackID       = "cb_id"    // webhook-id: the delivery's asynq task id
+	FieldCallbackMore     = "cbx"      // the joined requests' URLs, newline-separated
+	FieldCallbackID       = "cb_id"    // webhook-id of the delivery to FieldCallbackURL
 	FieldCallbackState    = "cb_state" // CallbackPending, CallbackDelivered or CallbackFailed
 	FieldCallbackAttempts = "cb_n"
 	FieldCallbackStatus   = "cb_status" // the receiver's last HTTP status
@@ -32,78 +31,98 @@ const (
 	CallbackFailed    = "failed"
 )
 
-// callbackTimeout is asynq's per-attempt timeout of a delivery task; one
-// POST is bounded tighter by the callback client.
-const callbackTimeout = 60
+// MaxCallbacks is how many callback URLs one task may hold: the one of the
+// request that created it and those of the requests that joined it
+// (deduplicated onto it, or pulling it forward). A request that would add
+// one more is refused (ErrTooManyCallbacks) and changes nothing.
+const MaxCallbacks = 16
 
 // callbackLua enqueues callback deliveries and publishes completions, inside
 // the scripts that make a task final or a batch done. Both touch only keys
-// of the queue's hash tag: the delivery is an asynq task of type
-// wahaq:callback in the same queue, the channel is a shard channel in the
-// same slot.
+// of the queue's hash tag: a delivery is a hash of its own
+// (Keys.Delivery) and an entry of the queue's delivery set
+// (Keys.Deliveries), which the workers' delivery loops take from, apart
+// from asynq's queues and handlers (delivery.go); the channel is a shard
+// channel in the same slot.
 //
-// cb_enqueue(hash, tkey, pending, id, msg, nowns, cb) enqueues delivery id
-// when the record (task or batch hash) names a callback URL; cb is the
-// record's "cb" field when the script read it already (false when absent),
-// nil to have it read.
+// cb_enqueue(hash, cbq, subs, id, ref, nowns, cb) enqueues the deliveries
+// of a task (ref "t:<id>") or batch ("b:<id>") that just ended: delivery id
+// to the record's callback URL (its "cb" field: cb when the script read it
+// already, false when absent, nil to have it read), id.2, id.3 ... to the
+// URLs of the requests that joined it ("cbx", newline-separated), and
+// id.s<sub> to each subscription of the queue (Keys.Subscriptions) whose
+// events name the end (task.final, batch.done). It returns how many it
+// enqueued.
 // It includes notifyLua, whose notify(channel, what) publishes "t:<id>" or
 // "b:<id>" to long-poll waiters.
-// batch_finished(key, tkey, pending, id, msg, nowns, channel, batchid) is
-// called when batch_done reports the batch done: one delivery per batch.
-const callbackLua = notifyLua + asynqcompat.PushLua + `
-local function cb_enqueue(hash, tkey, pending, id, msg, nowns, cb)
-  if msg == '' then return end
-  if cb == nil then cb = redis.call('HGET', hash, 'cb') end
-  if not cb then return end
-  asynq_new(tkey, msg, nowns)
-  redis.call('LPUSH', pending, id)
-  redis.call('HSET', hash, 'cb_id', id, 'cb_state', 'pending', 'cb_n', 0, 'cb_at', nowns)
-  redis.call('HDEL', hash, 'cb_status', 'cb_err')
+// batch_finished(key, cbq, subs, id, nowns, channel, batchid) is called
+// when batch_done reports the batch done: one round of deliveries per batch.
+const callbackLua = notifyLua + `
+local function cb_deliver(cbq, did, ref, url, sub, nowns)
+  local dk = string.sub(cbq, 1, #cbq - 3) .. 'cb:' .. did -- Keys.Delivery
+  if sub then
+    redis.call('HSET', dk, 'ref', ref, 'url', url, 'at', nowns, 'sub', sub)
+  else
+    redis.call('HSET', dk, 'ref', ref, 'url', url, 'at', nowns)
+  end
+  redis.call('ZADD', cbq, string.format('%d', math.floor(tonumber(nowns) / 1000000)), did)
 end
-local function batch_finished(key, tkey, pending, id, msg, nowns, channel, batchid)
+local function cb_enqueue(hash, cbq, subs, id, ref, nowns, cb)
+  local n = 0
+  if cb == nil then cb = redis.call('HGET', hash, 'cb') end
+  if cb then
+    cb_deliver(cbq, id, ref, cb, nil, nowns)
+    redis.call('HSET', hash, 'cb_id', id, 'cb_state', 'pending', 'cb_n', 0, 'cb_at', nowns)
+    redis.call('HDEL', hash, 'cb_status', 'cb_err')
+    n = 1
+    local more = redis.call('HGET', hash, 'cbx')
+    if more then
+      for u in string.gmatch(more, '[^\n]+') do
+        n = n + 1
+        cb_deliver(cbq, id .. '.' .. n, ref, u, nil, nowns)
+      end
+    end
+  end
+  local event = 'task.final'
+  if string.sub(ref, 1, 2) == 'b:' then event = 'batch.done' end
+  local s = redis.call('HGETALL', subs)
+  for i = 1, #s, 2 do
+    -- a subscription's copy: "<event>,<event>|<url>" (subscription.go)
+    local bar = string.find(s[i + 1], '|', 1, true)
+    if bar and string.find(',' .. string.sub(s[i + 1], 1, bar - 1) .. ',', ',' .. event .. ',', 1, true) then
+      n = n + 1
+      cb_deliver(cbq, id .. '.s' .. s[i], ref, string.sub(s[i + 1], bar + 1), s[i], nowns)
+    end
+  end
+  return n
+end
+local function batch_finished(key, cbq, subs, id, nowns, channel, batchid)
   if not redis.call('HGET', key, 'cb_id') then
-    cb_enqueue(key, tkey, pending, id, msg, nowns)
+    if cb_enqueue(key, cbq, subs, id, 'b:' .. batchid, nowns) > 0 then
+      -- delivered once: a batch read done again (resumed) enqueues nothing
+      redis.call('HSET', key, 'cb_id', id)
+    end
   end
   notify(channel, 'b:' .. batchid)
 end
 `
 
 // callbackCall is the extra keys and arguments a finishing script takes:
-// KEYS asynq task of the task's delivery, asynq task of the batch's
-// delivery, the completion channel; ARGV the two delivery ids and messages
-// ("" when there is no batch) and now (ns).
+// KEYS the queue's delivery set, its subscriptions, the completion channel;
+// ARGV the task's delivery id, the batch's delivery id, and now (ns).
 type callbackCall struct {
 	keys []string
 	args []any
 }
 
-// callbackArgs prepares both possible deliveries. The messages are built
-// even when no callback is set: the script knows, Go does not, and building
-// one costs a microsecond.
-func (s *Store) callbackArgs(k Keys, instance, taskID, batchID string) callbackCall {
-	tid := base.NewID()
-	tmsg := callbackMessage(k, base.CallbackPayload{Kind: base.CallbackTask, ID: taskID, Instance: instance}, tid)
-	bid, bmsg := "", []byte(nil)
-	if batchID != "" {
-		bid = base.NewID()
-		bmsg = callbackMessage(k, base.CallbackPayload{Kind: base.CallbackBatch, ID: batchID, Instance: instance}, bid)
-	}
+// callbackArgs names the deliveries a finishing script may enqueue. A
+// delivery id is the Standard Webhooks webhook-id: the same on every
+// retry, new for every end.
+func (s *Store) callbackArgs(k Keys) callbackCall {
 	return callbackCall{
-		keys: []string{k.AsynqTask(tid), k.AsynqTask(orNone(bid)), k.Done()},
-		args: []any{tid, tmsg, bid, bmsg, s.now().UnixNano()},
+		keys: []string{k.Deliveries(), k.Subscriptions(), k.Done()},
+		args: []any{base.NewID(), base.NewID(), s.now().UnixNano()},
 	}
-}
-
-func orNone(id string) string {
-	if id == "" {
-		return "none"
-	}
-	return id
-}
-
-func callbackMessage(k Keys, p base.CallbackPayload, id string) []byte {
-	return asynqcompat.Encode(asynqcompat.Message{Type: base.TypeCallback, Payload: p.Encode(), ID: id, Queue: k.Queue,
-		Retry: asynqMaxRetry, TimeoutSeconds: callbackTimeout})
 }
 
 // Callback is the delivery state of a task's or batch's callback.
@@ -111,6 +130,9 @@ type Callback struct {
 	URL, ID, State   string
 	Attempts, Status int
 	LastError        string
+	// Joined is how many other URLs the task holds: those of requests that
+	// joined it, each delivered on its own.
+	Joined int
 	// Since is when the delivery was enqueued (the task became final).
 	Since time.Time
 }
@@ -122,57 +144,11 @@ func decodeCallback(m map[string]string) *Callback {
 	c := &Callback{URL: m[FieldCallbackURL], ID: m[FieldCallbackID], State: m[FieldCallbackState], LastError: m[FieldCallbackError]}
 	c.Attempts, _ = strconv.Atoi(m[FieldCallbackAttempts])
 	c.Status, _ = strconv.Atoi(m[FieldCallbackStatus])
+	if more := m[FieldCallbackMore]; more != "" {
+		c.Joined = strings.Count(more, "\n") + 1
+	}
 	if ns, err := strconv.ParseInt(m[FieldCallbackSince], 10, 64); err == nil {
 		c.Since = time.Unix(0, ns).UTC()
 	}
 	return c
-}
-
-// callbackTarget is the hash holding the callback of p.
-func (s *Store) callbackTarget(p base.CallbackPayload) string {
-	k := s.Keys(p.Instance)
-	if p.Kind == base.CallbackBatch {
-		return k.Batch(p.ID)
-	}
-	return k.Record(p.ID)
-}
-
-// recordCallbackScript writes the result of one delivery attempt, if the
-// hash still exists and the delivery is still the current one (a task
-// requeued and finished again has a new one).
-//
-// KEYS[1] task record or batch hash. ARGV[1] delivery id, ARGV[2] state,
-// ARGV[3] attempts, ARGV[4] HTTP status (0: none), ARGV[5] error.
-// Returns 1 when written, 0 when the hash or delivery is gone.
-var recordCallbackScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'cb_id') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'cb_state', ARGV[2], 'cb_n', ARGV[3], 'cb_status', ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'cb_err', ARGV[5]) else redis.call('HDEL', KEYS[1], 'cb_err') end
-return 1
-`)
-
-// CallbackTarget reads the callback of the task or batch p names: its URL
-// and current delivery. It returns an error wrapping base.ErrNotFound when
-// the record is gone (expired) or names no callback.
-func (s *Store) CallbackTarget(ctx context.Context, p base.CallbackPayload) (*Callback, error) {
-	m, err := s.rdb.HGetAll(ctx, s.callbackTarget(p)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read callback of %s %s: %w", p.Kind, p.ID, err)
-	}
-	c := decodeCallback(m)
-	if c == nil {
-		return nil, fmt.Errorf("callback of %s %s: %w", p.Kind, p.ID, base.ErrNotFound)
-	}
-	return c, nil
-}
-
-// RecordCallback writes the outcome of a delivery attempt. It reports false
-// when the record is gone or a newer delivery replaced this one.
-func (s *Store) RecordCallback(ctx context.Context, p base.CallbackPayload, deliveryID string, c Callback) (bool, error) {
-	n, err := recordCallbackScript.Run(ctx, s.rdb, []string{s.callbackTarget(p)},
-		deliveryID, c.State, c.Attempts, c.Status, c.LastError).Int()
-	if err != nil {
-		return false, fmt.Errorf("record callback of %s %s: %w", p.Kind, p.ID, err)
-	}
-	return n == 1, nil
 }

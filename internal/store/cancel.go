@@ -20,11 +20,10 @@ import (
 //
 // KEYS[1] record, KEYS[2] asynq task, KEYS[3] asynq pending, KEYS[4] asynq
 // scheduled, KEYS[5] asynq retry, KEYS[6] batch, KEYS[7] dedup, KEYS[8]
-// asynq task of the task's callback, KEYS[9] asynq task of the batch's
-// callback, KEYS[10] completion channel.
+// callback delivery set, KEYS[9] the queue's subscriptions, KEYS[10]
+// completion channel.
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] result TTL (s), ARGV[4] task
-// callback id, ARGV[5] its message, ARGV[6] batch callback id, ARGV[7] its
-// message, ARGV[8] now (ns).
+// delivery id, ARGV[5] batch delivery id, ARGV[6] now (ns).
 // Returns cancelDone, cancelNotFound, or cancelStarted (already started or
 // finished).
 var cancelScript = redis.NewScript(batchLua + callbackLua + asynqcompat.TaskLua + `
@@ -49,10 +48,10 @@ local b = redis.call('HGET', KEYS[1], 'batch')
 if b and redis.call('EXISTS', KEYS[6]) == 1 then
   batch_move(KEYS[6], st, 'canceled')
   if batch_done(KEYS[6], ARGV[3]) then
-    batch_finished(KEYS[6], KEYS[9], KEYS[3], ARGV[6], ARGV[7], ARGV[8], KEYS[10], b)
+    batch_finished(KEYS[6], KEYS[8], KEYS[9], ARGV[5], ARGV[6], KEYS[10], b)
   end
 end
-cb_enqueue(KEYS[1], KEYS[8], KEYS[3], ARGV[4], ARGV[5], ARGV[8])
+cb_enqueue(KEYS[1], KEYS[8], KEYS[9], ARGV[4], 't:' .. ARGV[1], ARGV[6])
 notify(KEYS[10], 't:' .. ARGV[1])
 return 1
 `)
@@ -73,7 +72,7 @@ func (s *Store) Cancel(ctx context.Context, instances []string, id string, resul
 		return nil, err
 	}
 	k := s.Keys(inst)
-	cb := s.callbackArgs(k, inst, id, r.BatchID)
+	cb := s.callbackArgs(k)
 	keys := append([]string{k.Record(id), k.AsynqTask(id), k.Pending(), k.Scheduled(), k.Retry(), k.Batch(r.BatchID), k.Dedup(r.Session)}, cb.keys...)
 	args := append([]any{id, s.now().UnixMilli(), ttlSeconds(resultTTL)}, cb.args...)
 	n, err := cancelScript.Run(ctx, s.rdb, keys, args...).Int()

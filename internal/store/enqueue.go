@@ -48,14 +48,18 @@ import (
 // read again (a discovery run again after a crash) creates nothing twice
 // even for sessions whose task has already ended; such a session's flag is
 // enqueueInBatch, or enqueueDeduplicated as the first time.
-// A callback URL goes into each new record; a deduplicated task that has
-// none takes it too (its record is found by prefix, in the same slot), so
-// the caller hears of the live task's end.
+// A callback URL goes into each new record; a deduplicated task takes it
+// too (its record is found by prefix, in the same slot): as its "cb" when
+// it has none, else appended to its "cbx" (callback.go), so every caller
+// hears of the live task's end once. A URL the task holds already is not
+// added twice; a task holding MaxCallbacks takes no more: that request is
+// answered enqueueCallbacksFull and changes nothing (not even a pull
+// forward).
 // Returns the tasks not created, as {j, live id, flag, ...} (j 0-based; a
 // task not listed was created under its own id; most of a bulk is, and a
 // reply entry per task cost Redis time): flag enqueueDeduplicated or
-// enqueueRescheduled onto the live id, or enqueueInBatch when that live
-// task is of this very batch already; or the error "BATCHCLOSED"
+// enqueueRescheduled onto the live id, enqueueInBatch when that live task
+// is of this very batch already, enqueueCallbacksFull; or the error "BATCHCLOSED"
 // (ErrBatchClosed) and writes nothing.
 var enqueueScript = redis.NewScript(batchLua + asynqcompat.TaskLua + asynqcompat.PushLua + `
 local n = (#KEYS - 5) / 3
@@ -106,6 +110,28 @@ local function pull_forward(live, recKey)
   end
   return true
 end
+-- give the live task this request's callback URL too; false when it holds
+-- MaxCallbacks already
+local function cb_join(liveRec, url)
+  local cur = redis.call('HMGET', liveRec, 'cb', 'cbx')
+  if not cur[1] then
+    redis.call('HSET', liveRec, 'cb', url)
+    return true
+  end
+  if cur[1] == url then return true end
+  if not cur[2] then
+    redis.call('HSET', liveRec, 'cbx', url)
+    return true
+  end
+  local n = 1
+  for u in string.gmatch(cur[2], '[^\n]+') do
+    if u == url then return true end
+    n = n + 1
+  end
+  if n >= ` + maxCallbacksLua + ` then return false end
+  redis.call('HSET', liveRec, 'cbx', cur[2] .. '\n' .. url)
+  return true
+end
 local out, ids, created, made = {}, {}, 0, {}
 local listed = KEYS[3] .. ':seen' -- Keys.BatchListed
 -- a new claim's backstop expiry (dedup.go), the same for every task of the
@@ -139,9 +165,10 @@ for j = 0, n - 1 do
     if asynq_live(st) then
       dup = true
       local liveRec = string.sub(recKey, 1, #recKey - #id) .. live
-      if ARGV[9] ~= '' then redis.call('HSETNX', liveRec, 'cb', ARGV[9]) end
       local flag = 1
-      if ARGV[3] ~= '' and redis.call('HGET', liveRec, 'batch') == ARGV[3] then
+      if ARGV[9] ~= '' and not cb_join(liveRec, ARGV[9]) then
+        flag = 4
+      elseif ARGV[3] ~= '' and redis.call('HGET', liveRec, 'batch') == ARGV[3] then
         flag = 3 -- already in this batch: named twice, or a discovery run again
       elseif st == ASYNQ_SCHEDULED and pull_forward(live, liveRec) then
         flag = 2
@@ -149,7 +176,7 @@ for j = 0, n - 1 do
       out[#out + 1] = j
       out[#out + 1] = live
       out[#out + 1] = flag
-      if ARGV[10] == '1' and flag ~= 3 then redis.call('HSET', listed, ARGV[13 + 3*j], 'd:' .. live) end
+      if ARGV[10] == '1' and flag ~= 3 and flag ~= 4 then redis.call('HSET', listed, ARGV[13 + 3*j], 'd:' .. live) end
     else
       redis.call('SET', dedup, id, 'PX', claim_ms) -- a stale claim: the task is gone
     end
@@ -194,7 +221,13 @@ const (
 	enqueueDeduplicated = 1
 	enqueueRescheduled  = 2 // deduplicated onto a live task pulled forward
 	enqueueInBatch      = 3 // the live task is of the same batch
+	// enqueueCallbacksFull: deduplicated onto a live task that holds
+	// MaxCallbacks URLs already; nothing was changed
+	enqueueCallbacksFull = 4
 )
+
+// maxCallbacksLua is MaxCallbacks written into the enqueue script.
+var maxCallbacksLua = strconv.Itoa(MaxCallbacks)
 
 // ErrBatchClosed is returned by Enqueue for a batch that takes no more
 // tasks: it was closed, e.g. by the reconciler after its producer's lease
@@ -287,7 +320,8 @@ func readEnqueued(cmds []*redis.Cmd, ts []NewTask, groups []group, out []Enqueue
 			if j < 0 || i >= g.end || id == "" {
 				return fmt.Errorf("unexpected reply %v", c.Val())
 			}
-			out[i] = Enqueued{ID: id, Deduplicated: true, Rescheduled: flag == enqueueRescheduled, InBatch: flag == enqueueInBatch}
+			out[i] = Enqueued{ID: id, Deduplicated: true, Rescheduled: flag == enqueueRescheduled, InBatch: flag == enqueueInBatch,
+				CallbacksFull: flag == enqueueCallbacksFull}
 		}
 	}
 	return nil
@@ -332,6 +366,10 @@ type Enqueued struct {
 	// the same batch already: the session was named twice, or a discovery
 	// runs again after a crash.
 	InBatch bool
+	// CallbacksFull is true (with Deduplicated) when the request named a
+	// callback URL and the live task holds MaxCallbacks already: nothing
+	// was changed for this request.
+	CallbacksFull bool
 }
 
 // Enqueue creates tasks: groups of up to 100 tasks that share an instance,

@@ -22,21 +22,19 @@ import (
 // waiters; a batch becoming done does the same for the batch.
 //
 // KEYS[1] semaphore, KEYS[2] record, KEYS[3] batch, KEYS[4] dedup, KEYS[5]
-// dead letters, KEYS[6] asynq pending, KEYS[7] asynq task of the task's
-// callback, KEYS[8] asynq task of the batch's callback, KEYS[9] completion
-// channel, KEYS[10] asynq's paused key, KEYS[11] gate channel, KEYS[12]
+// dead letters, KEYS[6] asynq pending (unused), KEYS[7] callback delivery
+// set, KEYS[8] the queue's subscriptions, KEYS[9] completion channel, KEYS[10] asynq's paused key, KEYS[11] gate channel, KEYS[12]
 // asynq's active list, KEYS[13] its lease set, KEYS[14] the asynq task,
 // KEYS[15] asynq's processed counter of the day, KEYS[16] its total.
 // ARGV[1] id, ARGV[2] new state, ARGV[3] outcome ("" when retrying), ARGV[4]
 // now (ms), ARGV[5] next attempt (ms), ARGV[6] last error, ARGV[7] result
-// JSON, ARGV[8] result TTL (s), ARGV[9] batch id, ARGV[10] task callback id,
-// ARGV[11] its asynq message, ARGV[12] batch callback id, ARGV[13] its
-// message, ARGV[14] now (ns), ARGV[15] attempt log entry (see
-// attemptLogLua; "" = none), ARGV[16] "1" to settle asynq's side of a
-// completed task, ARGV[17] expiry of the day's counter (Unix s).
+// JSON, ARGV[8] result TTL (s), ARGV[9] batch id, ARGV[10] task delivery id,
+// ARGV[11] batch delivery id, ARGV[12] now (ns), ARGV[13] attempt log entry
+// (see attemptLogLua; "" = none), ARGV[14] "1" to settle asynq's side of a
+// completed task, ARGV[15] expiry of the day's counter (Unix s).
 // For Finish.AwaitEvents (events.go): KEYS[17] the session's LastLogout key,
-// KEYS[18] Awaiting, KEYS[19] Confirmations; ARGV[18] the LastLogout key's
-// TTL (ms; "" when the task awaits no events), ARGV[19] the end of its wait
+// KEYS[18] Awaiting, KEYS[19] Confirmations; ARGV[16] the LastLogout key's
+// TTL (ms; "" when the task awaits no events), ARGV[17] the end of its wait
 // (ms).
 // Returns 2 when it settled asynq's side, else 1.
 var finishScript = redis.NewScript(batchLua + callbackLua + gateLua + attemptLogLua + claimLua + asynqcompat.DoneLua + awaitLua + `
@@ -52,7 +50,7 @@ local old, oldOutcome = cur[1], cur[2]
 -- attempt history (attemptlog.go): one entry per attempt, the last 20; a
 -- final record whose history ends with this attempt derives attempts and
 -- fin from it (attemptlog.go, derived fields)
-local logged = ARGV[15] ~= '' and attempt_log(KEYS[2], ARGV[15], ARGV[4], cur[3], cur[4], cur[7])
+local logged = ARGV[13] ~= '' and attempt_log(KEYS[2], ARGV[13], ARGV[4], cur[3], cur[4], cur[7])
 -- end attempt history
 local new = ARGV[2]
 -- the record's changes as one HSET and one HDEL: each redis.call has a
@@ -105,25 +103,25 @@ if ARGV[9] ~= '' and old then
       end
       batch_outcome(KEYS[3], ARGV[3], 1)
       if batch_end(KEYS[3], ARGV[8], v, old, new) then
-        batch_finished(KEYS[3], KEYS[8], KEYS[6], ARGV[12], ARGV[13], ARGV[14], KEYS[9], ARGV[9])
+        batch_finished(KEYS[3], KEYS[7], KEYS[8], ARGV[11], ARGV[12], KEYS[9], ARGV[9])
       end
     end
   end
 end
 -- completion: callback and long-poll, once per transition into a final state
 if new ~= 'retrying' and old ~= 'completed' and old ~= 'dead' and old ~= 'canceled' then
-  cb_enqueue(KEYS[2], KEYS[7], KEYS[6], ARGV[10], ARGV[11], ARGV[14], cur[5])
+  cb_enqueue(KEYS[2], KEYS[7], KEYS[8], ARGV[10], 't:' .. ARGV[1], ARGV[12], cur[5])
   notify(KEYS[9], 't:' .. ARGV[1])
 end
 -- confirmation from WAHA's events (events.go)
-if ARGV[18] ~= '' and new == 'completed' and old ~= 'completed' then
-  await_events(KEYS[17], KEYS[18], KEYS[19], ARGV[1], ARGV[18], ARGV[19], cur[6])
+if ARGV[16] ~= '' and new == 'completed' and old ~= 'completed' then
+  await_events(KEYS[17], KEYS[18], KEYS[19], ARGV[1], ARGV[16], ARGV[17], cur[6])
 end
 -- settle: asynq's side of a completed task in the same step, as asynq's
 -- own done does it (internal/rdb's doneCmd), so that asynq's done right
 -- after needs no round trip (asynqcompat.Hook.Settled); only while asynq still
 -- holds the task as active
-if ARGV[16] == '1' and new == 'completed' and asynq_done(KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], ARGV[1], ARGV[17]) then
+if ARGV[14] == '1' and new == 'completed' and asynq_done(KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16], ARGV[1], ARGV[15]) then
   return 2
 end
 return 1
@@ -235,7 +233,7 @@ func (s *Store) finishCall(id string, p base.Payload, f Finish) ([]string, []any
 	if !f.NextAttempt.IsZero() {
 		next = f.NextAttempt.UnixMilli()
 	}
-	cb := s.callbackArgs(k, p.Instance, id, p.BatchID)
+	cb := s.callbackArgs(k)
 	keys := append([]string{k.Slots(), k.Record(id), k.Batch(p.BatchID), k.Dedup(p.Session), k.DeadLetters(), k.Pending()}, cb.keys...)
 	keys = append(keys, k.Paused(), k.Gate(), asynqcompat.ActiveKey(k.Queue), asynqcompat.LeaseKey(k.Queue), k.AsynqTask(id),
 		asynqcompat.ProcessedKey(k.Queue, now), asynqcompat.ProcessedTotalKey(k.Queue))

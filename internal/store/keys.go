@@ -30,6 +30,10 @@ import (
 //	wahaq:{<queue>}:l:<session>            id of the session's latest logout awaiting WAHA's events (string, expires)
 //	wahaq:{<queue>}:await                  logouts awaiting confirmation (zset, score = end of the wait, ms)
 //	wahaq:{<queue>}:confirm                confirmation counters (hash: confirmed, unconfirmed)
+//	wahaq:{<queue>}:cbq                    callback deliveries (zset, score = when due, ms; delivery.go)
+//	wahaq:{<queue>}:cb:<delivery id>       one callback delivery (hash; delivery.go)
+//	wahaq:{<queue>}:subs                   the subscriptions of the queue's instance (hash id -> "events|url"; subscription.go)
+//	wahaq:<namespace>:subs                 every subscription (hash id -> JSON; SubscriptionIndex)
 //	wahaq:{<queue>}:done                   shard channel: "t:<id>"/"b:<id>" when a task is final, a batch done
 //
 // asynq's own keys of the queue (its task hashes, pending list, scheduled,
@@ -53,6 +57,25 @@ func KeysFor(ns, instance string) Keys {
 // NamespacePrefix is the start of every wahaq key of namespace ns, whatever
 // the instance: a SCAN for NamespacePrefix(ns)+"*" finds them all.
 func NamespacePrefix(ns string) string { return "wahaq:{" + ns + ":" }
+
+// SubscriptionIndex is the hash of every subscription of namespace ns (id
+// -> JSON), the one the API lists; each instance's queue holds a copy of
+// those that name it (Keys.Subscriptions), which the finishing scripts read.
+func SubscriptionIndex(ns string) string { return "wahaq:" + ns + ":subs" }
+
+// Deliveries is the queue's set of callback deliveries, scored by when each
+// is due (Unix ms); a delivery being sent is scored by the end of its lease.
+// The finishing scripts write it under this name (callbackLua: the
+// Delivery keys are derived from it).
+func (k Keys) Deliveries() string { return k.prefix + "cbq" }
+
+// Delivery is the hash of one callback delivery: what ended, the URL, the
+// attempts (delivery.go).
+func (k Keys) Delivery(id string) string { return k.prefix + "cb:" + id }
+
+// Subscriptions is the queue's copy of the subscriptions that name its
+// instance (id -> "events|url"; subscription.go).
+func (k Keys) Subscriptions() string { return k.prefix + "subs" }
 
 // Record is the task record of id.
 func (k Keys) Record(id string) string { return k.prefix + "t:" + id }

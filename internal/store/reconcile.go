@@ -65,23 +65,17 @@ const (
 // does what the finish script does for a final task: it enqueues the task's
 // callback delivery and, when the batch becomes done, the batch's, and
 // publishes the completions, so a callback receiver and a long-poll waiter
-// learn of it like of any other end. The batch's delivery message names the
-// batch id, which only the record knows: when the task's batch has a
-// callback not yet enqueued and the call brought no batch message, the
-// script changes nothing and returns reconcileNeedBatch, and Go calls again
-// with it (the batch field of a record never changes).
+// learn of it like of any other end.
 //
 // KEYS[1] record, KEYS[2] asynq task, KEYS[3] dead letters, KEYS[4]
 // semaphore, KEYS[5] asynq pending, KEYS[6] asynq scheduled, KEYS[7] asynq
-// retry, KEYS[8] asynq task of the task's callback, KEYS[9] asynq task of
-// the batch's callback, KEYS[10] completion channel.
+// retry, KEYS[8] callback delivery set, KEYS[9] the queue's subscriptions,
+// KEYS[10] completion channel.
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] result TTL (s), ARGV[4] wahaq key
 // prefix of the queue, ARGV[5] asynq task key prefix, ARGV[6] error text
 // of a deleted task, ARGV[7] error text of an archived one, ARGV[8] task
-// callback id, ARGV[9] its message, ARGV[10] batch callback id, ARGV[11]
-// its message ("" when not known yet), ARGV[12] now (ns).
-// Returns reconcileOK, the repair's code (reconcileGone ...) or
-// reconcileNeedBatch.
+// delivery id, ARGV[9] batch delivery id, ARGV[10] now (ns).
+// Returns reconcileOK or the repair's code (reconcileGone ...).
 var reconcileTaskScript = redis.NewScript(batchLua + callbackLua + claimLua + asynqcompat.TaskLua + `
 local id = ARGV[1]
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -102,16 +96,12 @@ local function unqueue()
   redis.call('DEL', KEYS[2])
 end
 local queued = asynq_queued(ast)
--- a batch whose callback a done batch would enqueue needs its message
-local function need_batch()
-  return batch and ARGV[11] == '' and redis.call('HEXISTS', bk, 'cb') == 1 and redis.call('HEXISTS', bk, 'cb_id') == 0
-end
 -- the task is final now: callbacks and long-poll, as in the finish script
 local function finished()
   if batch and batch_done(bk, ARGV[3]) then
-    batch_finished(bk, KEYS[9], KEYS[5], ARGV[10], ARGV[11], ARGV[12], KEYS[10], b)
+    batch_finished(bk, KEYS[8], KEYS[9], ARGV[9], ARGV[10], KEYS[10], b)
   end
-  cb_enqueue(KEYS[1], KEYS[8], KEYS[5], ARGV[8], ARGV[9], ARGV[12])
+  cb_enqueue(KEYS[1], KEYS[8], KEYS[9], ARGV[8], 't:' .. id, ARGV[10])
   notify(KEYS[10], 't:' .. id)
 end
 if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' then
@@ -119,7 +109,6 @@ if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' th
     -- an attempt in flight holds a live slot lease; its Finish ends the record
     local lease = tonumber(redis.call('ZSCORE', KEYS[4], id))
     if st == 'active' and lease and lease >= tonumber(ARGV[2]) then return 0 end
-    if need_batch() then return -1 end
     redis.call('ZREM', KEYS[4], id)
     redis.call('HSET', KEYS[1], 'state', 'canceled', 'fin', ARGV[2], 'err', ARGV[6])
     redis.call('HDEL', KEYS[1], 'next')
@@ -129,7 +118,6 @@ if st == 'scheduled' or st == 'pending' or st == 'active' or st == 'retrying' th
     finished()
     return 1
   elseif ast == ASYNQ_ARCHIVED then
-    if need_batch() then return -1 end
     redis.call('ZREM', KEYS[4], id)
     redis.call('HSET', KEYS[1], 'state', 'dead', 'outcome', 'archived', 'fin', ARGV[2], 'err', ARGV[7])
     redis.call('HDEL', KEYS[1], 'next')
@@ -188,10 +176,6 @@ return 0
 
 var reconcileKinds = []string{RepairNone, RepairGone, RepairArchived, RepairRevived, RepairSuperseded, RepairStray}
 
-// reconcileNeedBatch is reconcileTaskScript's answer when it needs the
-// batch's callback message to repair the task.
-const reconcileNeedBatch = -1
-
 // Repair is one repair the reconciler made.
 type Repair struct {
 	// Kind is one of the Repair* kinds.
@@ -207,8 +191,8 @@ func (s *Store) ReconcileTasks(ctx context.Context, instance string, ids []strin
 	k := s.Keys(instance)
 	now := s.now().UnixMilli()
 	ttl := ttlSeconds(resultTTL)
-	call := func(id, batchID string) scriptCall {
-		cb := s.callbackArgs(k, instance, id, batchID)
+	call := func(id string) scriptCall {
+		cb := s.callbackArgs(k)
 		return scriptCall{
 			keys: append([]string{k.Record(id), k.AsynqTask(id), k.DeadLetters(), k.Slots(), k.Pending(), k.Scheduled(), k.Retry()}, cb.keys...),
 			args: append([]any{id, now, ttl, k.Prefix(), k.AsynqTaskPrefix(), errRemoved, errArchived}, cb.args...),
@@ -219,7 +203,7 @@ func (s *Store) ReconcileTasks(ctx context.Context, instance string, ids []strin
 		chunk := ids[start:min(start+pipelineChunk, len(ids))]
 		calls := make([]scriptCall, len(chunk))
 		for i, id := range chunk {
-			calls[i] = call(id, "")
+			calls[i] = call(id)
 		}
 		cmds, err := s.runPipelined(ctx, reconcileTaskScript, calls)
 		if err != nil {
@@ -227,34 +211,12 @@ func (s *Store) ReconcileTasks(ctx context.Context, instance string, ids []strin
 		}
 		for i, c := range cmds {
 			n, _ := c.Int()
-			if n == reconcileNeedBatch {
-				// Rare (a repair in a batch with a callback): once more
-				// with the batch's message.
-				if n, err = s.reconcileWithBatch(ctx, k, chunk[i], call); err != nil {
-					return out, err
-				}
-			}
 			if n > 0 && n < len(reconcileKinds) {
 				out = append(out, Repair{Kind: reconcileKinds[n], Instance: instance, ID: chunk[i]})
 			}
 		}
 	}
 	return out, nil
-}
-
-// reconcileWithBatch runs reconcileTaskScript for id again, with the
-// callback message of the batch its record names.
-func (s *Store) reconcileWithBatch(ctx context.Context, k Keys, id string, call func(id, batchID string) scriptCall) (int, error) {
-	batchID, err := s.rdb.HGet(ctx, k.Record(id), FieldBatch).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("reconcile task %s: %w", id, err)
-	}
-	c := call(id, batchID)
-	n, err := reconcileTaskScript.Run(ctx, s.rdb, c.keys, c.args...).Int()
-	if err != nil {
-		return 0, fmt.Errorf("reconcile task %s: %w", id, err)
-	}
-	return n, nil
 }
 
 // releaseClaimScript releases a dedup claim whose task is finished or

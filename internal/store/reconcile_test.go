@@ -361,11 +361,21 @@ func TestReconcileRepairCallbacks(t *testing.T) {
 			_, err = st.ReconcileTasks(ctx, "default", []string{"t1"}, time.Hour)
 			require.NoError(t, err)
 
-			pending := rdb.LRange(ctx, k.Pending(), 0, -1).Val()
-			require.Len(t, pending, len(pendingBefore)+tc.wantDeliveries, "callback deliveries enqueued")
-			for _, id := range pending[:tc.wantDeliveries] { // LPUSHed: the newest first
-				require.Equal(t, "pending", rdb.HGet(ctx, k.AsynqTask(id), "state").Val())
+			require.Equal(t, pendingBefore, rdb.LRange(ctx, k.Pending(), 0, -1).Val(), "no delivery in asynq's queue")
+			due := rdb.ZRange(ctx, k.Deliveries(), 0, -1).Val()
+			require.Len(t, due, tc.wantDeliveries, "callback deliveries enqueued")
+			var refs []string
+			for _, id := range due {
+				refs = append(refs, rdb.HGet(ctx, k.Delivery(id), "ref").Val())
 			}
+			var wantRefs []string
+			if tc.wantDeliveries > 0 && tc.taskCB {
+				wantRefs = append(wantRefs, "t:t1")
+			}
+			if tc.wantDeliveries > 0 && tc.batchCB {
+				wantRefs = append(wantRefs, "b:b1")
+			}
+			require.ElementsMatch(t, wantRefs, refs)
 			require.Equal(t, tc.wantTaskCB, rdb.HGet(ctx, k.Record("t1"), store.FieldCallbackState).Val())
 			require.Equal(t, tc.wantBCB, rdb.HGet(ctx, k.Batch("b1"), store.FieldCallbackState).Val())
 			var got []string
@@ -414,7 +424,9 @@ func TestCloseAbandonedBatchCallback(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, b.Done)
 	require.Equal(t, store.CallbackPending, b.Callback.State)
-	require.Equal(t, []string{b.Callback.ID}, rdb.LRange(ctx, k.Pending(), 0, -1).Val())
+	require.Equal(t, []string{b.Callback.ID}, rdb.ZRange(ctx, k.Deliveries(), 0, -1).Val())
+	require.Equal(t, "b:b1", rdb.HGet(ctx, k.Delivery(b.Callback.ID), "ref").Val())
+	require.Equal(t, "http://127.0.0.1:9/b", rdb.HGet(ctx, k.Delivery(b.Callback.ID), "url").Val())
 	select {
 	case m := <-ps.Channel():
 		require.Equal(t, "b:b1", m.Payload)

@@ -194,13 +194,18 @@ type Call struct {
 	// LeaseEnd is, for an OpDequeue, when the lease of the task it
 	// dequeues ends (its ARGV[1], Unix s); zero when it is not an int64.
 	LeaseEnd int64
+	// Digest is the SHA1 of the script's source in hex: the digest an
+	// EVALSHA carries, or the digest of an EVAL's source.
+	Digest string
 }
 
 // QueueScript recognizes, in the arguments of a Redis command, asynq's
-// dequeue, forward or done of one queue (run as EVALSHA or EVAL). It lets a
-// client hook answer them without a round trip when the answer is known: a
-// queue known to be paused, a task already settled.
-// TestQueueScriptsAreRecognized pins it to asynq's real server.
+// dequeue, forward or done of one queue (run as EVALSHA or EVAL) by its
+// keys, and says which script it is by its digest (Call.Digest), which the
+// Fence compares with the source it knows. It lets a client hook answer
+// them without a round trip when the answer is known: a queue known to be
+// paused, a task already settled. TestQueueScriptsAreRecognized pins it to
+// asynq's real server.
 func QueueScript(args []any) Call {
 	if len(args) < 5 {
 		return Call{}
@@ -208,6 +213,17 @@ func QueueScript(args []any) Call {
 	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
 		return Call{}
 	}
+	c := recognize(args)
+	if c.Op != OpNone {
+		c.Digest, _ = args[1].(string)
+		if args[0] == "eval" {
+			c.Digest = Digest(c.Digest)
+		}
+	}
+	return c
+}
+
+func recognize(args []any) Call {
 	n, _ := args[2].(int)
 	first, _ := args[3].(string)
 	second, _ := args[4].(string)

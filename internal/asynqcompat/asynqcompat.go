@@ -223,21 +223,23 @@ func QueueScript(args []any) Call {
 	return c
 }
 
+// recognize tells asynq's queue scripts apart by their keys and their
+// number of arguments, which no other script of asynq's or wahaq's shares
+// (asynq's Inspector runs a script on the keys of the forwarder's, with one
+// argument instead of four: an operator's "run all scheduled").
 func recognize(args []any) Call {
 	n, _ := args[2].(int)
 	first, _ := args[3].(string)
 	second, _ := args[4].(string)
-	if !strings.HasPrefix(first, "asynq:{") {
+	if !strings.HasPrefix(first, "asynq:{") || len(args) != 3+n+argvLen[n] {
 		return Call{}
 	}
 	switch n {
 	case 4:
 		q, ok := strings.CutSuffix(first, "}:pending")
-		if ok && second == q+"}:paused" && len(args) >= 7 {
+		if ok && second == q+"}:paused" {
 			c := Call{Op: OpDequeue, Paused: second}
-			if len(args) >= 8 {
-				c.LeaseEnd, _ = args[7].(int64)
-			}
+			c.LeaseEnd, _ = args[7].(int64)
 			return c
 		}
 	case 2:
@@ -250,7 +252,7 @@ func recognize(args []any) Call {
 		}
 	case 5:
 		q, ok := strings.CutSuffix(first, "}:active")
-		if !ok || second != q+"}:lease" || len(args) < 9 {
+		if !ok || second != q+"}:lease" {
 			return Call{}
 		}
 		id, _ := args[8].(string)
@@ -262,3 +264,9 @@ func recognize(args []any) Call {
 	}
 	return Call{}
 }
+
+// argvLen is the number of ARGV of asynq's dequeue (4 keys: lease end, task
+// key prefix), forward (2 keys: now, task key prefix, now in ns, group key
+// prefix) and done (5 keys: id, the day counter's expiry, MaxInt64), by
+// their number of keys.
+var argvLen = map[int]int{4: 2, 2: 4, 5: 3}

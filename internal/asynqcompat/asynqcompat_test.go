@@ -159,6 +159,12 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 		{"evalsha", "x", 2, asynqcompat.ScheduledKey(q), asynqcompat.PendingKey(q + "x"), 1, "p"},
 		{"evalsha", "x", 2, asynqcompat.ArchivedKey(q), asynqcompat.PendingKey(q), 1, "p"},
 		{"evalsha", "x", 5, asynqcompat.ActiveKey(q), asynqcompat.LeaseKey(q), asynqcompat.TaskKey(q, "a"), "p", asynqcompat.ProcessedTotalKey(q), "b", 1, 2},
+		// the Inspector's "run all scheduled" (runAllCmd): the forwarder's
+		// keys, one argument
+		{"evalsha", "x", 2, asynqcompat.ScheduledKey(q), asynqcompat.PendingKey(q), asynqcompat.TaskKeyPrefix(q)},
+		// a dequeue or done with another number of arguments is another script
+		{"evalsha", "x", 4, asynqcompat.PendingKey(q), asynqcompat.PausedKey(q), asynqcompat.ActiveKey(q), asynqcompat.LeaseKey(q), int64(1), "p", "extra"},
+		{"evalsha", "x", 5, asynqcompat.ActiveKey(q), asynqcompat.LeaseKey(q), asynqcompat.TaskKey(q, "a"), "d", asynqcompat.ProcessedTotalKey(q), "a", 1},
 	} {
 		require.Equal(t, asynqcompat.OpNone, asynqcompat.QueueScript(args).Op, "%v", args)
 	}

@@ -112,8 +112,8 @@ func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // else it sends, are recognized, with the queue's paused key, the done
 // task's id, and the digests of the sources this package keeps
 // (scripts.go), which the Fence knows them by; asynq's Client.Enqueue runs
-// the EnqueueScript kept there: an asynq upgrade that changes any of them
-// fails here.
+// the EnqueueScript and ScheduleScript kept there: an asynq upgrade that
+// changes any of them fails here.
 func TestQueueScriptsAreRecognized(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
@@ -123,6 +123,9 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{q: 1}, TaskCheckInterval: 5 * time.Millisecond,
 		DelayedTaskCheckInterval: 5 * time.Millisecond, LogLevel: asynq.FatalLevel})
 	info, err := asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("t", nil), asynq.Queue(q))
+	require.NoError(t, err)
+	// a task for later: asynq's schedule script (it stays scheduled)
+	_, err = asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("t", nil), asynq.Queue(q), asynq.ProcessIn(time.Hour))
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })))
 	require.Eventually(t, func() bool {
@@ -150,6 +153,7 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 		require.Equal(t, map[string]bool{asynqcompat.Digest(src): true}, rec.digests[op], "asynq's %s script", op)
 	}
 	require.True(t, rec.digests[asynqcompat.OpNone][asynqcompat.Digest(asynqcompat.EnqueueScript)], "asynq's enqueue script")
+	require.True(t, rec.digests[asynqcompat.OpNone][asynqcompat.Digest(asynqcompat.ScheduleScript)], "asynq's schedule script")
 	// commands that are not a dequeue are not taken for one
 	for _, args := range [][]any{
 		{"evalsha", "x", 4, asynqcompat.PendingKey(q), "other", "a", "l", 1, "p"},

@@ -46,6 +46,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 	m.Reconciled.WithLabelValues("i", "gone").Inc()
 	m.Events.WithLabelValues("i", "recorded").Inc()
 	m.AuthRefused.WithLabelValues("api", "invalid").Inc()
+	m.FastPath.WithLabelValues("on").Set(1)
 	families, err := reg.Gather()
 	if err != nil {
 		panic(err)
@@ -90,6 +91,7 @@ var uncharted = map[string]string{
 	"wahaq_logouts_confirmed_total":   "only with WAHA's events configured; compare with wahaq_tasks_total by hand",
 	"wahaq_logouts_unconfirmed_total": "only with WAHA's events configured; a rise means WAHA's webhooks do not arrive",
 	"wahaq_auth_refused_total":        "wrong tokens are alerted on (WahaqTokenGuessing) and each is logged with its address",
+	"wahaq_fast_path_enabled":         "a worker's mode, set at its start (or once on an asynq it does not know) and logged then; not a figure that moves",
 }
 
 // The derivation must find what operators' alerts rely on; an empty or
@@ -99,7 +101,7 @@ func TestExportedMetricsAreRead(t *testing.T) {
 	require.Equal(t, []string{"instance", "outcome"}, metricLabels["wahaq_tasks_total"])
 	require.Equal(t, []string{"instance", "state"}, metricLabels["wahaq_queue_tasks"])
 	require.Equal(t, map[string]bool{"wahaq_logout_duration_seconds": true}, histograms)
-	require.Len(t, metricLabels, 16)
+	require.Len(t, metricLabels, 17)
 	for name := range uncharted {
 		require.Contains(t, metricLabels, name, "uncharted lists only exported metrics")
 	}

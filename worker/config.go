@@ -7,6 +7,7 @@ package worker
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +67,9 @@ const (
 	DefaultDelayedInterval = 250 * time.Millisecond
 	// DefaultTakeBlock is the most tasks one take dequeues at once.
 	DefaultTakeBlock = 4
+	// FastPathOn and FastPathOff are Config.FastPath's values.
+	FastPathOn  = "on"
+	FastPathOff = "off"
 	// DefaultShutdownGrace is how long in-flight logouts may run after
 	// SIGTERM.
 	DefaultShutdownGrace = 30 * time.Second
@@ -127,6 +131,16 @@ type Config struct {
 	// queue without a round trip. 1 takes one task per ask, as asynq does
 	// (WAHAQ_TAKE_BLOCK). Defaults to DefaultTakeBlock (4).
 	TakeBlock int
+	// FastPath is FastPathOn or FastPathOff (WAHAQ_FAST_PATH): whether the
+	// worker replaces asynq's dequeue and done with its own scripts (the
+	// take, the finish's settle, the gate view's answers; docs/architecture.md,
+	// "The asynq boundary"). Off, asynq does its own work, at more Redis
+	// round trips per task. It is off by itself, whatever this says, in a
+	// binary built with an asynq whose internals wahaq does not know.
+	// Defaults to the environment variable WAHAQ_FAST_PATH when it is set
+	// (so that a whole test suite can run with the fast path off), else to
+	// FastPathOn.
+	FastPath string
 	// DelayedInterval is how often scheduled and retrying tasks due now are
 	// moved to the queue. Defaults to DefaultDelayedInterval (250ms).
 	DelayedInterval time.Duration
@@ -208,6 +222,16 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.SlotLease, DefaultSlotLease)
 	setDefault(&c.PollInterval, DefaultPollInterval)
 	setDefault(&c.TakeBlock, DefaultTakeBlock)
+	if c.FastPath == "" {
+		c.FastPath = os.Getenv("WAHAQ_FAST_PATH")
+	}
+	switch c.FastPath {
+	case "":
+		c.FastPath = FastPathOn
+	case FastPathOn, FastPathOff:
+	default:
+		return c, fmt.Errorf("worker: fast path %q is not on or off", c.FastPath)
+	}
 	setDefault(&c.DelayedInterval, DefaultDelayedInterval)
 	setDefault(&c.ShutdownGrace, DefaultShutdownGrace)
 	if c.ReconcileInterval == 0 { // negative means off, so not setDefault

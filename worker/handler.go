@@ -34,9 +34,13 @@ type attempt struct {
 	// names only the instance).
 	discovery *discovery
 	// viaAsynq: asynq delivered the attempt and is told its fate when the
-	// handler returns (not Work), so a completed attempt's Finish may
-	// settle asynq's side too (asynqcompat.Hook.Settled).
+	// handler returns (not Work).
 	viaAsynq bool
+	// settle: the worker's own asynq server delivered the attempt (its
+	// client hook answers asynq's done of a task the Finish settled); a
+	// server of the caller's (Handler mounted there) does every done
+	// itself, and a settled task would be "NOT FOUND" to it.
+	settle bool
 	// taken is the start the take script did when it dequeued the task
 	// (take.go), nil when it did not; the start step then runs no script.
 	taken *store.StartResult
@@ -111,7 +115,8 @@ func (w *Worker) process(ctx context.Context, id string, retried int, payload []
 		w.log.Error().Str("task_id", id).Err(err).Msg("undecodable payload")
 		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
-	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now(), viaAsynq: viaAsynq}
+	_, own := ctx.Value(ownServer{}).(ownServer)
+	a := &attempt{ID: id, Payload: p, Number: retried + 1, Started: w.cfg.Now(), viaAsynq: viaAsynq, settle: viaAsynq && own}
 	if viaAsynq {
 		if r, ok := asynqcompat.TakeStart(id); ok {
 			if r, ok := r.(store.StartResult); ok {
@@ -169,7 +174,7 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	sf.Attempt, sf.StartedAt, sf.HTTPStatus = a.Number, a.Started, httpStatus(ans)
 	// a completed attempt asynq delivered is settled on asynq's side in the
 	// same step: asynq's done then costs no round trip (asynqcompat.Hook.Settled)
-	sf.Settle = a.viaAsynq && fin.State == tasks.StateCompleted
+	sf.Settle = a.settle && fin.State == tasks.StateCompleted && w.hook.Fence().Settle()
 	sf.AwaitEvents = awaitsEvents(a, fin, ans.Result)
 	settled := false
 	if err == nil {

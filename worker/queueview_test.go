@@ -36,7 +36,12 @@ func TestQueueView(t *testing.T) {
 	qv := newQueueView(st, now, &log)
 	q := qv.add("default", k, gv.add("default", k))
 	gv.changed = qv.forgetInstance
-	rdb.AddHook(asynqcompat.NewHook(answers{gates: gv, queues: qv}))
+	// asynq's calls below carry a fake digest, which reaches Redis as
+	// NOSCRIPT: the fence is told to expect it
+	fence := asynqcompat.NewFence(true, asynqcompat.Version, nil)
+	fence.Expect(asynqcompat.OpDequeue, fakeDigest)
+	fence.Expect(asynqcompat.OpForward, fakeDigest)
+	rdb.AddHook(asynqcompat.NewHook(answers{gates: gv, queues: qv}, fence))
 	w := &wire{n: map[asynqcompat.Op]int{}}
 	rdb.AddHook(w)
 	rctx, stop := context.WithCancel(ctx)
@@ -48,11 +53,11 @@ func TestQueueView(t *testing.T) {
 	// asynq's own calls, as its rdb makes them (the fake sha reaches Redis
 	// as NOSCRIPT)
 	dequeue := func() error {
-		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000",
+		return rdb.EvalSha(ctx, fakeDigest,
 			[]string{k.Pending(), k.Paused(), asynqcompat.ActiveKey(k.Queue), asynqcompat.QueuePrefix(k.Queue) + "lease"}, 1, k.AsynqTaskPrefix()).Err()
 	}
 	forward := func() (any, error) {
-		return rdb.EvalSha(ctx, "0000000000000000000000000000000000000000", []string{k.Scheduled(), k.Pending()}, now().Unix(), "p", 1, "g").Result()
+		return rdb.EvalSha(ctx, fakeDigest, []string{k.Scheduled(), k.Pending()}, now().Unix(), "p", 1, "g").Result()
 	}
 	local := func(name string) {
 		t.Helper()
@@ -126,6 +131,9 @@ func TestQueueView(t *testing.T) {
 	_ = rdb.Del(ctx, k.Scheduled())
 	advance(2 * idleRecheck)
 	local("nothing left")
-	_ = rdb.EvalSha(ctx, "0000000000000000000000000000000000000000", []string{k.AsynqTask("x"), asynqcompat.ActiveKey(k.Queue)}, 1).Err()
+	_ = rdb.EvalSha(ctx, fakeDigest, []string{k.AsynqTask("x"), asynqcompat.ActiveKey(k.Queue)}, 1).Err()
 	remoteDequeue("after asynq's retry script")
 }
+
+// fakeDigest is a script digest Redis does not know.
+const fakeDigest = "0000000000000000000000000000000000000000"

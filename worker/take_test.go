@@ -25,7 +25,7 @@ func TestTakeAheadAnswersAsynq(t *testing.T) {
 	ns := redistest.Namespace(t)
 	fake := wahafake.NewT(t, wahafake.Options{})
 	w, err := New(Config{Redis: rdb, Namespace: ns, Instances: []Instance{{Name: "default", BaseURL: fake.URL(), Concurrency: 8}},
-		Concurrency: 8, TakeBlock: 4, PollInterval: 10 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+		Concurrency: 8, TakeBlock: 4, PollInterval: 10 * time.Millisecond, Registerer: prometheus.NewRegistry(), FastPath: FastPathOn})
 	require.NoError(t, err)
 	sent := &wire{n: map[asynqcompat.Op]int{}}
 	rdb.AddHook(sent)
@@ -33,6 +33,7 @@ func TestTakeAheadAnswersAsynq(t *testing.T) {
 	got := runToDone(t, rdb, ns, w, sessions)
 	require.EqualValues(t, len(sessions), got.Outcomes[tasks.OutcomeLoggedOut])
 	takes := sent.count(opTake)
+	require.Positive(t, takes, "the fast path ran: asynq's dequeues were answered by takes")
 	require.Less(t, takes, len(sessions), "takes per task")
 	t.Logf("%d take scripts for %d tasks", takes, len(sessions))
 	calls := fake.Stats().LogoutCalls

@@ -169,7 +169,9 @@ func New(cfg Config) (*Worker, error) {
 	// asynq's queue scripts go through the worker's hook (hook.go; it only
 	// acts while the worker runs; a client shared by several workers gets
 	// one hook each).
-	w.hook = asynqcompat.NewHook(answers{gates: w.gates, take: w.take, ahead: &w.ahead, queues: w.queues})
+	w.metrics.FastPath.WithLabelValues(asynqcompat.ReasonOn).Set(1)
+	fence := asynqcompat.NewFence(cfg.FastPath == FastPathOn, asynqcompat.BuiltVersion(), w.fastPathOff)
+	w.hook = asynqcompat.NewHook(answers{gates: w.gates, take: w.take, ahead: &w.ahead, queues: w.queues}, fence)
 	cfg.Redis.AddHook(w.hook)
 	w.srv = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
@@ -220,8 +222,20 @@ func (w *Worker) OnEnqueued(instance string, n int) {
 	w.metrics.Enqueued.WithLabelValues(instance).Add(float64(n))
 }
 
-// Handler returns the asynq handler for wahaq's task types.
-func (w *Worker) Handler() asynq.Handler {
+// Handler returns the asynq handler for wahaq's task types, to mount in
+// an asynq server of one's own (Start runs the worker's). It is safe
+// there: that server's asynq does every done itself, because only the
+// worker's own server, whose client hook answers asynq's done, has its
+// completed tasks' dones done by wahaq's finish (the fast path). Tasks
+// that server takes run as the worker's would; Shutdown waits for them.
+func (w *Worker) Handler() asynq.Handler { return w.handler(false) }
+
+// ownServer marks, in a handler's context, a task the worker's own asynq
+// server delivered.
+type ownServer struct{}
+
+// handler is Handler; own marks its tasks as the worker's own server's.
+func (w *Worker) handler(own bool) asynq.Handler {
 	mux := asynq.NewServeMux()
 	mux.Handle(base.TypeLogout, w)
 	mux.HandleFunc(base.TypeDiscover, w.discover)
@@ -230,6 +244,9 @@ func (w *Worker) Handler() asynq.Handler {
 		// Counted so that Shutdown knows when nothing runs any more.
 		w.running.Add(1)
 		defer w.running.Add(-1)
+		if own {
+			ctx = context.WithValue(ctx, ownServer{}, ownServer{})
+		}
 		return mux.ProcessTask(ctx, t)
 	})
 }
@@ -242,12 +259,15 @@ func (w *Worker) Start() error {
 	w.stopGates, w.gatesDone = stopGates, make(chan struct{})
 	go func() {
 		defer close(w.gatesDone)
-		var wg sync.WaitGroup
-		wg.Go(func() { w.queues.run(gctx) })
-		w.gates.run(gctx)
-		wg.Wait()
+		if w.hook.Fence().On() {
+			// the views are the fast path's: off, asynq polls its queues itself
+			var wg sync.WaitGroup
+			wg.Go(func() { w.queues.run(gctx) })
+			w.gates.run(gctx)
+			wg.Wait()
+		}
 	}()
-	if err := w.srv.Start(w.Handler()); err != nil {
+	if err := w.srv.Start(w.handler(true)); err != nil {
 		stopGates()
 		<-w.gatesDone
 		return fmt.Errorf("worker: %w", err)
@@ -269,7 +289,8 @@ func (w *Worker) Start() error {
 			w.recon.Run(ctx, w.cfg.ReconcileInterval)
 		}()
 	}
-	w.log.Info().Int("concurrency", w.cfg.Concurrency).Int("instances", len(w.instances)).Msg("worker started")
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Int("instances", len(w.instances)).
+		Str("fast_path", w.hook.Fence().Status().Reason).Msg("worker started")
 	return nil
 }
 
@@ -369,6 +390,22 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) Reconcile(ctx context.Context) (int, error) {
 	reps, err := w.recon.Sweep(ctx)
 	return len(reps), err
+}
+
+// fastPathOff is told, once, that the fence turned the fast path off
+// (asynqcompat.Fence): at New when the switch or the asynq build says so,
+// or later when the hook sees one of asynq's scripts it does not know.
+func (w *Worker) fastPathOff(s asynqcompat.Status) {
+	for _, r := range asynqcompat.Reasons {
+		w.metrics.FastPath.DeleteLabelValues(r)
+	}
+	w.metrics.FastPath.WithLabelValues(s.Reason).Set(0)
+	ev := w.log.Warn()
+	if s.Reason == asynqcompat.ReasonSwitch {
+		ev = w.log.Info()
+	}
+	ev.Str("reason", s.Reason).Str("asynq_version", asynqcompat.BuiltVersion()).Str("detail", s.Detail).
+		Msg("fast path off: asynq dequeues and completes tasks itself")
 }
 
 // asynqLogger sends asynq's own logs to zerolog.

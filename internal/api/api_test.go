@@ -498,7 +498,7 @@ func (e *env) kill(id, instance, session string, o tasks.Outcome) {
 		LastError: "WAHA answered 401", ResultTTL: time.Hour}))
 	q := e.ns + ":" + instance
 	require.NoError(e.t, e.rdb.LRem(ctx, asynqcompat.PendingKey(q), 0, id).Err())
-	require.NoError(e.t, e.rdb.HSet(ctx, asynqcompat.TaskKey(q, id), "state", "archived").Err())
+	require.NoError(e.t, e.rdb.HSet(ctx, asynqcompat.TaskKey(q, id), asynqcompat.FieldState, asynqcompat.StateArchived).Err())
 	require.NoError(e.t, e.rdb.ZAdd(ctx, asynqcompat.ArchivedKey(q), redis.Z{Score: float64(time.Now().Unix()), Member: id}).Err())
 }
 

@@ -194,13 +194,18 @@ type Call struct {
 	// LeaseEnd is, for an OpDequeue, when the lease of the task it
 	// dequeues ends (its ARGV[1], Unix s); zero when it is not an int64.
 	LeaseEnd int64
+	// Digest is the SHA1 of the script's source in hex: the digest an
+	// EVALSHA carries, or the digest of an EVAL's source.
+	Digest string
 }
 
 // QueueScript recognizes, in the arguments of a Redis command, asynq's
-// dequeue, forward or done of one queue (run as EVALSHA or EVAL). It lets a
-// client hook answer them without a round trip when the answer is known: a
-// queue known to be paused, a task already settled.
-// TestQueueScriptsAreRecognized pins it to asynq's real server.
+// dequeue, forward or done of one queue (run as EVALSHA or EVAL) by its
+// keys, and says which script it is by its digest (Call.Digest), which the
+// Fence compares with the source it knows. It lets a client hook answer
+// them without a round trip when the answer is known: a queue known to be
+// paused, a task already settled. TestQueueScriptsAreRecognized pins it to
+// asynq's real server.
 func QueueScript(args []any) Call {
 	if len(args) < 5 {
 		return Call{}
@@ -208,20 +213,33 @@ func QueueScript(args []any) Call {
 	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
 		return Call{}
 	}
+	c := recognize(args)
+	if c.Op != OpNone {
+		c.Digest, _ = args[1].(string)
+		if args[0] == "eval" {
+			c.Digest = Digest(c.Digest)
+		}
+	}
+	return c
+}
+
+// recognize tells asynq's queue scripts apart by their keys and their
+// number of arguments, which no other script of asynq's or wahaq's shares
+// (asynq's Inspector runs a script on the keys of the forwarder's, with one
+// argument instead of four: an operator's "run all scheduled").
+func recognize(args []any) Call {
 	n, _ := args[2].(int)
 	first, _ := args[3].(string)
 	second, _ := args[4].(string)
-	if !strings.HasPrefix(first, "asynq:{") {
+	if !strings.HasPrefix(first, "asynq:{") || len(args) != 3+n+argvLen[n] {
 		return Call{}
 	}
 	switch n {
 	case 4:
 		q, ok := strings.CutSuffix(first, "}:pending")
-		if ok && second == q+"}:paused" && len(args) >= 7 {
+		if ok && second == q+"}:paused" {
 			c := Call{Op: OpDequeue, Paused: second}
-			if len(args) >= 8 {
-				c.LeaseEnd, _ = args[7].(int64)
-			}
+			c.LeaseEnd, _ = args[7].(int64)
 			return c
 		}
 	case 2:
@@ -234,7 +252,7 @@ func QueueScript(args []any) Call {
 		}
 	case 5:
 		q, ok := strings.CutSuffix(first, "}:active")
-		if !ok || second != q+"}:lease" || len(args) < 9 {
+		if !ok || second != q+"}:lease" {
 			return Call{}
 		}
 		id, _ := args[8].(string)
@@ -246,3 +264,9 @@ func QueueScript(args []any) Call {
 	}
 	return Call{}
 }
+
+// argvLen is the number of ARGV of asynq's dequeue (4 keys: lease end, task
+// key prefix), forward (2 keys: now, task key prefix, now in ns, group key
+// prefix) and done (5 keys: id, the day counter's expiry, MaxInt64), by
+// their number of keys.
+var argvLen = map[int]int{4: 2, 2: 4, 5: 3}

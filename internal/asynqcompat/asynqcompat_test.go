@@ -70,6 +70,9 @@ type recorder struct {
 	paused map[asynqcompat.Op][]string
 	done   []string
 	others int
+	// digests are the script digests of every EVALSHA and EVAL, by what
+	// QueueScript made of it
+	digests map[asynqcompat.Op]map[string]bool
 }
 
 func (r *recorder) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -79,7 +82,19 @@ func (r *recorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		r.mu.Lock()
-		if c := asynqcompat.QueueScript(cmd.Args()); c.Op != asynqcompat.OpNone {
+		args := cmd.Args()
+		c := asynqcompat.QueueScript(args)
+		if name, _ := args[0].(string); name == "evalsha" || name == "eval" {
+			d, _ := args[1].(string)
+			if name == "eval" {
+				d = asynqcompat.Digest(d)
+			}
+			if r.digests[c.Op] == nil {
+				r.digests[c.Op] = map[string]bool{}
+			}
+			r.digests[c.Op][d] = true
+		}
+		if c.Op != asynqcompat.OpNone {
 			r.paused[c.Op] = append(r.paused[c.Op], c.Paused)
 			if c.Op == asynqcompat.OpDone {
 				r.done = append(r.done, c.TaskID)
@@ -94,17 +109,23 @@ func (r *recorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 // TestQueueScriptsAreRecognized runs a real asynq server on a queue with one
 // task and checks that its dequeue, forward and done calls, and nothing
-// else it sends, are recognized, with the queue's paused key and the done
-// task's id: an asynq upgrade that changes them fails here.
+// else it sends, are recognized, with the queue's paused key, the done
+// task's id, and the digests of the sources this package keeps
+// (scripts.go), which the Fence knows them by; asynq's Client.Enqueue runs
+// the EnqueueScript and ScheduleScript kept there: an asynq upgrade that
+// changes any of them fails here.
 func TestQueueScriptsAreRecognized(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
 	q := redistest.Namespace(t) + ":default"
-	rec := &recorder{paused: map[asynqcompat.Op][]string{}}
+	rec := &recorder{paused: map[asynqcompat.Op][]string{}, digests: map[asynqcompat.Op]map[string]bool{}}
 	rdb.AddHook(rec)
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{q: 1}, TaskCheckInterval: 5 * time.Millisecond,
 		DelayedTaskCheckInterval: 5 * time.Millisecond, LogLevel: asynq.FatalLevel})
 	info, err := asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("t", nil), asynq.Queue(q))
+	require.NoError(t, err)
+	// a task for later: asynq's schedule script (it stays scheduled)
+	_, err = asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("t", nil), asynq.Queue(q), asynq.ProcessIn(time.Hour))
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })))
 	require.Eventually(t, func() bool {
@@ -124,6 +145,15 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{info.ID}, rec.done)
+	for op, src := range map[asynqcompat.Op]string{
+		asynqcompat.OpDequeue: asynqcompat.DequeueScript,
+		asynqcompat.OpForward: asynqcompat.ForwardScript,
+		asynqcompat.OpDone:    asynqcompat.DoneScript,
+	} {
+		require.Equal(t, map[string]bool{asynqcompat.Digest(src): true}, rec.digests[op], "asynq's %s script", op)
+	}
+	require.True(t, rec.digests[asynqcompat.OpNone][asynqcompat.Digest(asynqcompat.EnqueueScript)], "asynq's enqueue script")
+	require.True(t, rec.digests[asynqcompat.OpNone][asynqcompat.Digest(asynqcompat.ScheduleScript)], "asynq's schedule script")
 	// commands that are not a dequeue are not taken for one
 	for _, args := range [][]any{
 		{"evalsha", "x", 4, asynqcompat.PendingKey(q), "other", "a", "l", 1, "p"},
@@ -133,6 +163,12 @@ func TestQueueScriptsAreRecognized(t *testing.T) {
 		{"evalsha", "x", 2, asynqcompat.ScheduledKey(q), asynqcompat.PendingKey(q + "x"), 1, "p"},
 		{"evalsha", "x", 2, asynqcompat.ArchivedKey(q), asynqcompat.PendingKey(q), 1, "p"},
 		{"evalsha", "x", 5, asynqcompat.ActiveKey(q), asynqcompat.LeaseKey(q), asynqcompat.TaskKey(q, "a"), "p", asynqcompat.ProcessedTotalKey(q), "b", 1, 2},
+		// the Inspector's "run all scheduled" (runAllCmd): the forwarder's
+		// keys, one argument
+		{"evalsha", "x", 2, asynqcompat.ScheduledKey(q), asynqcompat.PendingKey(q), asynqcompat.TaskKeyPrefix(q)},
+		// a dequeue or done with another number of arguments is another script
+		{"evalsha", "x", 4, asynqcompat.PendingKey(q), asynqcompat.PausedKey(q), asynqcompat.ActiveKey(q), asynqcompat.LeaseKey(q), int64(1), "p", "extra"},
+		{"evalsha", "x", 5, asynqcompat.ActiveKey(q), asynqcompat.LeaseKey(q), asynqcompat.TaskKey(q, "a"), "d", asynqcompat.ProcessedTotalKey(q), "a", 1},
 	} {
 		require.Equal(t, asynqcompat.OpNone, asynqcompat.QueueScript(args).Op, "%v", args)
 	}

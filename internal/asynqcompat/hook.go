@@ -68,15 +68,19 @@ func (d *Dequeue) Send() (string, error) { return d.send() }
 //   - The done of a task whose finish did asynq's done already (Settled):
 //     "OK".
 //
-// Everything else, and everything while the Answerer is not running, goes
-// to Redis untouched.
+// Everything else, everything while the Answerer is not running, and
+// everything once its Fence is off goes to Redis untouched.
 type Hook struct {
 	a       Answerer
+	fence   *Fence
 	settled Handoff[struct{}]
 }
 
-// NewHook returns the Hook answering for a.
-func NewHook(a Answerer) *Hook { return &Hook{a: a} }
+// NewHook returns the Hook answering for a while fence f is on.
+func NewHook(a Answerer, f *Fence) *Hook { return &Hook{a: a, fence: f} }
+
+// Fence returns the hook's fence.
+func (h *Hook) Fence() *Fence { return h.fence }
 
 // Settled records that the worker's finish did asynq's done of task id
 // (DoneLua): asynq's own done of it, right after, is answered "OK".
@@ -105,7 +109,7 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 // ProcessHook implements redis.Hook.
 func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !h.a.Running() {
+		if !h.fence.On() || !h.a.Running() {
 			return next(ctx, cmd)
 		}
 		rc, ok := cmd.(*redis.Cmd)
@@ -113,6 +117,9 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		c := QueueScript(cmd.Args())
+		if c.Op != OpNone && !h.fence.known(c) {
+			return next(ctx, cmd)
+		}
 		switch c.Op {
 		case OpDone:
 			if _, done := h.settled.Take(c.TaskID); done {

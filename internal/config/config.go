@@ -47,6 +47,7 @@ type Settings struct {
 	Concurrency         int           // WAHAQ_CONCURRENCY, default 20
 	InstanceConcurrency int           // WAHAQ_INSTANCE_CONCURRENCY, default 4
 	TakeBlock           int           // WAHAQ_TAKE_BLOCK, default 4
+	FastPath            string        // WAHAQ_FAST_PATH, on or off, default on
 	MaxRetries          int           // WAHAQ_MAX_RETRIES, default 10
 	RetryBase           time.Duration // WAHAQ_RETRY_BASE, default 2s
 	RetryMax            time.Duration // WAHAQ_RETRY_MAX, default 10m
@@ -144,6 +145,7 @@ var table = []setting{
 	{"WAHAQ_CONCURRENCY", "concurrency", strconv.Itoa(worker.DefaultConcurrency), "tasks one worker process runs at once", false, kindInt},
 	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", strconv.Itoa(worker.DefaultInstanceConcurrency), "logouts in flight at once against one WAHA server, across all workers", false, kindInt},
 	{"WAHAQ_TAKE_BLOCK", "take-block", strconv.Itoa(worker.DefaultTakeBlock), "most tasks a worker dequeues and starts in one Redis call, never more than the queue's share of its free handlers (1: one at a time, as asynq)", false, kindInt},
+	{"WAHAQ_FAST_PATH", "fast-path", worker.FastPathOn, "on: the worker replaces asynq's dequeue and done with its own scripts (fewer Redis round trips per task); off leaves them to asynq. Off by itself in a build whose asynq wahaq does not know", false, kindString},
 	{"WAHAQ_MAX_RETRIES", "max-retries", strconv.Itoa(tasks.DefaultMaxRetries), "retries of a transient failure before the task is dead-lettered (0: none)", false, kindInt},
 	{"WAHAQ_RETRY_BASE", "retry-base", shortDuration(worker.DefaultRetryBase), "smallest backoff between attempts", false, kindDuration},
 	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false, kindDuration},
@@ -245,6 +247,7 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		Concurrency:         num("WAHAQ_CONCURRENCY"),
 		InstanceConcurrency: num("WAHAQ_INSTANCE_CONCURRENCY"),
 		TakeBlock:           num("WAHAQ_TAKE_BLOCK"),
+		FastPath:            v["WAHAQ_FAST_PATH"],
 		MaxRetries:          num("WAHAQ_MAX_RETRIES"),
 		RetryBase:           dur("WAHAQ_RETRY_BASE"),
 		RetryMax:            dur("WAHAQ_RETRY_MAX"),
@@ -290,6 +293,9 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 	}
 	if s.TakeBlock == 0 {
 		errs = append(errs, fmt.Errorf("WAHAQ_TAKE_BLOCK must be at least 1"))
+	}
+	if s.FastPath != worker.FastPathOn && s.FastPath != worker.FastPathOff {
+		errs = append(errs, fmt.Errorf("WAHAQ_FAST_PATH=%q is not on or off", s.FastPath))
 	}
 	if s.RetryMax < s.RetryBase {
 		errs = append(errs, fmt.Errorf("WAHAQ_RETRY_MAX (%s) is below WAHAQ_RETRY_BASE (%s)", s.RetryMax, s.RetryBase))

@@ -41,6 +41,12 @@ type Metrics struct {
 	// "console", reason "invalid") and requests refused by the limit on
 	// them (reason "limited"): see api.AttemptLimiter.
 	AuthRefused *prometheus.CounterVec
+	// FastPath is 1 while the worker's fast path (its own replacements of
+	// asynq's dequeue and done) runs, else 0, with the reason: "on",
+	// "switch" (turned off by the operator), "asynq_version" or
+	// "asynq_script" (an asynq the fast path does not know). One reason
+	// has a value at a time.
+	FastPath *prometheus.GaugeVec
 }
 
 // New registers wahaq's metrics on reg (a new registry when nil).
@@ -77,9 +83,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wahaq_waha_events_total", Help: "WAHA webhook events received, by instance and result (recorded, confirmed, duplicate, unmatched, ignored, refused, limited).",
 		}, []string{"instance", "result"}),
+		FastPath: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wahaq_fast_path_enabled", Help: "1 while the worker's fast path (its own replacements of asynq's dequeue and done) runs, 0 when it is off, by reason: on, switch (WAHAQ_FAST_PATH=off), asynq_version or asynq_script (an asynq build the fast path does not know).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled, m.Events, m.AuthRefused)
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled, m.Events, m.AuthRefused, m.FastPath)
 	}
 	return m
 }

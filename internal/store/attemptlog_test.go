@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -97,7 +98,7 @@ func TestAttemptLog(t *testing.T) {
 		f := newFixture(t)
 		p, id := f.enqueue("s1", "")
 		attempt(f, id, p, 1, store.Finish{State: store.StateDead, Outcome: "auth_failed", HTTPStatus: 401, LastError: "401"})
-		f.asynqState(id, "archived")
+		f.asynqState(id, asynqcompat.StateArchived)
 		res, err := f.st.Requeue(f.ctx, "default", []string{id}, 0, time.Hour)
 		require.NoError(t, err)
 		require.Len(t, res, 1)
@@ -154,7 +155,7 @@ func TestAttemptLog(t *testing.T) {
 
 		// a field written later (here by a requeue: the attempts so far)
 		// wins over the history
-		f.asynqState(ids[0], "archived")
+		f.asynqState(ids[0], asynqcompat.StateArchived)
 		require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(ids[0]), "state", "dead").Err())
 		require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(ids[0]), store.FieldAttempts, 7).Err())
 		rec, err = f.st.Get(f.ctx, []string{"default"}, ids[0])
@@ -179,7 +180,7 @@ func TestAttemptLog(t *testing.T) {
 		rec, err := f.st.Get(f.ctx, []string{"default"}, res[0].ID)
 		require.NoError(t, err)
 		require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", rec.TraceID)
-		require.Contains(t, f.hash(f.k.AsynqTask(res[0].ID))["msg"], tp, "the payload carries the trace context")
+		require.Contains(t, f.hash(f.k.AsynqTask(res[0].ID))[asynqcompat.FieldMsg], tp, "the payload carries the trace context")
 		rec, err = f.st.Get(f.ctx, []string{"default"}, res[1].ID)
 		require.NoError(t, err)
 		require.Empty(t, rec.TraceID)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
@@ -156,7 +157,7 @@ func TestCancelBatchScript(t *testing.T) {
 	// One task started (a worker holds it), one finished.
 	started, done := res[0].ID, res[2].ID
 	require.NoError(t, rdb.LRem(ctx, k.Pending(), 0, started).Err())
-	require.NoError(t, rdb.HSet(ctx, k.AsynqTask(started), "state", "active").Err())
+	require.NoError(t, rdb.HSet(ctx, k.AsynqTask(started), asynqcompat.FieldState, asynqcompat.StateActive).Err())
 	require.NoError(t, rdb.HSet(ctx, k.Record(started), "state", "active").Err())
 	require.NoError(t, rdb.HIncrBy(ctx, k.Batch(bid), "pending", -1).Err())
 	require.NoError(t, rdb.HIncrBy(ctx, k.Batch(bid), "active", 1).Err())
@@ -235,7 +236,7 @@ func TestEnqueueNowMeansNow(t *testing.T) {
 				require.Nil(t, r.ScheduledFor)
 				require.Equal(t, []string{id}, rdb.LRange(ctx, k.Pending(), 0, -1).Val())
 				require.Zero(t, rdb.ZCard(ctx, k.Scheduled()).Val())
-				require.Equal(t, "pending", rdb.HGet(ctx, k.AsynqTask(id), "state").Val())
+				require.Equal(t, asynqcompat.StatePending, rdb.HGet(ctx, k.AsynqTask(id), asynqcompat.FieldState).Val())
 				require.EqualValues(t, 1, b.Counts[store.StatePending])
 				require.Zero(t, b.Counts[store.StateScheduled])
 			case tc.rescheduled:

@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -21,8 +22,8 @@ func TestCancelScript(t *testing.T) {
 		asynq string
 		ok    bool
 	}{
-		{"pending", true}, {"scheduled", true}, {"retry", true}, {"", true},
-		{"active", false}, {"archived", false}, {"completed", false},
+		{asynqcompat.StatePending, true}, {asynqcompat.StateScheduled, true}, {asynqcompat.StateRetry, true}, {"", true},
+		{asynqcompat.StateActive, false}, {asynqcompat.StateArchived, false}, {asynqcompat.StateCompleted, false},
 	} {
 		t.Run("asynq "+c.asynq, func(t *testing.T) {
 			t.Parallel()
@@ -33,11 +34,11 @@ func TestCancelScript(t *testing.T) {
 			switch c.asynq {
 			case "":
 				require.NoError(t, f.rdb.Del(f.ctx, f.k.AsynqTask(id)).Err())
-			case "pending":
+			case asynqcompat.StatePending:
 				require.NoError(t, f.rdb.LPush(f.ctx, f.k.Pending(), id).Err())
-			case "scheduled":
+			case asynqcompat.StateScheduled:
 				require.NoError(t, f.rdb.ZAdd(f.ctx, f.k.Scheduled(), redis.Z{Score: 1, Member: id}).Err())
-			case "retry":
+			case asynqcompat.StateRetry:
 				require.NoError(t, f.rdb.ZAdd(f.ctx, f.k.Retry(), redis.Z{Score: 1, Member: id}).Err())
 			}
 			if c.asynq != "" {

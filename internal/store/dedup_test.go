@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -45,7 +46,7 @@ func TestNoClaimOutlivesItsTask(t *testing.T) {
 			return ""
 		}},
 		{"archived by the reconciler", func(f *fixture, id string) string {
-			f.asynqState(id, "archived")
+			f.asynqState(id, asynqcompat.StateArchived)
 			require.NoError(f.t, f.rdb.LRem(f.ctx, f.k.Pending(), 0, id).Err())
 			reps, err := f.st.ReconcileTasks(f.ctx, "default", []string{id}, time.Hour)
 			require.NoError(f.t, err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -79,10 +80,10 @@ func TestCloseAbandonedDiscovery(t *testing.T) {
 		asynqState string // "" = no asynq task
 		closed     bool
 	}{
-		{"discovery task active", "active", false},
-		{"discovery task retrying", "retry", false},
-		{"discovery task pending again", "pending", false},
-		{"discovery task archived", "archived", true},
+		{"discovery task active", asynqcompat.StateActive, false},
+		{"discovery task retrying", asynqcompat.StateRetry, false},
+		{"discovery task pending again", asynqcompat.StatePending, false},
+		{"discovery task archived", asynqcompat.StateArchived, true},
 		{"discovery task gone", "", true},
 	}
 	for _, tc := range cases {

@@ -55,7 +55,7 @@ func TestEnqueueScript(t *testing.T) {
 		rec := f.hash(f.k.Record(id))
 		require.Equal(t, "scheduled", rec["state"])
 		require.Equal(t, ms(at), rec["sched"])
-		require.Equal(t, "scheduled", f.hash(f.k.AsynqTask(id))["state"])
+		require.Equal(t, asynqcompat.StateScheduled, f.hash(f.k.AsynqTask(id))[asynqcompat.FieldState])
 		score, err := f.rdb.ZScore(f.ctx, f.k.Scheduled(), id).Result()
 		require.NoError(t, err)
 		require.Equal(t, float64(f.now.Unix()+2), score, "rounded up to asynq's whole second")
@@ -85,7 +85,7 @@ func TestEnqueueScript(t *testing.T) {
 
 	// A dedup entry left behind by a task asynq no longer runs is taken
 	// over: the session gets a new task.
-	for _, stale := range []string{"gone", "completed", "archived"} {
+	for _, stale := range []string{"gone", asynqcompat.StateCompleted, asynqcompat.StateArchived} {
 		t.Run("stale claim: asynq task "+stale, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
@@ -166,9 +166,9 @@ func TestEnqueueRawScript(t *testing.T) {
 	require.NoError(t, f.st.EnqueueRaw(f.ctx, "default", now, base.TypeDiscover, []byte(`{}`), time.Time{}, 5, time.Minute))
 	require.NoError(t, f.st.EnqueueRaw(f.ctx, "default", later, base.TypeDiscover, []byte(`{}`), f.now.Add(time.Second), 5, time.Minute))
 	require.Equal(t, []string{now}, f.list(f.k.Pending()))
-	require.Equal(t, "pending", f.hash(f.k.AsynqTask(now))["state"])
+	require.Equal(t, asynqcompat.StatePending, f.hash(f.k.AsynqTask(now))[asynqcompat.FieldState])
 	require.Equal(t, []redis.Z{{Score: float64(f.now.Unix() + 1), Member: later}}, zWithScores(f, f.k.Scheduled()))
-	require.Equal(t, "scheduled", f.hash(f.k.AsynqTask(later))["state"])
+	require.Equal(t, asynqcompat.StateScheduled, f.hash(f.k.AsynqTask(later))[asynqcompat.FieldState])
 	msg := f.asynqInfo(now)
 	require.Equal(t, base.TypeDiscover, msg.Type)
 	require.Equal(t, 5, msg.MaxRetry)

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/redistest"
 	"github.com/wahaq/wahaq/internal/store"
@@ -127,7 +128,7 @@ func (f *fixture) kill(id string, p base.Payload, o string) {
 	f.t.Helper()
 	f.start(id, p)
 	require.NoError(f.t, f.st.Finish(f.ctx, id, p, store.Finish{State: store.StateDead, Outcome: o, LastError: "401", ResultTTL: time.Hour}))
-	f.asynqState(id, "archived")
+	f.asynqState(id, asynqcompat.StateArchived)
 	require.NoError(f.t, f.rdb.LRem(f.ctx, f.k.Pending(), 0, id).Err())
 	require.NoError(f.t, f.rdb.ZAdd(f.ctx, f.k.Archived(), redis.Z{Score: 1, Member: id}).Err())
 }
@@ -135,7 +136,7 @@ func (f *fixture) kill(id string, p base.Payload, o string) {
 // asynqState sets the state asynq's task hash holds.
 func (f *fixture) asynqState(id, state string) {
 	f.t.Helper()
-	require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), "state", state).Err())
+	require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), asynqcompat.FieldState, state).Err())
 }
 
 // ms is t as the records store it.

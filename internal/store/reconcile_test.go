@@ -28,13 +28,13 @@ func seed(t *testing.T, st *store.Store, id, state, ast string) store.Keys {
 	require.NoError(t, rdb.Set(ctx, k.Dedup("s1"), id, 0).Err())
 	require.NoError(t, rdb.HSet(ctx, k.Batch("b1"), "total", 1, state, 1).Err())
 	if ast != "" {
-		require.NoError(t, rdb.HSet(ctx, k.AsynqTask(id), "state", ast, "msg", "x").Err())
+		require.NoError(t, rdb.HSet(ctx, k.AsynqTask(id), asynqcompat.FieldState, ast, asynqcompat.FieldMsg, "x").Err())
 		switch ast {
-		case "pending":
+		case asynqcompat.StatePending:
 			require.NoError(t, rdb.LPush(ctx, k.Pending(), id).Err())
-		case "retry":
+		case asynqcompat.StateRetry:
 			require.NoError(t, rdb.ZAdd(ctx, k.Retry(), redisZ(id)).Err())
-		case "archived":
+		case asynqcompat.StateArchived:
 			require.NoError(t, rdb.ZAdd(ctx, k.Archived(), redisZ(id)).Err())
 		}
 	}
@@ -57,12 +57,12 @@ func TestReconcileTasksScript(t *testing.T) {
 	}{
 		{"pending, asynq task gone", "pending", "", store.RepairGone, "canceled", false, false, false, "canceled"},
 		{"retrying, asynq task gone", "retrying", "", store.RepairGone, "canceled", false, false, false, "canceled"},
-		{"scheduled, asynq pending (on time)", "scheduled", "pending", store.RepairNone, "scheduled", true, true, false, "scheduled"},
-		{"pending, archived in asynq", "pending", "archived", store.RepairArchived, "dead", false, true, true, "dead"},
-		{"dead, run from asynq's archive", "dead", "pending", store.RepairRevived, "pending", true, true, false, "pending"},
-		{"dead, still archived", "dead", "archived", store.RepairNone, "dead", true, true, true, "dead"},
-		{"canceled, asynq retry (operator cancel)", "canceled", "retry", store.RepairStray, "canceled", true, false, false, "canceled"},
-		{"active, asynq task present", "active", "active", store.RepairNone, "active", true, true, false, "active"},
+		{"scheduled, asynq pending (on time)", "scheduled", asynqcompat.StatePending, store.RepairNone, "scheduled", true, true, false, "scheduled"},
+		{"pending, archived in asynq", "pending", asynqcompat.StateArchived, store.RepairArchived, "dead", false, true, true, "dead"},
+		{"dead, run from asynq's archive", "dead", asynqcompat.StatePending, store.RepairRevived, "pending", true, true, false, "pending"},
+		{"dead, still archived", "dead", asynqcompat.StateArchived, store.RepairNone, "dead", true, true, true, "dead"},
+		{"canceled, asynq retry (operator cancel)", "canceled", asynqcompat.StateRetry, store.RepairStray, "canceled", true, false, false, "canceled"},
+		{"active, asynq task present", "active", asynqcompat.StateActive, store.RepairNone, "active", true, true, false, "active"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,9 +103,9 @@ func TestReleaseStaleClaimsScript(t *testing.T) {
 	}{
 		{"record missing", "", "", true},
 		{"completed", "completed", "", true},
-		{"dead and archived", "dead", "archived", true},
-		{"pending", "pending", "pending", false},
-		{"dead but queued again by asynq", "dead", "pending", false},
+		{"dead and archived", "dead", asynqcompat.StateArchived, true},
+		{"pending", "pending", asynqcompat.StatePending, false},
+		{"dead but queued again by asynq", "dead", asynqcompat.StatePending, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,7 +288,7 @@ func TestStartScriptDeliveries(t *testing.T) {
 			}
 			if tc.other {
 				require.NoError(t, rdb.Set(ctx, k.Dedup("s1"), "t2", 0).Err())
-				require.NoError(t, rdb.HSet(ctx, k.AsynqTask("t2"), "state", "pending").Err())
+				require.NoError(t, rdb.HSet(ctx, k.AsynqTask("t2"), asynqcompat.FieldState, asynqcompat.StatePending).Err())
 			}
 			r, err := st.Begin(ctx, "t1", p, 5, 4, time.Minute)
 			require.NoError(t, err)
@@ -332,10 +332,10 @@ func TestReconcileRepairCallbacks(t *testing.T) {
 		wantTaskCB, wantBCB string // cb_state afterwards ("" = none)
 	}{
 		{"gone, task callback", "pending", "", true, false, 1, []string{"t:t1", "b:b1"}, "pending", ""},
-		{"archived, task and batch callbacks", "scheduled", "archived", true, true, 2, []string{"b:b1", "t:t1"}, "pending", "pending"},
+		{"archived, task and batch callbacks", "scheduled", asynqcompat.StateArchived, true, true, 2, []string{"b:b1", "t:t1"}, "pending", "pending"},
 		{"gone, batch callback only", "retrying", "", false, true, 1, []string{"b:b1", "t:t1"}, "", "pending"},
 		{"gone, no callback", "pending", "", false, false, 0, []string{"b:b1", "t:t1"}, "", ""},
-		{"no repair", "active", "active", true, true, 0, nil, "", ""},
+		{"no repair", "active", asynqcompat.StateActive, true, true, 0, nil, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wahaq/wahaq/internal/asynqcompat"
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/store"
 )
@@ -27,7 +28,7 @@ func TestRequeueScript(t *testing.T) {
 		require.Equal(t, map[string]string{"state": "pending", "attempts": "0", "max": "3", "enq": ms(f.now), "batch": bid, "session": "s1"}, rec)
 		require.Equal(t, time.Duration(-1), f.ttl(f.k.Record(id)))
 		require.ElementsMatch(t, []string{ids[1], id}, f.list(f.k.Pending()))
-		require.Equal(t, "pending", f.hash(f.k.AsynqTask(id))["state"])
+		require.Equal(t, asynqcompat.StatePending, f.hash(f.k.AsynqTask(id))[asynqcompat.FieldState])
 		ti := f.asynqInfo(id)
 		require.Equal(t, base.TypeLogout, ti.Type)
 		require.Equal(t, time.Minute, ti.Timeout)
@@ -79,14 +80,14 @@ func TestRequeueScript(t *testing.T) {
 		f := newFixture(t)
 		p, id := f.enqueue("s1", "")
 		f.kill(id, p, "rejected")
-		f.asynqState(id, "active")
+		f.asynqState(id, asynqcompat.StateActive)
 		res, err := f.st.Requeue(f.ctx, "default", []string{id}, time.Minute, time.Hour)
 		require.NoError(t, err)
 		require.Equal(t, []store.RequeueResult{{ID: id, Code: store.RequeueBusy}}, res)
 		require.Equal(t, "dead", f.hash(f.k.Record(id))["state"])
 		require.Equal(t, []string{id}, f.zmembers(f.k.DeadLetters()))
 		require.Equal(t, []string{id}, f.zmembers(f.k.Archived()))
-		require.Equal(t, "active", f.hash(f.k.AsynqTask(id))["state"])
+		require.Equal(t, asynqcompat.StateActive, f.hash(f.k.AsynqTask(id))[asynqcompat.FieldState])
 	})
 
 	t.Run("not dead", func(t *testing.T) {

@@ -47,7 +47,7 @@ func TestTakeScript(t *testing.T) {
 			slotTaken: true, recordState: "active",
 			prepare: func(f *fixture, id string, p base.Payload) bool {
 				msg := asynqcompat.Encode(asynqcompat.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
-				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), "msg", msg).Err())
+				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), asynqcompat.FieldMsg, msg).Err())
 				require.NoError(f.t, f.rdb.HSet(f.ctx, f.k.Record(id), "aoff", 1).Err())
 				return true
 			}},
@@ -132,7 +132,7 @@ func TestTakeScript(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(f, id, p)
 			}
-			before := f.hash(f.k.AsynqTask(id))["msg"]
+			before := f.hash(f.k.AsynqTask(id))[asynqcompat.FieldMsg]
 			ts, err := f.st.TakeN(f.ctx, "default", asynqLease, tc.cap, lease, 1)
 			require.NoError(t, err)
 			require.LessOrEqual(t, len(ts), 1, "a block of one")
@@ -248,7 +248,7 @@ func TestGiveBackRetried(t *testing.T) {
 	f := newFixture(t)
 	p, id := f.enqueue("s1", "")
 	msg := asynqcompat.Encode(asynqcompat.Message{Type: base.TypeLogout, Payload: p.Encode(), ID: id, Queue: f.k.Queue, Retry: 1 << 30, Retried: 2})
-	require.NoError(t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), "msg", msg).Err())
+	require.NoError(t, f.rdb.HSet(f.ctx, f.k.AsynqTask(id), asynqcompat.FieldMsg, msg).Err())
 	require.NoError(t, f.rdb.HSet(f.ctx, f.k.Record(id), "attempts", 2).Err())
 	ts, err := f.st.TakeN(f.ctx, "default", time.Unix(2000000000, 0), 0, time.Minute, 2)
 	require.NoError(t, err)

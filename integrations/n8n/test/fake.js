@@ -110,7 +110,7 @@ function fakeHook({ credentials, params, webhookUrl, staticData = {} }) {
  * IWebhookFunctions for one delivery; the response's status and body are
  * recorded in ctx.response.
  */
-function fakeWebhook({ credentials, params, headers, rawBody, staticData = {} }) {
+function fakeWebhook({ credentials, params, headers, rawBody, staticData = {}, workflowId = 'wf-1' }) {
   const response = { status: 200, body: undefined };
   const res = {
     status(code) {
@@ -131,6 +131,7 @@ function fakeWebhook({ credentials, params, headers, rawBody, staticData = {} })
     getCredentials: async () => credentials,
     getNode: () => ({ ...NODE, name: 'wahaq Trigger' }),
     getWorkflowStaticData: () => staticData,
+    getWorkflow: () => ({ id: workflowId }),
   };
 }
 

@@ -78,6 +78,17 @@ test('a redelivered webhook-id runs once; the memory of ids is bounded', async (
   assert.ok(!staticData.seen.includes('msg_dup'));
 });
 
+test('a redelivery is dropped even when static data was not kept (n8n saves none when a run starts)', async () => {
+  const d = delivery({ type: 'task.final', data: task }, { id: 'msg_lost_static' });
+  const params = { events: ['task.final'] };
+  const first = await trigger.webhook.call(fakeWebhook({ credentials: creds, params, workflowId: 'wf-9', ...d }));
+  const again = await trigger.webhook.call(fakeWebhook({ credentials: creds, params, workflowId: 'wf-9', staticData: {}, ...d }));
+  const otherWorkflow = await trigger.webhook.call(fakeWebhook({ credentials: creds, params, workflowId: 'wf-10', ...d }));
+  assert.ok(first.workflowData);
+  assert.equal(again.workflowData, undefined);
+  assert.ok(otherWorkflow.workflowData, 'another workflow has its own trigger and its own deliveries');
+});
+
 test('filters: event type, server, outcome, batch', async () => {
   const run = async (params, event) => {
     const out = await trigger.webhook.call(fakeWebhook({ credentials: creds, params: { events: ['task.final', 'batch.done'], ...params }, ...delivery(event) }));

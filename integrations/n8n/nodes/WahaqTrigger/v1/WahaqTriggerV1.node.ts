@@ -15,6 +15,28 @@ import { apiError, call, callOk, taskStatus } from '../../shared/transport';
 /** How many webhook-ids the trigger remembers to drop redelivered events. */
 export const SEEN_MAX = 500;
 
+/**
+ * The webhook-ids seen per workflow and trigger node, in this n8n process.
+ * Static data alone does not hold them: n8n 2.40 saves what webhook() writes
+ * there only when no execution starts (an execution's Workflow object resets
+ * the changed flag of the same data first), so an id noted for a delivery that
+ * started the workflow would be lost. Static data keeps them across restarts
+ * when n8n does save it; this map keeps them for the process. Both are bounded
+ * by SEEN_MAX per trigger.
+ */
+const seenInProcess = new Map<string, string[]>();
+
+/** Whether id was seen before (in this process or in static data); notes it either way. */
+export function seenBefore(processKey: string, stored: string[], id: string): { duplicate: boolean; stored: string[] } {
+	const mem = seenInProcess.get(processKey) ?? [];
+	const duplicate = mem.includes(id) || stored.includes(id);
+	if (!mem.includes(id)) mem.push(id);
+	if (mem.length > SEEN_MAX) mem.splice(0, mem.length - SEEN_MAX);
+	seenInProcess.set(processKey, mem);
+	const next = stored.includes(id) ? stored : [...stored, id].slice(-SEEN_MAX);
+	return { duplicate, stored: next };
+}
+
 interface TriggerStatic {
 	subscriptionId?: string;
 	subscriptionUrl?: string;
@@ -150,14 +172,14 @@ export class WahaqTriggerV1 implements INodeType {
 		}
 		const id = String(headers['webhook-id']);
 		const data = this.getWorkflowStaticData('node') as TriggerStatic;
-		const seen = (data.seen ??= []);
-		if (seen.includes(id)) {
+		const seen = seenBefore(`${this.getWorkflow().id}/${this.getNode().name}`, data.seen ?? [], id);
+		// Assigned, not pushed: the assignment is what marks static data as changed.
+		data.seen = seen.stored;
+		if (seen.duplicate) {
 			// A redelivery (wahaq did not see our first 2xx): answered, not run again.
 			res.status(200).json({ duplicate: true });
 			return { noWebhookResponse: true };
 		}
-		seen.push(id);
-		if (seen.length > SEEN_MAX) seen.splice(0, seen.length - SEEN_MAX);
 
 		let event: IDataObject;
 		try {

@@ -142,4 +142,10 @@ test('activation creates a subscription, checkExists finds it, deactivation dele
   staticData.subscriptionId = 'sub1';
   assert.equal(await hooks.checkExists.call(ctx), false, 'a subscription deleted behind our back');
   assert.equal(staticData.subscriptionId, undefined);
+  // n8n's URL changed: the old subscription is removed, a new one made.
+  subs.set('sub1', { id: 'sub1', url: 'http://old-host:5678/webhook/abc/webhook' });
+  staticData.subscriptionId = 'sub1';
+  assert.equal(await hooks.checkExists.call(ctx), false);
+  assert.equal(subs.has('sub1'), false);
+  assert.equal(staticData.subscriptionId, undefined);
 });

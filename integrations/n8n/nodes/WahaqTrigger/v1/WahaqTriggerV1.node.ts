@@ -121,7 +121,13 @@ export class WahaqTriggerV1 implements INodeType {
 					return false;
 				}
 				if (answer.statusCode < 200 || answer.statusCode > 299) throw apiError(this, answer);
-				return answer.body.url === this.getNodeWebhookUrl('default');
+				if (answer.body.url === this.getNodeWebhookUrl('default')) return true;
+				// n8n's webhook URL changed (N8N_WEBHOOK_URL): the old subscription
+				// would post to nowhere; remove it before create() makes the new one.
+				await call(this, 'DELETE', `/v1/subscriptions/${encodeURIComponent(data.subscriptionId)}`);
+				delete data.subscriptionId;
+				delete data.subscriptionUrl;
+				return false;
 			},
 			async create(this: IHookFunctions): Promise<boolean> {
 				const data = this.getWorkflowStaticData('node') as TriggerStatic;

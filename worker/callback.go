@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -72,9 +73,21 @@ const (
 	// longer than one attempt (callback.RequestTimeout) and its recording.
 	// A worker killed mid-POST leaves its deliveries due again after it.
 	deliveryLease = time.Minute
-	// deliveryPoll is how often an idle delivery loop looks for due
-	// deliveries.
-	deliveryPoll = 200 * time.Millisecond
+	// deliverySweep is how often the delivery loop looks at a queue it
+	// has no news of: deliveries a process other than this worker created
+	// (serve's cancels, another worker's reconciler) and retries whose
+	// backoff ended are found within it. The deliveries this worker's own
+	// finishes create wake the loop at once (wakeDeliveries). Looking at
+	// every queue every 200 ms made an idle worker's Redis calls grow with
+	// its servers (5 a second each; issue 20).
+	deliverySweep = 5 * time.Second
+	// deliverySweepRate bounds the sweep's looks per second, so that a
+	// worker with a thousand servers looks at each every 20 s rather than
+	// make 200 calls a second (the queue view's bound, queueview.go).
+	deliverySweepRate = 50
+	// deliveryBusy is how soon the loop looks again while its slots are
+	// full.
+	deliveryBusy = 50 * time.Millisecond
 )
 
 // deliveries is the delivery loop of one Worker.
@@ -84,6 +97,35 @@ type deliveries struct {
 	running   sync.WaitGroup
 	stop      context.CancelFunc
 	done      chan struct{}
+	// due holds, by instance, when this worker knows a delivery of that
+	// queue is due: now for a task its finish just made final, the next
+	// attempt's time for a delivery it retried or deferred. wake signals
+	// the loop.
+	mu   sync.Mutex
+	due  map[string]time.Time
+	wake chan struct{}
+}
+
+// wakeDeliveries tells the delivery loop that a task of instance became
+// final in this worker: its callbacks and subscriptions may now be due.
+func (w *Worker) wakeDeliveries(instance string) { w.deliveryDue(instance, w.cfg.Now()) }
+
+// deliveryDue tells the delivery loop that a delivery of instance's queue
+// is due at at.
+func (w *Worker) deliveryDue(instance string, at time.Time) {
+	d := &w.deliveries
+	d.mu.Lock()
+	if d.due == nil {
+		d.due = map[string]time.Time{}
+	}
+	if old, ok := d.due[instance]; !ok || at.Before(old) {
+		d.due[instance] = at
+	}
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
 }
 
 // startDeliveries starts the delivery loop.
@@ -111,8 +153,18 @@ func (w *Worker) stopDeliveries() {
 	d.stop = nil
 }
 
+// sweepEvery is how long the loop leaves a queue it has no news of: the
+// sweep, stretched so that n queues make at most deliverySweepRate looks a
+// second.
+func sweepEvery(n int) time.Duration {
+	return max(deliverySweep, time.Duration(n)*time.Second/deliverySweepRate)
+}
+
 // deliveryLoop takes due deliveries while slots are free, round the
-// worker's queues.
+// worker's queues. A queue is looked at when this worker's finish woke it,
+// while its last look took something (more may be due), and otherwise once
+// a sweep (sweepEvery, spread over the queues), so an idle worker's looks
+// do not grow with its servers past deliverySweepRate a second.
 func (w *Worker) deliveryLoop(ctx context.Context) {
 	d := &w.deliveries
 	names := make([]string, 0, len(w.instances))
@@ -120,6 +172,13 @@ func (w *Worker) deliveryLoop(ctx context.Context) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	sweep := sweepEvery(len(names))
+	now := w.cfg.Now()
+	next := make(map[string]time.Time, len(names))
+	for i, name := range names {
+		// the first looks at start, spread over the first sweep
+		next[name] = now.Add(sweep * time.Duration(i) / time.Duration(len(names)))
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -127,38 +186,66 @@ func (w *Worker) deliveryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-d.wake:
 		}
-		took, full := 0, false
+		d.mu.Lock()
+		due := d.due
+		d.due = nil
+		d.mu.Unlock()
+		now := w.cfg.Now()
+		for name, at := range due {
+			if _, ok := next[name]; ok && at.Before(next[name]) {
+				next[name] = at
+			}
+		}
+		full := false
 		for _, name := range names {
+			if next[name].After(now) {
+				continue
+			}
 			free := cap(d.slots) - len(d.slots)
 			if free == 0 {
 				full = true
 				break
 			}
 			ds, err := w.store.TakeDeliveries(ctx, name, free, deliveryLease)
+			// Jittered by a tenth so that queues looked at together at
+			// start drift apart.
+			next[name] = now.Add(sweep + time.Duration(rand.Int64N(int64(sweep/10)+1)))
 			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Warn().Err(err).Str("instance", name).Msg("cannot take callback deliveries")
 				}
 				continue
 			}
+			if len(ds) > 0 {
+				next[name] = now // more may be due
+			}
 			for _, dl := range ds {
 				d.slots <- struct{}{} // never blocks: only this loop fills slots
 				d.running.Add(1)
 				go func() {
-					defer func() { <-d.slots; d.running.Done() }()
+					defer func() {
+						<-d.slots
+						d.running.Done()
+						// a freed slot may take what a full loop left
+						select {
+						case d.wake <- struct{}{}:
+						default:
+						}
+					}()
 					w.deliver(ctx, name, dl)
 				}()
 			}
-			took += len(ds)
 		}
-		wait := deliveryPoll
-		if took > 0 && !full {
-			wait = 0 // more may be due
-		} else if full {
-			wait = deliveryPoll / 4
+		wait := sweep
+		for _, at := range next {
+			wait = min(wait, at.Sub(now))
 		}
-		t.Reset(wait)
+		if full {
+			wait = deliveryBusy
+		}
+		t.Reset(max(wait, 0))
 	}
 }
 
@@ -253,6 +340,10 @@ func (w *Worker) recordDelivery(ctx context.Context, log zerolog.Logger, instanc
 	defer cancel()
 	if _, err := w.store.RecordDelivery(wctx, instance, d, rec, next); err != nil {
 		log.Error().Err(err).Msg("cannot record callback attempt")
+		return
+	}
+	if !next.IsZero() {
+		w.deliveryDue(instance, next)
 	}
 }
 
@@ -260,9 +351,12 @@ func (w *Worker) recordDelivery(ctx context.Context, log zerolog.Logger, instanc
 func (w *Worker) deferDelivery(ctx context.Context, log zerolog.Logger, instance string, d store.Delivery, wait time.Duration) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outageWait)
 	defer cancel()
-	if err := w.store.DeferDelivery(wctx, instance, d.ID, w.cfg.Now().Add(wait)); err != nil {
+	at := w.cfg.Now().Add(wait)
+	if err := w.store.DeferDelivery(wctx, instance, d.ID, at); err != nil {
 		log.Error().Err(err).Msg("cannot defer callback delivery; it is due again when its lease ends")
+		return
 	}
+	w.deliveryDue(instance, at)
 }
 
 // adoptCallback is the asynq handler of wahaq:callback, the deliveries a

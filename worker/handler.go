@@ -188,6 +188,10 @@ func (w *Worker) record(ctx context.Context, a *attempt, ans answer, d time.Dura
 	if settled {
 		w.hook.Settled(a.ID, w.cfg.Now())
 	}
+	if err == nil && fin.State.Final() {
+		// its callbacks and subscriptions may be due now
+		w.wakeDeliveries(a.Payload.Instance)
+	}
 	if err != nil {
 		// Redis is unreachable: let asynq retry; the logout is idempotent.
 		a.Log.Error().Err(err).Msg("cannot record attempt")

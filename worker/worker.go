@@ -160,6 +160,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.deliveries.slots = make(chan struct{}, cfg.CallbackConcurrency)
+	w.deliveries.wake = make(chan struct{}, 1)
 	w.pipeline = chain(w.logout, w.circuit, w.limitRate, w.start, w.validate)
 	w.discoverPipeline = chain(w.list, w.circuit, w.validate)
 	if w.recon, err = reconcile.New(reconcile.Config{Redis: cfg.Redis, Namespace: cfg.Namespace, Instances: names, AwaitEvents: awaiting,

@@ -211,7 +211,10 @@ func newTask(r *store.Record) *Task {
 	if r.Confirmed != nil {
 		t.Confirmed = &Confirmation{Status: r.Confirmed.Status, At: r.Confirmed.At}
 	}
-	if t.Result != nil && r.SessionStatus != nil && (t.FinishedAt == nil || r.SessionStatus.At.After(*t.FinishedAt)) {
+	// An event stamped in the millisecond the logout finished follows it
+	// (WAHA sends it after its answer; event times are whole milliseconds,
+	// finished_at may not be).
+	if t.Result != nil && r.SessionStatus != nil && (t.FinishedAt == nil || !r.SessionStatus.At.Before(t.FinishedAt.Truncate(time.Millisecond))) {
 		t.Result.SessionAfter = followStatus(t.Result.SessionAfter, r.Session, r.SessionStatus.Status)
 	}
 	return t

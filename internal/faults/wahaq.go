@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -82,6 +83,14 @@ func StartAPI(t testing.TB, bins Bins, dir, name string, env Env) *API {
 // status and body.
 func (a *API) Do(t testing.TB, method, path, token string, body []byte) (int, []byte) {
 	t.Helper()
+	return a.DoFrom(t, nil, method, path, token, body)
+}
+
+// DoFrom is Do from the loopback source address src (nil: the system's
+// choice). serve limits wrong tokens per client address (api.AttemptLimiter):
+// a test that sends many on purpose sends each from an address of its own.
+func (a *API) DoFrom(t testing.TB, src net.IP, method, path, token string, body []byte) (int, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -96,7 +105,12 @@ func (a *API) Do(t testing.TB, method, path, token string, body []byte) (int, []
 	if token != "" {
 		req.Header.Set("Authorization", token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if src != nil {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}
+		client = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
 	}

@@ -270,6 +270,14 @@ func (s *Store) HoldBatch(ctx context.Context, instance, id string) (int64, erro
 // again.
 func (s *Store) ResumeBatch(ctx context.Context, instance, id, actor string) (PauseResult, error) {
 	k := s.Keys(instance)
+	// First hold what still waits in asynq's scheduled and retry sets: a
+	// task asynq dequeued while the batch was paused (the take holds pending
+	// ones at the head, but with the fast path off asynq dequeues them
+	// itself) was handed back with a long delay, and the reconciler may not
+	// have held it yet; held, it is put back as due now with the rest.
+	if _, err := s.HoldBatch(ctx, instance, id); err != nil {
+		return PauseResult{}, fmt.Errorf("resume batch %s: %w", id, err)
+	}
 	code, err := unpauseBatchScript.Run(ctx, s.rdb, []string{k.Batch(id), k.HeldBatches()}, id, s.now().UnixMilli(), actor).Int()
 	if err != nil {
 		return PauseResult{}, fmt.Errorf("resume batch %s: %w", id, err)

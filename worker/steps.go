@@ -109,9 +109,12 @@ func (w *Worker) start(next step) step {
 }
 
 // heldRetry is how long a task of a paused batch that asynq delivered waits
-// in asynq's retry set: longer than the reconciler's default interval
-// (30 s), so it is held before it comes back.
-const heldRetry = time.Minute
+// in asynq's retry set before asynq delivers it again: short, so that one
+// handed back just as the batch is resumed (after resume's hold, before its
+// unpause) starts within seconds rather than a minute; while the batch stays
+// paused it is refused again, at no retry's cost, until the reconciler holds
+// it.
+const heldRetry = 2 * time.Second
 
 // validate runs the optional subscription/key check before the logout.
 func (w *Worker) validate(next step) step {

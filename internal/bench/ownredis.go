@@ -41,6 +41,7 @@ func (o *ownRedis) close() {
 type redisStats struct {
 	CPU      float64          // used_cpu_user + used_cpu_sys, seconds
 	Commands map[string]int64 // calls per command (lower case)
+	Micros   map[string]int64 // CPU µs per command (commandstats usec; a script's includes its inner calls)
 }
 
 func (s redisStats) total() int64 {
@@ -85,7 +86,7 @@ func (o *ownRedis) reset(ctx context.Context) error {
 // stats reads the counters. Commands counts the calls inside scripts too,
 // as Redis does; INFO's own call is not counted until it returns.
 func (o *ownRedis) stats(ctx context.Context) (redisStats, error) {
-	s := redisStats{Commands: map[string]int64{}}
+	s := redisStats{Commands: map[string]int64{}, Micros: map[string]int64{}}
 	info, err := o.rdb.Info(ctx, "cpu", "commandstats").Result()
 	if err != nil {
 		return s, err
@@ -104,6 +105,9 @@ func (o *ownRedis) stats(ctx context.Context) (redisStats, error) {
 				if v, ok := strings.CutPrefix(kv, "calls="); ok {
 					n, _ := strconv.ParseInt(v, 10, 64)
 					s.Commands[strings.ToLower(name)] = n
+				} else if v, ok := strings.CutPrefix(kv, "usec="); ok {
+					n, _ := strconv.ParseInt(v, 10, 64)
+					s.Micros[strings.ToLower(name)] = n
 				}
 			}
 		}
@@ -113,11 +117,35 @@ func (o *ownRedis) stats(ctx context.Context) (redisStats, error) {
 
 // delta returns after - before, without INFO's own calls.
 func statsDelta(before, after redisStats) redisStats {
-	d := redisStats{CPU: after.CPU - before.CPU, Commands: map[string]int64{}}
+	d := redisStats{CPU: after.CPU - before.CPU, Commands: map[string]int64{}, Micros: map[string]int64{}}
 	for k, v := range after.Commands {
 		d.Commands[k] = v - before.Commands[k]
+	}
+	for k, v := range after.Micros {
+		d.Micros[k] = v - before.Micros[k]
 	}
 	d.Commands["info"] = 0
 	d.Commands["config|resetstat"] = 0
 	return d
+}
+
+// perCall names the n commands that took the most CPU with their calls and
+// µs per unit of work (n units), costliest first.
+func (s redisStats) perCall(units, n int) string {
+	names := make([]string, 0, len(s.Commands))
+	for k, v := range s.Commands {
+		if v > 0 {
+			names = append(names, k)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return s.Micros[names[i]] > s.Micros[names[j]] })
+	u := float64(units)
+	var b strings.Builder
+	for i, k := range names[:min(n, len(names))] {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s=%.2f/%.1fµs", k, float64(s.Commands[k])/u, float64(s.Micros[k])/u)
+	}
+	return b.String()
 }

@@ -62,6 +62,9 @@ func RedisCost(ctx context.Context, e *env) (RedisCostFigures, error) {
 		n := float64(f.N)
 		*side.out = RedisCostSide{CPUMicros: d.CPU * 1e6 / n, Commands: float64(d.total()) / n, Scripts: float64(d.scripts()) / n, Took: took}
 		e.logf("rediscost: %s %.1f µs CPU, %.1f commands, %.1f scripts per logout", side.who, side.out.CPUMicros, side.out.Commands, side.out.Scripts)
+		// where it goes, for whoever looks into this row: calls and µs per
+		// logout of the busiest commands (a script's µs include its inner calls)
+		e.logf("rediscost: %s per logout: %s", side.who, d.perCall(f.N, 16))
 		if err := own.rdb.FlushAll(ctx).Err(); err != nil { // our own server: nothing else lives there
 			return f, err
 		}

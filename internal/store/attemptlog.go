@@ -51,20 +51,21 @@ local function attempt_last(log)
 end
 `
 
-// attemptLogLua defines attempt_log(record, entry, now, enq, log, base),
+// attemptLogLua defines attempt_log(entry, now, enq, log, base),
 // used by finishScript. entry is "<attempt>,<start ms>,<rest>" from
 // attemptEntry; the script adds base (FieldAttemptBase) to the attempt,
 // makes the start relative to the record's enq and adds the duration.
 // The same entry applied twice (a Finish sent again after a lost reply) is
 // kept once: an entry with the same attempt and start as the last is dropped.
 // It returns true when the log's last entry is this attempt's, so the
-// caller may leave out what that entry already says (see derivedFields).
-// enq and log are the record's fields of those names, which the caller has
-// read already.
+// caller may leave out what that entry already says (see derivedFields),
+// and the new history when it changed, which the caller writes with its own
+// HSET of the record: one redis.call fewer per finish. enq and log are the
+// record's fields of those names, which the caller has read already.
 const attemptLogLua = `
-local function attempt_log(rec, entry, now, enq, log, base)
+local function attempt_log(entry, now, enq, log, base)
   local a, st, rest = string.match(entry, '^(%d+),(%d+),(.*)$')
-  if not a then return false end
+  if not a then return false, nil end
   a = tostring(tonumber(a) + (tonumber(base or '0') or 0))
   st = tonumber(st)
   enq = tonumber(enq or '0') or 0
@@ -72,7 +73,7 @@ local function attempt_log(rec, entry, now, enq, log, base)
   local e = head .. string.format('%d', tonumber(now) - st) .. ',' .. rest
   if log then
     local last = string.match(log, '([^\n]*)$')
-    if string.sub(last, 1, #head) == head then return true end
+    if string.sub(last, 1, #head) == head then return true, nil end
     log = log .. '\n' .. e
     local _, n = string.gsub(log, '\n', '')
     while n >= 20 do -- MaxAttemptLog
@@ -82,8 +83,7 @@ local function attempt_log(rec, entry, now, enq, log, base)
   else
     log = e
   end
-  redis.call('HSET', rec, 'log', log)
-  return true
+  return true, log
 end
 `
 

@@ -50,13 +50,15 @@ local old, oldOutcome = cur[1], cur[2]
 -- attempt history (attemptlog.go): one entry per attempt, the last 20; a
 -- final record whose history ends with this attempt derives attempts and
 -- fin from it (attemptlog.go, derived fields)
-local logged = ARGV[13] ~= '' and attempt_log(KEYS[2], ARGV[13], ARGV[4], cur[3], cur[4], cur[7])
+local logged, log = false, nil
+if ARGV[13] ~= '' then logged, log = attempt_log(ARGV[13], ARGV[4], cur[3], cur[4], cur[7]) end
 -- end attempt history
 local new = ARGV[2]
--- the record's changes as one HSET and one HDEL: each redis.call has a
--- cost of its own on top of the command's
+-- the record's changes, its history's included, as one HSET and one HDEL:
+-- each redis.call has a cost of its own on top of the command's
 local set, del = {'state', new}, {}
 local function put(f, v) set[#set + 1] = f; set[#set + 1] = v end
+if log then put('log', log) end
 if ARGV[6] ~= '' then put('err', ARGV[6]) else del[#del + 1] = 'err' end
 if new == 'retrying' then
   put('next', ARGV[5])

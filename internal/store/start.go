@@ -118,7 +118,7 @@ return attempt
 // own, if it holds one, included), and closes the gate when that fills the
 // cap. prune_before (ms) is set when taken may still count leases that ran
 // out (a worker that died holding them): they are pruned before the gate
-// closes on them.
+// closes on them. It returns true when it closed the gate.
 //
 // mark_active(record, attempt as shown (attemptlog.go), has next, batch
 // key or nil, old state,
@@ -136,8 +136,12 @@ local function slot_take(slots, paused, channel, id, until_ms, cap, taken, prune
   taken = taken + redis.call('ZADD', slots, until_ms, id)
   if cap > 0 and taken >= cap then
     if prune_before then taken = slots_prune(slots, prune_before) end
-    if taken >= cap then gate_close(slots, paused, channel) end
+    if taken >= cap then
+      gate_close(slots, paused, channel)
+      return true
+    end
   end
+  return false
 end
 local function mark_active(rec, attempt, hasnext, batch, old, dedup, id, now)
   redis.call('HSET', rec, 'state', 'active', 'attempts', attempt)

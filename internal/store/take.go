@@ -41,6 +41,9 @@ import (
 // started).
 var takeScript = redis.NewScript(beginLua + holdLua + asynqcompat.RetriedLua + asynqcompat.DequeueLua + asynqcompat.QueueLua + `
 local holding = redis.call('EXISTS', KEYS[7]) == 1
+-- the paused key changes within this call only by a take that fills the
+-- cap (slot_take closes the gate): it is read once, not before every task
+local closed = redis.call('EXISTS', KEYS[2]) == 1
 -- hold the tasks of paused batches at the head; false when the queue has
 -- none left to take in this call
 local function hold_head()
@@ -87,7 +90,7 @@ local function take_one()
     if held and tonumber(held) >= tonumber(ARGV[3]) then return {msg, id, ` + fmt.Sprint(startInFlight) + `} end
   end
   if old == 'completed' or old == 'canceled' then return {msg, id, ` + fmt.Sprint(startEnded) + `} end
-  slot_take(KEYS[5], KEYS[2], KEYS[6], id, ARGV[4], cap, taken, ARGV[3])
+  closed = slot_take(KEYS[5], KEYS[2], KEYS[6], id, ARGV[4], cap, taken, ARGV[3])
   local attempt = math.max(1, asynq_retried(msg) + 1 - (tonumber(cur[3]) or 0))
   local bkey = cur[5] and old ~= 'active' and ARGV[7] .. cur[5]
   if bkey and redis.call('EXISTS', bkey) == 0 then bkey = nil end
@@ -97,7 +100,7 @@ end
 local out = {}
 for _ = 1, tonumber(ARGV[9]) do
   -- a take that fills the cap closes the gate: the next finds it paused
-  if redis.call('EXISTS', KEYS[2]) == 1 then break end
+  if closed then break end
   local r = take_one()
   if not r then break end
   out[#out + 1] = r[1]

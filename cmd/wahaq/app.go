@@ -160,7 +160,7 @@ func (a *app) workerConfig() worker.Config {
 	log := a.log
 	return worker.Config{
 		Redis: a.rdb, Namespace: s.Namespace, Instances: insts, Trace: a.tracing,
-		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency, TakeBlock: s.TakeBlock, FastPath: s.FastPath,
+		Concurrency: s.Concurrency, InstanceConcurrency: s.InstanceConcurrency, TakeBlock: s.TakeBlock, FastPath: s.FastPath, PollInterval: s.PollInterval,
 		RetryBase: s.RetryBase, RetryMax: s.RetryMax, ResultTTL: s.ResultTTL, ShutdownGrace: s.ShutdownGrace,
 		ReconcileInterval: s.ReconcileInterval,
 		// The worker redacts every configured secret (each WAHA key, the

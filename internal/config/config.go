@@ -48,6 +48,7 @@ type Settings struct {
 	InstanceConcurrency int           // WAHAQ_INSTANCE_CONCURRENCY, default 4
 	TakeBlock           int           // WAHAQ_TAKE_BLOCK, default 4
 	FastPath            string        // WAHAQ_FAST_PATH, on or off, default on
+	PollInterval        time.Duration // WAHAQ_POLL_INTERVAL, default worker.DefaultPollInterval (10ms)
 	MaxRetries          int           // WAHAQ_MAX_RETRIES, default 10
 	RetryBase           time.Duration // WAHAQ_RETRY_BASE, default 2s
 	RetryMax            time.Duration // WAHAQ_RETRY_MAX, default 10m
@@ -146,6 +147,7 @@ var table = []setting{
 	{"WAHAQ_INSTANCE_CONCURRENCY", "instance-concurrency", strconv.Itoa(worker.DefaultInstanceConcurrency), "logouts in flight at once against one WAHA server, across all workers", false, kindInt},
 	{"WAHAQ_TAKE_BLOCK", "take-block", strconv.Itoa(worker.DefaultTakeBlock), "most tasks a worker dequeues and starts in one Redis call, never more than the queue's share of its free handlers (1: one at a time, as asynq)", false, kindInt},
 	{"WAHAQ_FAST_PATH", "fast-path", worker.FastPathOn, "on: the worker replaces asynq's dequeue and done with its own scripts (fewer Redis round trips per task); off leaves them to asynq. Off by itself in a build whose asynq wahaq does not know", false, kindString},
+	{"WAHAQ_POLL_INTERVAL", "poll-interval", shortDuration(worker.DefaultPollInterval), "how often an idle worker looks for new tasks in each queue: with the fast path on the look is answered in the process and costs Redis nothing until a task is announced; off, each is a Redis call per queue (asynq's own default is 1s: set it to pay asynq's idle cost at asynq's pickup latency)", false, kindDuration},
 	{"WAHAQ_MAX_RETRIES", "max-retries", strconv.Itoa(tasks.DefaultMaxRetries), "retries of a transient failure before the task is dead-lettered (0: none)", false, kindInt},
 	{"WAHAQ_RETRY_BASE", "retry-base", shortDuration(worker.DefaultRetryBase), "smallest backoff between attempts", false, kindDuration},
 	{"WAHAQ_RETRY_MAX", "retry-max", shortDuration(worker.DefaultRetryMax), "largest backoff between attempts", false, kindDuration},
@@ -248,6 +250,7 @@ func load(fs *pflag.FlagSet, getenv func(string) string) (Settings, error) {
 		InstanceConcurrency: num("WAHAQ_INSTANCE_CONCURRENCY"),
 		TakeBlock:           num("WAHAQ_TAKE_BLOCK"),
 		FastPath:            v["WAHAQ_FAST_PATH"],
+		PollInterval:        dur("WAHAQ_POLL_INTERVAL"),
 		MaxRetries:          num("WAHAQ_MAX_RETRIES"),
 		RetryBase:           dur("WAHAQ_RETRY_BASE"),
 		RetryMax:            dur("WAHAQ_RETRY_MAX"),

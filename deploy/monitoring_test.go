@@ -47,6 +47,7 @@ func exportedMetrics() (map[string][]string, map[string]bool) {
 	m.Events.WithLabelValues("i", "recorded").Inc()
 	m.AuthRefused.WithLabelValues("api", "invalid").Inc()
 	m.FastPath.WithLabelValues("on").Set(1)
+	m.Callbacks.WithLabelValues("i", "delivered").Inc()
 	families, err := reg.Gather()
 	if err != nil {
 		panic(err)
@@ -101,7 +102,9 @@ func TestExportedMetricsAreRead(t *testing.T) {
 	require.Equal(t, []string{"instance", "outcome"}, metricLabels["wahaq_tasks_total"])
 	require.Equal(t, []string{"instance", "state"}, metricLabels["wahaq_queue_tasks"])
 	require.Equal(t, map[string]bool{"wahaq_logout_duration_seconds": true}, histograms)
-	require.Len(t, metricLabels, 17)
+	require.Len(t, metricLabels, 19)
+	require.Equal(t, []string{"instance", "result"}, metricLabels["wahaq_callback_deliveries_total"])
+	require.Equal(t, []string{"instance"}, metricLabels["wahaq_callback_backlog"])
 	for name := range uncharted {
 		require.Contains(t, metricLabels, name, "uncharted lists only exported metrics")
 	}
@@ -172,7 +175,8 @@ func TestAlertRules(t *testing.T) {
 				require.NotEmpty(t, r.Annotations[a], a)
 			}
 			require.True(t, strings.HasSuffix(r.Annotations["runbook_url"], "README.md#dead-letter-queue") ||
-				strings.HasSuffix(r.Annotations["runbook_url"], "docs/security.md#wrong-tokens"), r.Annotations["runbook_url"])
+				strings.HasSuffix(r.Annotations["runbook_url"], "docs/security.md#wrong-tokens") ||
+				strings.HasSuffix(r.Annotations["runbook_url"], "docs/callbacks.md#watching-deliveries"), r.Annotations["runbook_url"])
 			if r.For != "" {
 				_, err := model.ParseDuration(r.For)
 				require.NoError(t, err)
@@ -195,6 +199,8 @@ func TestAlertRules(t *testing.T) {
 		{"WahaqWahaErrorRate", "warning", "10m", []string{`wahaq_waha_responses_total{code=~"5..|error|429"}`, "sum by (instance)", "> 0.2"}},
 		{"WahaqWorkerDown", "critical", "", []string{`up{job="wahaq-worker"} == 0`}},
 		{"WahaqTokenGuessing", "warning", "", []string{`wahaq_auth_refused_total{reason="limited"}`, "sum by (surface)", "> 0"}},
+		{"WahaqCallbacksFailing", "warning", "", []string{`wahaq_callback_deliveries_total{result="failed"}`, "sum by (instance)", "> 0"}},
+		{"WahaqCallbackBacklogGrowing", "warning", "30m", []string{"delta(wahaq_callback_backlog[30m])", "max by (instance)"}},
 	}
 	for _, w := range want {
 		t.Run(w.alert, func(t *testing.T) {

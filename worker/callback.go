@@ -17,6 +17,7 @@ import (
 
 	"github.com/wahaq/wahaq/internal/base"
 	"github.com/wahaq/wahaq/internal/callback"
+	"github.com/wahaq/wahaq/internal/metrics"
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 )
@@ -350,6 +351,14 @@ func (w *Worker) recordDelivery(ctx context.Context, log zerolog.Logger, instanc
 		log.Error().Err(err).Msg("cannot record callback attempt")
 		return
 	}
+	result := metrics.CallbackRetry
+	switch rec.State {
+	case store.CallbackDelivered:
+		result = metrics.CallbackDelivered
+	case store.CallbackFailed:
+		result = metrics.CallbackFailed
+	}
+	w.metrics.Callbacks.WithLabelValues(instance, result).Inc()
 	if !next.IsZero() {
 		w.deliveryDue(instance, next)
 	}
@@ -364,6 +373,7 @@ func (w *Worker) deferDelivery(ctx context.Context, log zerolog.Logger, instance
 		log.Error().Err(err).Msg("cannot defer callback delivery; it is due again when its lease ends")
 		return
 	}
+	w.metrics.Callbacks.WithLabelValues(instance, metrics.CallbackDeferred).Inc()
 	w.deliveryDue(instance, at)
 }
 

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wahaq/wahaq/tasks"
@@ -106,7 +108,15 @@ func newSecret(t *testing.T) string {
 }
 
 func callbackEnv(t *testing.T, secret string, fake wahafake.Options) *wahaqtest.Env {
-	return wahaqtest.Start(t, wahaqtest.Options{
+	env, _ := callbackEnvMetrics(t, secret, fake)
+	return env
+}
+
+// callbackEnvMetrics is callbackEnv with the worker's metrics on a registry
+// of the test's.
+func callbackEnvMetrics(t *testing.T, secret string, fake wahafake.Options) (*wahaqtest.Env, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	env := wahaqtest.Start(t, wahaqtest.Options{
 		Fake:  fake,
 		Tasks: func(c *tasks.Config) { c.CallbackAllow = []string{"127.0.0.1"} },
 		Worker: func(c *worker.Config) {
@@ -114,8 +124,41 @@ func callbackEnv(t *testing.T, secret string, fake wahafake.Options) *wahaqtest.
 			c.CallbackAllow = []string{"127.0.0.1"}
 			c.CallbackRetryBase = 10 * time.Millisecond
 			c.CallbackRetryMax = 20 * time.Millisecond
+			c.Registerer = reg
 		},
 	})
+	return env, reg
+}
+
+// requireSteps waits until wahaq_callback_deliveries_total reads want by
+// result: the worker counts a step just after it records it, which is what
+// the test saw.
+func requireSteps(t *testing.T, reg *prometheus.Registry, want map[string]float64) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, want, callbackSteps(t, reg))
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// callbackSteps reads wahaq_callback_deliveries_total by result.
+func callbackSteps(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "wahaq_callback_deliveries_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 // waitCallback waits until the task's callback leaves pending and returns
@@ -185,7 +228,7 @@ func TestCallbackDeliveredOncePerFinalTaskAndBatch(t *testing.T) {
 func TestCallbackRetriedUntilTheReceiverAnswers(t *testing.T) {
 	t.Parallel()
 	secret := newSecret(t)
-	env := callbackEnv(t, secret, wahafake.Options{APIKey: "k"})
+	env, reg := callbackEnvMetrics(t, secret, wahafake.Options{APIKey: "k"})
 	// two failures: a third in a row would open the receiver's breaker
 	// (worker.ReceiverFailures) for worker.ReceiverOpen
 	rcv := newReceiver(t, 500, 503)
@@ -200,12 +243,13 @@ func TestCallbackRetriedUntilTheReceiverAnswers(t *testing.T) {
 		verify(t, secret, d)
 		require.Equal(t, got[0].id, d.id, "webhook-id is the same on every retry")
 	}
+	requireSteps(t, reg, map[string]float64{"retry": 2, "delivered": 1})
 }
 
 func TestCallbackRedirectNotFollowed(t *testing.T) {
 	t.Parallel()
 	secret := newSecret(t)
-	env := callbackEnv(t, secret, wahafake.Options{APIKey: "k"})
+	env, reg := callbackEnvMetrics(t, secret, wahafake.Options{APIKey: "k"})
 	elsewhere := newReceiver(t)
 	rcv := newReceiver(t, http.StatusFound)
 	rcv.mu.Lock()
@@ -219,6 +263,7 @@ func TestCallbackRedirectNotFollowed(t *testing.T) {
 	require.Contains(t, *final.Callback.LastError, "redirect")
 	require.Len(t, rcv.deliveries(), 1)
 	require.Empty(t, elsewhere.deliveries(), "the redirect was followed")
+	requireSteps(t, reg, map[string]float64{"failed": 1})
 }
 
 func TestCallbackOutsideAllowListRefused(t *testing.T) {

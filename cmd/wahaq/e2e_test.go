@@ -232,6 +232,8 @@ func TestE2EDeadLetterThenRequeue(t *testing.T) {
 	assert.Contains(t, body, `wahaq_tasks_total{instance="default",outcome="logged_out"} 1`)
 	assert.Contains(t, body, `wahaq_tasks_total{instance="default",outcome="not_found"} 2`)
 	assert.Contains(t, body, `wahaq_dead_letters{instance="default"} 0`)
+	assert.Contains(t, body, `wahaq_callback_backlog{instance="default"} 0`)
+	assert.Contains(t, body, `wahaq_queue_scrape_errors{instance="default"} 0`)
 	assert.Contains(t, body, "go_goroutines")
 	st, body = get(t, "http://"+metricsAddr+"/readyz")
 	assert.Equal(t, http.StatusOK, st)

@@ -47,7 +47,22 @@ type Metrics struct {
 	// "asynq_script" (an asynq the fast path does not know). One reason
 	// has a value at a time.
 	FastPath *prometheus.GaugeVec
+	// Callbacks counts the steps of callback deliveries by instance and
+	// result: "delivered"; "retry", an attempt that failed and runs again;
+	// "failed", a delivery given up (refused for good, or retried past the
+	// worker's CallbackRetryFor); "deferred", one not attempted yet because
+	// its receiver's breaker is open or its slots are busy, or the worker
+	// is stopping.
+	Callbacks *prometheus.CounterVec
 }
+
+// Results of a callback delivery step (Metrics.Callbacks).
+const (
+	CallbackDelivered = "delivered"
+	CallbackRetry     = "retry"
+	CallbackFailed    = "failed"
+	CallbackDeferred  = "deferred"
+)
 
 // New registers wahaq's metrics on reg (a new registry when nil).
 func New(reg prometheus.Registerer) *Metrics {
@@ -86,38 +101,47 @@ func New(reg prometheus.Registerer) *Metrics {
 		FastPath: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wahaq_fast_path_enabled", Help: "1 while the worker's fast path (its own replacements of asynq's dequeue and done) runs, 0 when it is off, by reason: on, switch (WAHAQ_FAST_PATH=off), asynq_version or asynq_script (an asynq build the fast path does not know).",
 		}, []string{"reason"}),
+		Callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wahaq_callback_deliveries_total", Help: "Steps of callback deliveries by instance and result: delivered, retry (an attempt failed and runs again), failed (given up for good), deferred (not attempted yet: the receiver's breaker is open or its slots busy, or the worker is stopping).",
+		}, []string{"instance", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled, m.Events, m.AuthRefused, m.FastPath)
+		reg.MustRegister(m.Tasks, m.Responses, m.LogoutDuration, m.Retries, m.LimiterWaits, m.Enqueued, m.CircuitState, m.Reconciled, m.Events, m.AuthRefused, m.FastPath, m.Callbacks)
 	}
 	return m
 }
 
-// DeadLetterCounter counts the dead letters of an instance.
-type DeadLetterCounter interface {
+// QueueCounter counts what wahaq keeps beside asynq's queue of an
+// instance: its dead letters and its callback deliveries not yet delivered
+// or failed. *store.Store is one.
+type QueueCounter interface {
 	CountDeadLetters(ctx context.Context, instance string) (int64, error)
+	PendingDeliveries(ctx context.Context, instance string) (int64, error)
 }
 
-// QueueCollector reports queue depth per state, dead letters and the age of
-// the oldest pending task, read from Redis at scrape time.
+// QueueCollector reports queue depth per state, dead letters, the callback
+// backlog and the age of the oldest pending task, read from Redis at scrape
+// time.
 type QueueCollector struct {
 	insp      *asynq.Inspector
-	dead      DeadLetterCounter
+	dead      QueueCounter
 	queues    map[string]string // instance -> queue
 	log       zerolog.Logger
 	depth     *prometheus.Desc
 	deadDesc  *prometheus.Desc
 	oldest    *prometheus.Desc
+	backlog   *prometheus.Desc
 	scrapeErr *prometheus.Desc
 }
 
 // NewQueueCollector returns a collector over the given instance→queue map.
-func NewQueueCollector(insp *asynq.Inspector, dead DeadLetterCounter, queues map[string]string, log zerolog.Logger) *QueueCollector {
+func NewQueueCollector(insp *asynq.Inspector, dead QueueCounter, queues map[string]string, log zerolog.Logger) *QueueCollector {
 	return &QueueCollector{
 		insp: insp, dead: dead, queues: queues, log: log,
 		depth:     prometheus.NewDesc("wahaq_queue_tasks", "Tasks in the queue by state.", []string{"instance", "state"}, nil),
 		deadDesc:  prometheus.NewDesc("wahaq_dead_letters", "Tasks in the dead-letter queue.", []string{"instance"}, nil),
 		oldest:    prometheus.NewDesc("wahaq_oldest_pending_seconds", "Age of the oldest pending task.", []string{"instance"}, nil),
+		backlog:   prometheus.NewDesc("wahaq_callback_backlog", "Callback deliveries of the instance's queue not yet delivered or failed (due, in flight or waiting for a retry).", []string{"instance"}, nil),
 		scrapeErr: prometheus.NewDesc("wahaq_queue_scrape_errors", "1 when reading the queue from Redis failed at this scrape.", []string{"instance"}, nil),
 	}
 }
@@ -127,6 +151,7 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.depth
 	ch <- c.deadDesc
 	ch <- c.oldest
+	ch <- c.backlog
 	ch <- c.scrapeErr
 }
 
@@ -152,6 +177,12 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		} else {
 			failed = 1
 			c.log.Warn().Err(err).Str("instance", inst).Msg("metrics: cannot count dead letters")
+		}
+		if n, err := c.dead.PendingDeliveries(ctx, inst); err == nil {
+			ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(n), inst)
+		} else {
+			failed = 1
+			c.log.Warn().Err(err).Str("instance", inst).Msg("metrics: cannot count callback deliveries")
 		}
 		ch <- prometheus.MustNewConstMetric(c.scrapeErr, prometheus.GaugeValue, failed, inst)
 	}

@@ -68,6 +68,27 @@ func (c *wire) count(op asynqcompat.Op) int {
 	return c.n[op]
 }
 
+// testClock is a clock the test moves by hand (the views' now), safe for
+// the views' goroutines to read.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: time.Now()} }
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
 // TestGateView drives the view with the store's real scripts: a closed
 // gate's dequeues and forwards are answered without reaching Redis, its
 // opening lets them through again, a closed gate is read again (one GET)
@@ -80,10 +101,8 @@ func TestGateView(t *testing.T) {
 	ns := redistest.Namespace(t)
 	st := store.New(rdb, store.Options{Namespace: ns})
 	k := st.Keys("default")
-	var mu sync.Mutex
-	clock := time.Now()
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	clock := newTestClock()
+	now, advance := clock.now, clock.advance
 	log := zerolog.Nop()
 	v := newGateView(rdb, now, 0, &log)
 	v.add("default", k)

@@ -27,10 +27,8 @@ func TestQueueView(t *testing.T) {
 	ns := redistest.Namespace(t)
 	st := store.New(rdb, store.Options{Namespace: ns})
 	k := st.Keys("default")
-	var mu sync.Mutex
-	clock := time.Now()
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	clock := newTestClock()
+	now, advance := clock.now, clock.advance
 	log := zerolog.Nop()
 	gv := newGateView(rdb, now, 0, &log)
 	qv := newQueueView(st, now, &log)

@@ -62,21 +62,28 @@ func (s redisStats) dequeues() int64 { return s.Commands["rpoplpush"] + s.Comman
 
 // top names the n most called commands with their calls, busiest first.
 func (s redisStats) top(n int) string {
+	return joinEach(s.ranked(s.Commands, n), func(k string) string { return fmt.Sprintf("%s=%d", k, s.Commands[k]) })
+}
+
+// ranked returns the commands called at all, highest in by first, at most n.
+func (s redisStats) ranked(by map[string]int64, n int) []string {
 	names := make([]string, 0, len(s.Commands))
 	for k, v := range s.Commands {
 		if v > 0 {
 			names = append(names, k)
 		}
 	}
-	sort.Slice(names, func(i, j int) bool { return s.Commands[names[i]] > s.Commands[names[j]] })
-	var b strings.Builder
-	for i, k := range names[:min(n, len(names))] {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%s=%d", k, s.Commands[k])
+	sort.Slice(names, func(i, j int) bool { return by[names[i]] > by[names[j]] })
+	return names[:min(n, len(names))]
+}
+
+// joinEach formats names with f, space-separated.
+func joinEach(names []string, f func(string) string) string {
+	out := make([]string, len(names))
+	for i, k := range names {
+		out[i] = f(k)
 	}
-	return b.String()
+	return strings.Join(out, " ")
 }
 
 func (o *ownRedis) reset(ctx context.Context) error {
@@ -130,22 +137,10 @@ func statsDelta(before, after redisStats) redisStats {
 }
 
 // perCall names the n commands that took the most CPU with their calls and
-// µs per unit of work (n units), costliest first.
+// µs per unit of work (units of them), costliest first.
 func (s redisStats) perCall(units, n int) string {
-	names := make([]string, 0, len(s.Commands))
-	for k, v := range s.Commands {
-		if v > 0 {
-			names = append(names, k)
-		}
-	}
-	sort.Slice(names, func(i, j int) bool { return s.Micros[names[i]] > s.Micros[names[j]] })
 	u := float64(units)
-	var b strings.Builder
-	for i, k := range names[:min(n, len(names))] {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%s=%.2f/%.1fµs", k, float64(s.Commands[k])/u, float64(s.Micros[k])/u)
-	}
-	return b.String()
+	return joinEach(s.ranked(s.Micros, n), func(k string) string {
+		return fmt.Sprintf("%s=%.2f/%.1fµs", k, float64(s.Commands[k])/u, float64(s.Micros[k])/u)
+	})
 }

@@ -124,7 +124,7 @@ type QueueCounter interface {
 // time.
 type QueueCollector struct {
 	insp      *asynq.Inspector
-	dead      QueueCounter
+	counts    QueueCounter
 	queues    map[string]string // instance -> queue
 	log       zerolog.Logger
 	depth     *prometheus.Desc
@@ -135,9 +135,9 @@ type QueueCollector struct {
 }
 
 // NewQueueCollector returns a collector over the given instance→queue map.
-func NewQueueCollector(insp *asynq.Inspector, dead QueueCounter, queues map[string]string, log zerolog.Logger) *QueueCollector {
+func NewQueueCollector(insp *asynq.Inspector, counts QueueCounter, queues map[string]string, log zerolog.Logger) *QueueCollector {
 	return &QueueCollector{
-		insp: insp, dead: dead, queues: queues, log: log,
+		insp: insp, counts: counts, queues: queues, log: log,
 		depth:     prometheus.NewDesc("wahaq_queue_tasks", "Tasks in the queue by state.", []string{"instance", "state"}, nil),
 		deadDesc:  prometheus.NewDesc("wahaq_dead_letters", "Tasks in the dead-letter queue.", []string{"instance"}, nil),
 		oldest:    prometheus.NewDesc("wahaq_oldest_pending_seconds", "Age of the oldest pending task.", []string{"instance"}, nil),
@@ -172,13 +172,13 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			// A queue nobody has written to yet does not exist for asynq.
 			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, 0, inst)
 		}
-		if n, err := c.dead.CountDeadLetters(ctx, inst); err == nil {
+		if n, err := c.counts.CountDeadLetters(ctx, inst); err == nil {
 			ch <- prometheus.MustNewConstMetric(c.deadDesc, prometheus.GaugeValue, float64(n), inst)
 		} else {
 			failed = 1
 			c.log.Warn().Err(err).Str("instance", inst).Msg("metrics: cannot count dead letters")
 		}
-		if n, err := c.dead.PendingDeliveries(ctx, inst); err == nil {
+		if n, err := c.counts.PendingDeliveries(ctx, inst); err == nil {
 			ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(n), inst)
 		} else {
 			failed = 1

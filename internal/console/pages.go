@@ -210,8 +210,7 @@ func (c *Console) cancelBatch(w http.ResponseWriter, r *http.Request, s session)
 	}
 	res, err := c.src.prod.CancelBatch(r.Context(), b.BatchID)
 	if err != nil {
-		entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not cancel: Redis failed"
-		c.record(r, s, entry)
+		c.recordFailed(r, s, entry, http.StatusServiceUnavailable, "could not cancel: Redis failed")
 		c.fail(w, r, s, err)
 		return
 	}
@@ -337,15 +336,13 @@ func (c *Console) dlqAction(w http.ResponseWriter, r *http.Request, s session) {
 	if action == "requeue" {
 		rs, err := c.src.insp.Requeue(r.Context(), sel)
 		if errors.Is(err, tasks.ErrInvalidInput) {
-			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusBadRequest, err.Error()
-			c.record(r, s, entry)
+			c.recordFailed(r, s, entry, http.StatusBadRequest, err.Error())
 			c.render(w, r, http.StatusBadRequest, "message", page{Title: "Nothing done", Nav: "dlq", Session: &s,
 				Data: message{Heading: "Nothing requeued", Text: err.Error(), Link: back}})
 			return
 		}
 		if err != nil {
-			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not requeue: Redis failed"
-			c.record(r, s, entry)
+			c.recordFailed(r, s, entry, http.StatusServiceUnavailable, "could not requeue: Redis failed")
 			c.fail(w, r, s, err)
 			return
 		}
@@ -369,15 +366,13 @@ func (c *Console) dlqAction(w http.ResponseWriter, r *http.Request, s session) {
 	} else {
 		k, err := c.src.insp.Purge(r.Context(), sel)
 		if errors.Is(err, tasks.ErrInvalidInput) {
-			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusBadRequest, err.Error()
-			c.record(r, s, entry)
+			c.recordFailed(r, s, entry, http.StatusBadRequest, err.Error())
 			c.render(w, r, http.StatusBadRequest, "message", page{Title: "Nothing done", Nav: "dlq", Session: &s,
 				Data: message{Heading: "Nothing purged", Text: err.Error(), Link: back}})
 			return
 		}
 		if err != nil {
-			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not purge: Redis failed"
-			c.record(r, s, entry)
+			c.recordFailed(r, s, entry, http.StatusServiceUnavailable, "could not purge: Redis failed")
 			c.fail(w, r, s, err)
 			return
 		}

@@ -74,6 +74,13 @@ func tokenName(t *access.Token) string {
 	return t.Name
 }
 
+// recordFailed records e as an action that failed with status and detail
+// (what the person was told), before the page says so.
+func (c *Console) recordFailed(r *http.Request, s session, e audit.Entry, status int, detail string) {
+	e.Outcome, e.Status, e.Detail = audit.OutcomeFailed, status, detail
+	c.record(r, s, e)
+}
+
 // record appends an action to the audit log, under the session's token.
 func (c *Console) record(r *http.Request, s session, e audit.Entry) {
 	if c.audit == nil {

@@ -278,8 +278,7 @@ func (c *Console) endSessions(w http.ResponseWriter, r *http.Request, s session)
 	}
 	n, err := c.sessions.EndConsoleSessions(r.Context())
 	if err != nil {
-		entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not end the sessions: Redis failed"
-		c.record(r, s, entry)
+		c.recordFailed(r, s, entry, http.StatusServiceUnavailable, "could not end the sessions: Redis failed")
 		c.log.Error().Err(err).Msg("console: ending all sessions failed")
 		c.render(w, r, http.StatusServiceUnavailable, "message", page{Title: "Sessions not ended", Session: &s,
 			Data: message{Heading: "Sessions not ended", Text: "The sessions could not be ended (Redis did not answer). Try again.", Link: mount}})

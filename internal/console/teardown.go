@@ -208,15 +208,13 @@ func (c *Console) startTeardown(w http.ResponseWriter, r *http.Request, s sessio
 		info, err = c.src.prod.EnqueueDiscovery(r.Context(), tasks.DiscoveryRequest{Instance: f.Server, Statuses: f.Statuses, When: when})
 	}
 	if errors.Is(err, tasks.ErrInvalidInput) {
-		entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusBadRequest, err.Error()
-		c.record(r, s, entry)
+		c.recordFailed(r, s, entry, http.StatusBadRequest, err.Error())
 		v.Error = err.Error() + " Nothing was started."
 		c.render(w, r, http.StatusBadRequest, "teardown", page{Title: "New teardown", Nav: "teardown", Session: &s, Data: v})
 		return
 	}
 	if err != nil {
-		entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not start: Redis failed"
-		c.record(r, s, entry)
+		c.recordFailed(r, s, entry, http.StatusServiceUnavailable, "could not start: Redis failed")
 		c.fail(w, r, s, err)
 		return
 	}
@@ -250,15 +248,13 @@ func (c *Console) pauseBatch(pause bool) func(w http.ResponseWriter, r *http.Req
 		back := mount + "batches/" + url.PathEscape(b.BatchID)
 		res, err := call(ctx, b.BatchID)
 		if errors.Is(err, tasks.ErrBatchDone) {
-			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusConflict, "every task of the batch is final"
-			c.record(r, s, entry)
+			c.recordFailed(r, s, entry, http.StatusConflict, "every task of the batch is final")
 			c.render(w, r, http.StatusConflict, "message", page{Title: "Nothing to pause", Nav: "batches", Session: &s,
 				Data: message{Heading: "Nothing to pause", Text: "Every task of this batch is final.", Link: back}})
 			return
 		}
 		if err != nil {
-			entry.Outcome, entry.Status, entry.Detail = audit.OutcomeFailed, http.StatusServiceUnavailable, "could not pause or resume: Redis failed"
-			c.record(r, s, entry)
+			c.recordFailed(r, s, entry, http.StatusServiceUnavailable, "could not pause or resume: Redis failed")
 			c.fail(w, r, s, err)
 			return
 		}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/wahaq/wahaq/internal/store"
 	"github.com/wahaq/wahaq/tasks"
 	"github.com/wahaq/wahaq/wahaclient/wahafake"
+	"github.com/wahaq/wahaq/wahaqtest"
 )
 
 func TestMain(m *testing.M) {
@@ -43,24 +42,6 @@ const (
 	tokenB = "tokB-8e2d6a4c0f1b3e5d7a9c2b4f"
 )
 
-// syncBuf is a log sink shared by parallel requests.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	t    *testing.T
 	h    http.Handler
@@ -68,7 +49,7 @@ type env struct {
 	ns   string
 	prod *tasks.Producer
 	insp *tasks.Inspector
-	logs *syncBuf
+	logs *wahaqtest.LogBuffer
 }
 
 // newEnv builds the API on a fresh namespace of the test Redis, with two
@@ -88,7 +69,7 @@ func newEnvOn(t *testing.T, rdb *redis.Client, ns string, mods ...func(*Config))
 	require.NoError(t, err)
 	insp, err := tasks.NewInspector(tcfg)
 	require.NoError(t, err)
-	logs := &syncBuf{}
+	logs := &wahaqtest.LogBuffer{}
 	lg := zerolog.New(logs).Level(zerolog.DebugLevel)
 	// The preflight's servers: a fake of the current line, and one that is
 	// down.
@@ -666,7 +647,7 @@ func TestNewConfig(t *testing.T) {
 	require.ErrorContains(t, err, "--insecure-no-auth")
 
 	// Insecure: served without a token, with a loud warning.
-	var logs syncBuf
+	var logs wahaqtest.LogBuffer
 	lg := zerolog.New(&logs)
 	h, err := New(Config{Producer: prod, Inspector: insp, InsecureNoAuth: true, Logger: &lg})
 	require.NoError(t, err)
@@ -716,7 +697,7 @@ func TestInternalErrors(t *testing.T) {
 	require.NoError(t, err)
 	insp, err := tasks.NewInspector(tcfg)
 	require.NoError(t, err)
-	var logs syncBuf
+	var logs wahaqtest.LogBuffer
 	lg := zerolog.New(&logs)
 	h, err := New(Config{Producer: prod, Inspector: insp, Tokens: []string{tokenA}, Logger: &lg})
 	require.NoError(t, err)

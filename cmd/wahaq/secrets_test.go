@@ -29,20 +29,9 @@ import (
 func TestCLIKeyEchoedByWAHAIsStoredNowhere(t *testing.T) {
 	c := newCLI(t)
 	const key = "echoed-waha-key-5c2f9a1e"
-	waha := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprintf(w, `{"message":"bad key %s \u001b[31mred\u001b[0m"}`, r.Header.Get("X-Api-Key"))
-	}))
-	t.Cleanup(waha.Close)
-	logs := &wahaqtest.LogBuffer{}
-	log := zerolog.New(logs).Level(zerolog.DebugLevel)
-	w, err := worker.New(worker.Config{Redis: c.rdb, Namespace: c.ns,
-		Instances: []worker.Instance{{Name: "default", BaseURL: waha.URL, APIKey: key}},
-		RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: &log})
-	require.NoError(t, err)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Shutdown)
+	w, logs := startEchoWorker(t, c, key, func(k string) string {
+		return fmt.Sprintf(`{"message":"bad key %s \u001b[31mred\u001b[0m"}`, k)
+	})
 
 	// No retries: the first 500 is final (retries_exhausted).
 	id, r, tk := enqueueEchoDead(t, c)
@@ -58,6 +47,28 @@ func TestCLIKeyEchoedByWAHAIsStoredNowhere(t *testing.T) {
 	w.Shutdown()
 	assert.NotContains(t, logs.String(), key, "the worker logged the key")
 	assert.Contains(t, logs.String(), "[redacted]", "the log line is there, redacted")
+}
+
+// startEchoWorker starts a worker whose one WAHA server, with key, answers
+// every logout 500 with the JSON body echo makes of the key it was sent,
+// and returns the worker and its debug log.
+func startEchoWorker(t *testing.T, c *cli, key string, echo func(key string) string) (*worker.Worker, *wahaqtest.LogBuffer) {
+	t.Helper()
+	waha := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, echo(r.Header.Get("X-Api-Key")))
+	}))
+	t.Cleanup(waha.Close)
+	logs := &wahaqtest.LogBuffer{}
+	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	w, err := worker.New(worker.Config{Redis: c.rdb, Namespace: c.ns,
+		Instances: []worker.Instance{{Name: "default", BaseURL: waha.URL, APIKey: key}},
+		RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: &log})
+	require.NoError(t, err)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Shutdown)
+	return w, logs
 }
 
 // requireNotInRedis fails if any key of the CLI's namespace holds secret.
@@ -222,21 +233,9 @@ func TestCLIKeyInsideNamesAndStatuses(t *testing.T) {
 func TestCLIKeyEchoedInAnyCaseOrInPart(t *testing.T) {
 	c := newCLI(t)
 	const key = "Echoed-Waha-Key-5c2f9a1e"
-	waha := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		k := r.Header.Get("X-Api-Key")
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprintf(w, `{"message":"bad key %s and again %s / first 10 characters %s"}`, strings.ToUpper(k), strings.ToLower(k), k[:10])
-	}))
-	t.Cleanup(waha.Close)
-	logs := &wahaqtest.LogBuffer{}
-	log := zerolog.New(logs).Level(zerolog.DebugLevel)
-	w, err := worker.New(worker.Config{Redis: c.rdb, Namespace: c.ns,
-		Instances: []worker.Instance{{Name: "default", BaseURL: waha.URL, APIKey: key}},
-		RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Logger: &log})
-	require.NoError(t, err)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Shutdown)
+	w, logs := startEchoWorker(t, c, key, func(k string) string {
+		return fmt.Sprintf(`{"message":"bad key %s and again %s / first 10 characters %s"}`, strings.ToUpper(k), strings.ToLower(k), k[:10])
+	})
 
 	id, r, tk := enqueueEchoDead(t, c)
 	assert.Equal(t, "waha logout: 500 Internal Server Error: bad key [redacted] and again [redacted] / first 10 characters [redacted]", *tk.LastError)
